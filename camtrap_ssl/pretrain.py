@@ -1,0 +1,347 @@
+"""Pretraining the embedded backbones: supervised and four self-supervised methods, one loop.
+
+The study compares representations pretrained on ImageNet. Here the same five kinds of
+representation are pretrained on the embedded source world (or, unlabelled, on a camera-trap
+target: in-domain SSL). Each method is a small ``nn.Module`` holding its heads and its loss; the
+loop in :func:`pretrain` is the same for all of them and reads top to bottom.
+
+Losses, heads and view transforms come from lightly where it has them (NT-Xent, Barlow Twins,
+SwAV with Sinkhorn, their projection heads, SimCLR and SwAV multi-crop views). DeepCluster-v2,
+which lightly lacks, is written here: its prototypes are the k-means centroids of the previous
+epoch's embeddings, and each crop is trained to predict its image's cluster.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import runs
+
+METHODS = ("supervised", "simclr", "barlowtwins", "swav", "deepclusterv2")
+PARADIGM = {"supervised": "SL", "simclr": "SSL", "barlowtwins": "SSL", "swav": "SSL",
+            "deepclusterv2": "SSL"}
+FAMILY = {"supervised": None, "simclr": "instance", "barlowtwins": "instance", "swav": "cluster",
+          "deepclusterv2": "cluster"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def preprocessing_for(method: str) -> tuple[tuple, tuple]:
+    """SimCLR models see unnormalized [0, 1] RGB (as the official SimCLRv2 ones); others ImageNet."""
+    return ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) if method == "simclr" else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    method: str
+    arch: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    input_size: int = 64
+    num_workers: int = 1
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not a pretraining method; allowed: {list(METHODS)}")
+        for name in ("epochs", "batch_size", "input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: lightly's transforms on PIL images (no normalization: the model normalizes itself).
+
+def view_transform(method: str, input_size: int):
+    import lightly.transforms as LT
+    import torchvision.transforms as T
+
+    if method == "supervised":
+        return T.Compose([T.RandomResizedCrop(input_size, scale=(0.35, 1.0)),
+                          T.RandomHorizontalFlip(), T.ToTensor()])
+    # Small images: blur kernels of ImageNet size would erase them, so blur is rarer and milder.
+    common = dict(cj_strength=0.5, random_gray_scale=0.2, gaussian_blur=0.0, normalize=None)
+    if method in ("simclr", "barlowtwins"):
+        return LT.SimCLRTransform(input_size=input_size, min_scale=0.2, **common)
+    small = max(16, input_size // 2)
+    return LT.SwaVTransform(crop_sizes=(input_size, small), crop_counts=(2, 4),
+                            crop_min_scales=(0.3, 0.1), crop_max_scales=(1.0, 0.3), **common)
+
+
+class ViewDataset(torch.utils.data.Dataset):
+    """uint8 NHWC images -> (views, label, index); the index lets DeepCluster-v2 look up clusters."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        views = self.transform(Image.fromarray(self.images[i]))
+        if isinstance(views, torch.Tensor):
+            views = [views]
+        label = int(self.labels[i]) if self.labels is not None else -1
+        return views, label, i
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives: each holds its heads and returns a scalar loss from the backbone and the views.
+
+class Supervised(nn.Module):
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, backbone, views, labels, index):
+        return F.cross_entropy(self.head(backbone.forward_features(views[0])), labels)
+
+
+class SimCLR(nn.Module):
+    """SimCLRv2: a deeper (3-layer) projection head and NT-Xent."""
+
+    def __init__(self, dim: int, temperature: float = 0.2):
+        super().__init__()
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+        self.head = SimCLRProjectionHead(dim, dim, 128, num_layers=3)
+        self.loss = NTXentLoss(temperature=temperature)
+
+    def forward(self, backbone, views, labels, index):
+        z = [self.head(backbone.forward_features(v)) for v in views[:2]]
+        return self.loss(z[0], z[1])
+
+
+class BarlowTwins(nn.Module):
+    def __init__(self, dim: int, proj: int = 512):
+        super().__init__()
+        from lightly.loss import BarlowTwinsLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+        self.head = BarlowTwinsProjectionHead(dim, proj, proj)
+        self.loss = BarlowTwinsLoss(lambda_param=5e-3)
+
+    def forward(self, backbone, views, labels, index):
+        z = [self.head(backbone.forward_features(v)) for v in views[:2]]
+        return self.loss(z[0], z[1])
+
+
+class SwAV(nn.Module):
+    """Multi-crop views, online Sinkhorn-Knopp codes over learnable prototypes."""
+
+    def __init__(self, dim: int, n_prototypes: int = 64):
+        super().__init__()
+        from lightly.loss import SwaVLoss
+        from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+        self.head = SwaVProjectionHead(dim, dim, 128)
+        self.prototypes = SwaVPrototypes(128, n_prototypes=n_prototypes)
+        self.loss = SwaVLoss(temperature=0.1)
+
+    def forward(self, backbone, views, labels, index):
+        self.prototypes.normalize()
+        p = [self.prototypes(F.normalize(self.head(backbone.forward_features(v)), dim=1))
+             for v in views]
+        return self.loss(p[:2], p[2:])
+
+
+class DeepClusterV2(nn.Module):
+    """DeepCluster-v2 (Caron et al. 2020, written here: lightly lacks it).
+
+    A memory bank keeps each image's latest embedding of its two large crops. Before every epoch
+    :meth:`recluster` runs spherical k-means on the bank; the centroids become the (frozen)
+    prototypes and each image's cluster its target. During the epoch every crop is trained to
+    predict that target with a temperature-scaled cross-entropy over prototype similarities.
+    """
+
+    def __init__(self, dim: int, n_images: int, n_clusters: int = 64, temperature: float = 0.1):
+        super().__init__()
+        from lightly.models.modules import SwaVProjectionHead
+        self.head = SwaVProjectionHead(dim, dim, 128)
+        self.temperature = temperature
+        self.n_clusters = n_clusters
+        self.register_buffer("bank", F.normalize(torch.randn(n_images, 128), dim=1))
+        self.register_buffer("assignments", torch.zeros(n_images, dtype=torch.long))
+        self.register_buffer("centroids", F.normalize(torch.randn(n_clusters, 128), dim=1))
+
+    @torch.no_grad()
+    def recluster(self, generator: torch.Generator, iters: int = 10):
+        self.centroids.copy_(spherical_kmeans(self.bank, self.n_clusters, iters, generator))
+        self.assignments.copy_((self.bank @ self.centroids.T).argmax(1))
+
+    def forward(self, backbone, views, labels, index):
+        z = [F.normalize(self.head(backbone.forward_features(v)), dim=1) for v in views]
+        with torch.no_grad():
+            self.bank[index] = F.normalize(z[0].detach() + z[1].detach(), dim=1)
+        target = self.assignments[index]
+        return sum(F.cross_entropy(zi @ self.centroids.T / self.temperature, target)
+                   for zi in z) / len(z)
+
+
+def spherical_kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means on the unit sphere (cosine similarity); empty clusters are re-seeded at random."""
+    centroids = x[torch.randperm(len(x), generator=generator)[:k]].clone()
+    for _ in range(iters):
+        assign = (x @ centroids.T).argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k)
+        empty = counts == 0
+        if empty.any():
+            sums[empty] = x[torch.randint(len(x), (int(empty.sum()),), generator=generator)]
+        centroids = F.normalize(sums, dim=1)
+    return centroids
+
+
+def make_objective(method: str, dim: int, num_classes: int, n_images: int) -> nn.Module:
+    if method == "supervised":
+        return Supervised(dim, num_classes)
+    if method == "simclr":
+        return SimCLR(dim)
+    if method == "barlowtwins":
+        return BarlowTwins(dim)
+    if method == "swav":
+        return SwAV(dim)
+    if method == "deepclusterv2":
+        return DeepClusterV2(dim, n_images)
+    raise ValueError(f"method={method!r}; allowed: {list(METHODS)}")
+
+
+def collate_views(batch):
+    views, labels, index = zip(*batch)
+    stacked = [torch.stack([v[i] for v in views]) for i in range(len(views[0]))]
+    return stacked, torch.tensor(labels), torch.tensor(index)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None, out: str | Path,
+             num_classes: int | None = None, progress: bool = True, data_identity: dict | None = None,
+             max_seconds: float | None = None) -> Path:
+    """Pretrain ``cfg.arch`` with ``cfg.method`` on uint8 NHWC ``images``; return the checkpoint path.
+
+    The checkpoint (``out``) holds the backbone state dict in half precision and a ``record`` with
+    the configuration, seed, code version, data identity and wall time. A resumable training state
+    is kept beside it (``out`` + ``.state``) after every epoch and removed at the end, so a killed
+    run continues where it stopped. ``max_seconds`` stops early (between epochs) for time-boxed runs.
+    """
+    from .models import create_model
+
+    out = Path(out)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
+    if cfg.method == "supervised":
+        if labels is None:
+            raise ValueError("method='supervised' needs labels")
+        num_classes = num_classes or int(labels.max()) + 1
+    torch.manual_seed(cfg.seed)
+    mean, std = preprocessing_for(cfg.method)
+    backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
+    objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
+    params = list(backbone.parameters()) + list(objective.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader_gen = torch.Generator().manual_seed(cfg.seed)
+    data = ViewDataset(images, labels, view_transform(cfg.method, cfg.input_size))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=loader_gen,
+        collate_fn=collate_views, num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={cfg.batch_size} exceeds the {len(images)} images")
+    total_steps = cfg.epochs * steps_per_epoch
+
+    state_path = out.with_name(out.name + ".state")
+    start_epoch, history, elapsed = 0, [], 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["config"] == asdict(cfg):
+            backbone.load_state_dict(state["backbone"])
+            objective.load_state_dict(state["objective"])
+            opt.load_state_dict(state["opt"])
+            loader_gen.set_state(state["loader_gen"])
+            start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+
+    cluster_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    t0 = time.time() - elapsed
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
+               desc=f"pretrain {cfg.method}")
+    backbone.train()
+    objective.train()
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        if isinstance(objective, DeepClusterV2):
+            if epoch == 0:
+                objective.bank.copy_(_embed_bank(backbone, objective, images, cfg))
+            objective.recluster(cluster_gen)
+        losses = []
+        for step, (views, y, index) in enumerate(loader):
+            it = epoch * steps_per_epoch + step
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / total_steps))  # cosine schedule
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = objective(backbone, views, y, index)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                        "seconds": time.time() - t0})
+        runs.atomic_torch_save({"config": asdict(cfg), "backbone": backbone.state_dict(),
+                                "objective": objective.state_dict(), "opt": opt.state_dict(),
+                                "loader_gen": loader_gen.get_state(), "epoch": epoch + 1,
+                                "history": history, "elapsed": time.time() - t0}, state_path)
+        if max_seconds is not None and time.time() - t0 > max_seconds:
+            break
+    bar.close()
+    record = {
+        "config": asdict(cfg), "paradigm": PARADIGM[cfg.method], "family": FAMILY[cfg.method],
+        "mean": list(mean), "std": list(std), "epochs_done": history[-1]["epoch"] if history else 0,
+        "history": history, "wall_seconds": time.time() - t0, "data": data_identity or {},
+        **runs.environment(),
+    }
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in backbone.state_dict().items()}
+    runs.atomic_torch_save({"state_dict": sd, "record": record}, out)
+    state_path.unlink(missing_ok=True)
+    return out
+
+
+@torch.no_grad()
+def _embed_bank(backbone, objective, images, cfg) -> torch.Tensor:
+    """First epoch of DeepCluster-v2: embed every image once so the first k-means has data."""
+    backbone.eval()
+    out = []
+    for i in range(0, len(images), 256):
+        x = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=cfg.input_size, mode="bilinear", align_corners=False)
+        out.append(F.normalize(objective.head(backbone.forward_features(x)), dim=1))
+    backbone.train()
+    return torch.cat(out)
+
+
+def load_pretrained(path: str | Path, num_classes: int | None = None):
+    """Build the backbone recorded in a pretraining checkpoint, weights loaded, fresh head."""
+    from .models import create_model
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    rec = ckpt["record"]
+    model = create_model(rec["config"]["arch"], num_classes=num_classes, mean=rec["mean"],
+                         std=rec["std"])
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: checkpoint does not fit {rec['config']['arch']}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.pretrained_record = rec
+    return model

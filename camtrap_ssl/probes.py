@@ -1,0 +1,64 @@
+"""Evidence that a pretrained representation learned something: linear and k-NN probes.
+
+A representation is worth studying only if frozen features separate held-out classes better than
+raw pixels and better than a randomly initialized network of the same architecture. Both probes
+are standard in the SSL literature: a logistic-regression probe (linear separability) and a
+cosine k-NN probe (neighbourhood structure, no training at all).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def extract_features(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Pooled backbone features of [0, 1] NCHW ``images`` (the model is put in eval mode)."""
+    model.eval()
+    feats = [model.forward_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return torch.cat(feats).float().numpy()
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                 c: float = 1.0) -> float:
+    """Top-1 accuracy of multinomial logistic regression on standardized features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+    clf.fit(train_x, train_y)
+    return float((clf.predict(val_x) == val_y).mean())
+
+
+def knn_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+              k: int = 20) -> float:
+    """Top-1 accuracy of a majority vote among the ``k`` cosine-nearest training features."""
+    tx = F.normalize(torch.from_numpy(np.asarray(train_x, dtype=np.float32)), dim=1)
+    vx = F.normalize(torch.from_numpy(np.asarray(val_x, dtype=np.float32)), dim=1)
+    ty = torch.from_numpy(np.asarray(train_y)).long()
+    k = min(k, len(tx))
+    idx = (vx @ tx.T).topk(k, dim=1).indices
+    votes = F.one_hot(ty[idx], int(ty.max()) + 1).sum(1)
+    return float((votes.argmax(1).numpy() == np.asarray(val_y)).mean())
+
+
+def probe_table(models: dict, train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray],
+                include_pixels: bool = True) -> "pandas.DataFrame":
+    """Linear and k-NN probe accuracy for each model, plus raw pixels as a baseline row."""
+    import pandas as pd
+
+    rows = []
+    (tx, ty), (vx, vy) = train, val
+    ty, vy = np.asarray(ty), np.asarray(vy)
+    if include_pixels:
+        px_t = tx.flatten(1).numpy()
+        px_v = vx.flatten(1).numpy()
+        rows.append({"representation": "raw pixels", "linear": linear_probe(px_t, ty, px_v, vy),
+                     "knn": knn_probe(px_t, ty, px_v, vy)})
+    for name, model in models.items():
+        ft, fv = extract_features(model, tx), extract_features(model, vx)
+        rows.append({"representation": name, "linear": linear_probe(ft, ty, fv, vy),
+                     "knn": knn_probe(ft, ty, fv, vy)})
+    return pd.DataFrame(rows).set_index("representation")

@@ -1,0 +1,92 @@
+"""Named scales at which the whole study runs.
+
+One profile fixes everything that trades fidelity for time: how large the embedded world is, the
+input resolution, the architecture of the embedded backbones and the epoch budgets. ``tiny`` keeps
+the test suite in seconds, ``demo`` builds the book on a 2-core laptop in minutes, and ``paper``
+records the study's own settings (SPEC sections 2-4) for the real datasets and checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # input resolution every target is resized to before it enters a network
+    input_size: int
+    # the embedded world
+    source_per_class: int  # labelled source (ImageNet stand-in) images per class, train split
+    source_val_per_class: int
+    similar_per_class: int  # CIFAR stand-in images per class, train split
+    similar_test_per_class: int
+    serengeti_images: int  # Serengeti stand-in, all frames (long-tailed)
+    ena24_images: int  # ENA24 stand-in (small, near-uniform)
+    camtrap_size: tuple[int, int]  # (width, height) of the camera-trap JPEGs as written
+    # the embedded backbones
+    arch: str  # a registered architecture name of camtrap_ssl.models
+    pretrain_epochs: int
+    pretrain_batch_size: int
+    # fine-tuning (SPEC section 4 where the profile is `paper`)
+    finetune_epochs: int
+    finetune_epochs_small: int  # the ENA24 regime
+    batch_size: int
+    lr: float
+    weight_decay: float
+    # study 3 and 4
+    images_per_class: int = 10
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny", input_size=32,
+        source_per_class=12, source_val_per_class=4,
+        similar_per_class=12, similar_test_per_class=4,
+        serengeti_images=160, ena24_images=60, camtrap_size=(64, 48),
+        arch="resnet10_w0125", pretrain_epochs=1, pretrain_batch_size=32,
+        finetune_epochs=2, finetune_epochs_small=2, batch_size=32, lr=1e-3, weight_decay=5e-4,
+        images_per_class=3,
+    ),
+    "demo": Profile(
+        name="demo", input_size=64,
+        source_per_class=300, source_val_per_class=60,
+        similar_per_class=150, similar_test_per_class=50,
+        serengeti_images=2400, ena24_images=480, camtrap_size=(160, 120),
+        arch="resnet18_w025", pretrain_epochs=30, pretrain_batch_size=128,
+        finetune_epochs=8, finetune_epochs_small=12, batch_size=64, lr=1e-3, weight_decay=5e-4,
+        images_per_class=10,
+    ),
+    "paper": Profile(
+        name="paper", input_size=224,
+        source_per_class=0, source_val_per_class=0,
+        similar_per_class=0, similar_test_per_class=0,
+        serengeti_images=0, ena24_images=0, camtrap_size=(2048, 1536),
+        arch="resnet50", pretrain_epochs=0, pretrain_batch_size=0,
+        finetune_epochs=25, finetune_epochs_small=50, batch_size=128, lr=1e-5, weight_decay=5e-4,
+        images_per_class=10,
+    ),
+}
+
+
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """Return the named profile, optionally with some fields replaced.
+
+    Unknown names and unknown override fields fail here, before anything expensive starts.
+    """
+    if isinstance(name, Profile):
+        profile = name
+    else:
+        if name not in PROFILES:
+            raise ValueError(f"profile={name!r} is not a profile; allowed: {sorted(PROFILES)}")
+        profile = PROFILES[name]
+    if overrides:
+        known = set(Profile.__dataclass_fields__)
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ValueError(f"unknown profile field(s) {bad}; allowed: {sorted(known)}")
+        profile = replace(profile, **overrides)
+    return profile
