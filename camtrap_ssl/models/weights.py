@@ -1,0 +1,259 @@
+"""Fetch, verify and safely read pretrained checkpoints.
+
+Why this module exists instead of ``torch.hub``: hub entry points execute a repository's
+``hubconf.py`` and unpickle arbitrary objects; SPEC section 3 forbids both. Here a checkpoint is a
+file in a cache directory, fetched with urllib (``http(s)://`` with HTTP Range resume, or
+``file://``), checked against its sha256 where one is published, and read with
+``torch.load(..., weights_only=True)`` only, so a file that needs code execution is refused.
+
+Cache: ``$CAMTRAP_SSL_WEIGHTS`` or ``~/.cache/camtrap_ssl/weights``. An interrupted download
+leaves ``<file>.part`` beside its destination and the next call resumes it. Where nothing can be
+downloaded, errors say which file is needed, from where, and the exact path to put it by hand.
+A registry entry can be pointed elsewhere with ``create_model(..., weights_url=...)`` or the
+environment variable ``CAMTRAP_SSL_WEIGHTS_URL_<NAME>`` (name upper-cased).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pickle
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import torch
+from tqdm.auto import tqdm
+
+ENV_CACHE = "CAMTRAP_SSL_WEIGHTS"
+ENV_URL_PREFIX = "CAMTRAP_SSL_WEIGHTS_URL_"
+CHUNK = 1 << 20
+SCHEMES = ("http", "https", "file")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The checkpoint is not in the cache and cannot be fetched from here."""
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 differs from the published one."""
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint that cannot be read without executing pickled code."""
+
+
+def weights_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The weights cache: ``cache_dir``, else ``$CAMTRAP_SSL_WEIGHTS``, else ``~/.cache/...``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(ENV_CACHE)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "camtrap_ssl" / "weights"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _by_hand(filename: str, url: str, dest: Path, instructions: str = "") -> str:
+    msg = (f"\n  file: {filename}\n  source: {url}\n  put it by hand at exactly: {dest}\n"
+           f"  (or set {ENV_CACHE} to a folder holding it, or pass weights_url='file:///...')")
+    return msg + (f"\n  how: {instructions}" if instructions else "")
+
+
+def download(url: str, filename: str | None = None, sha256: str | None = None,
+             cache_dir: str | os.PathLike | None = None, progress: bool = True,
+             instructions: str = "", timeout: float = 30.0) -> Path:
+    """Return the cached path of ``url``, fetching it first if needed.
+
+    ``sha256`` (full digest or a prefix of at least 8 hex digits) is checked on the fresh
+    download, and on a cached file. A mismatching download is deleted and raises
+    :class:`ChecksumError` naming the file and both digests.
+    """
+    scheme = urlparse(url).scheme.lower()
+    filename = filename or Path(unquote(urlparse(url).path)).name
+    if not filename:
+        raise ValueError(f"cannot infer a file name from url {url!r}; pass filename=")
+    dest = weights_dir(cache_dir) / filename
+    expected = sha256.lower() if sha256 else None
+    source = Path(unquote(urlparse(url).path)) if scheme == "file" else None
+    if dest.exists() and not (source is not None and source.exists()
+                              and source.stat().st_mtime > dest.stat().st_mtime):
+        if expected:
+            actual = sha256_file(dest)
+            if not actual.startswith(expected):
+                raise ChecksumError(f"cached file {dest} has sha256 {actual}, expected {expected}"
+                                    "...; delete it and fetch it again")
+        return dest
+    if scheme not in SCHEMES:
+        raise WeightsUnavailableError(
+            f"cannot download {url!r}: scheme {scheme + '://' if scheme else '(none)'} is not one of "
+            f"{[s + '://' for s in SCHEMES]}." + _by_hand(filename, url, dest, instructions))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        if scheme == "file":
+            _copy_resume(source, part, progress)
+        else:
+            _http_resume(url, part, progress, timeout)
+    except urllib.error.HTTPError as e:
+        raise WeightsUnavailableError(f"HTTP {e.code} ({e.reason}) fetching {filename}."
+                                      + _by_hand(filename, url, dest, instructions)) from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # offline, cut off
+        raise WeightsUnavailableError(f"could not fetch {filename} ({e}); a partial download, if "
+                                      f"any, stays in {part} and is resumed next time."
+                                      + _by_hand(filename, url, dest, instructions)) from e
+    if expected:
+        actual = sha256_file(part)
+        if not actual.startswith(expected):
+            part.unlink()
+            raise ChecksumError(f"checksum mismatch for {filename} from {url}: expected sha256 "
+                                f"{expected}..., got {actual}; the download was deleted")
+    os.replace(part, dest)
+    return dest
+
+
+def _copy_resume(source: Path, part: Path, progress: bool) -> None:
+    total = source.stat().st_size
+    offset = part.stat().st_size if part.exists() else 0
+    if offset > total:
+        offset = 0
+    with open(source, "rb") as src, open(part, "ab" if offset else "wb") as dst, \
+            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5],
+                 disable=not progress) as bar:
+        src.seek(offset)
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            dst.write(chunk)
+            bar.update(len(chunk))
+
+
+def _http_resume(url: str, part: Path, progress: bool, timeout: float) -> None:
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "camtrap_ssl"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not offset:
+            raise
+        # Range not satisfiable: the part is already whole (server says so) or it is bogus.
+        m = re.search(r"/(\d+)", e.headers.get("Content-Range", "") or "")
+        if m and int(m.group(1)) == offset:
+            return
+        part.unlink()
+        return _http_resume(url, part, progress, timeout)
+    with resp:
+        resumed = offset and resp.status == 206
+        if resumed:
+            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                raise OSError(f"server answered a resume from byte {offset} with "
+                              f"Content-Range {resp.headers.get('Content-Range')!r}")
+        else:
+            offset = 0  # the server ignored Range: start over
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        written = offset
+        with open(part, "ab" if resumed else "wb") as f, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5],
+                     disable=not progress) as bar:
+            for chunk in iter(lambda: resp.read(CHUNK), b""):
+                f.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and written != total:
+        raise OSError(f"connection closed after {written} of {total} bytes")
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``torch.load(path, map_location='cpu', weights_only=True)``, with clear errors.
+
+    A file whose unpickling needs anything beyond tensors and plain containers (the way a
+    malicious checkpoint runs code) raises :class:`UnsafeCheckpointError`; nothing in it runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it is not a plain state dict (tensors and containers only) "
+            "and reading it would need pickle to execute code or build arbitrary objects. "
+            "camtrap_ssl loads checkpoints with weights_only=True only; re-save the state dict "
+            f"(torch.save(model.state_dict(), ...)) from a trusted source. Details: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f"cannot read checkpoint {path}: {e} (truncated or corrupt?)") from e
+
+
+def resolve_url(entry, weights_url: str | None = None) -> tuple[str, str, bool]:
+    """(url, cache file name, is_override) for ``entry``, honouring overrides."""
+    env = os.environ.get(ENV_URL_PREFIX + re.sub(r"\W", "_", entry.name).upper())
+    override = weights_url or env
+    if override:
+        if "://" not in override:  # a plain local path
+            override = Path(override).expanduser().resolve().as_uri()
+        name = Path(unquote(urlparse(override).path)).name
+        if not name:
+            raise ValueError(f"weights_url {override!r} names no file")
+        tag = hashlib.sha1(override.encode()).hexdigest()[:10]
+        return override, f"{entry.name}-{tag}-{name}", True
+    if entry.weights is None:
+        raise ValueError(f"model {entry.name!r} has no registered weights; pass weights_url=")
+    return entry.weights.url, entry.weights.filename, False
+
+
+def fetch_weights(entry, weights_url: str | None = None, check_hash: bool = True,
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The local checkpoint file of a registry entry (downloaded into the cache if needed).
+
+    An override keeps the entry's checksum when ``check_hash`` (so a mirror of the same file is
+    still verified); pass ``check_hash=False`` for a different file, e.g. a local conversion.
+    """
+    url, filename, _ = resolve_url(entry, weights_url)
+    src = entry.weights
+    sha = src.sha256 if (src is not None and check_hash) else None
+    return download(url, filename, sha, cache_dir=cache_dir, progress=progress,
+                    instructions=src.instructions if src is not None else "")
+
+
+def load_pretrained(model, entry, path: str | os.PathLike, load_head: bool = False,
+                    weights_url: str | None = None) -> dict:
+    """Read the checkpoint at ``path`` (see :func:`fetch_weights`), map its keys with the entry's
+    key map, and load the backbone; returns :func:`load_backbone_state`'s report.
+
+    Sets ``model.weights_info`` = {name, url, path, sha256} so run records can cite the exact file.
+    """
+    from .registry import identity_keys, load_backbone_state
+
+    checkpoint = load_checkpoint(path)
+    key_map = entry.weights.key_map if entry.weights is not None else identity_keys
+    try:
+        state = key_map(checkpoint)
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"checkpoint {path} does not have the layout {entry.name!r} expects: {e}") from e
+    report = load_backbone_state(model, state, strict_backbone=True, load_head=load_head)
+    url, _, _ = resolve_url(entry, weights_url)
+    model.weights_info = {"name": entry.name, "url": url, "path": str(path),
+                          "sha256": sha256_file(path)}
+    return report
+
+
+def clear_partial(filename: str, cache_dir: str | os.PathLike | None = None) -> None:
+    """Delete ``<filename>.part`` from the cache (to restart a download from scratch)."""
+    part = weights_dir(cache_dir) / (filename + ".part")
+    if part.exists():
+        part.unlink()
+
+
+__all__ = ["ChecksumError", "UnsafeCheckpointError", "WeightsUnavailableError", "download",
+           "fetch_weights", "load_checkpoint", "load_pretrained", "sha256_file", "weights_dir",
+           "clear_partial"]
