@@ -5,10 +5,12 @@ representation are pretrained on the embedded source world (or, unlabelled, on a
 target: in-domain SSL). Each method is a small ``nn.Module`` holding its heads and its loss; the
 loop in :func:`pretrain` is the same for all of them and reads top to bottom.
 
-Losses, heads and view transforms come from lightly where it has them (NT-Xent, Barlow Twins,
-SwAV with Sinkhorn, their projection heads, SimCLR and SwAV multi-crop views). DeepCluster-v2,
-which lightly lacks, is written here: its prototypes are the k-means centroids of the previous
-epoch's embeddings, and each crop is trained to predict its image's cluster.
+Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, SwAV with
+Sinkhorn, their projection heads). The views follow the SimCLR and SwAV multi-crop recipes but are
+computed on whole batches (:mod:`camtrap_ssl.views`), because lightly's per-image PIL transforms
+dominated the step time on a CPU. DeepCluster-v2, which lightly lacks, is written here: its
+prototypes are the k-means centroids of the previous epoch's embeddings, and each crop is trained
+to predict its image's cluster.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import runs
+from .views import recipe_for
 
 METHODS = ("supervised", "simclr", "barlowtwins", "swav", "deepclusterv2")
 PARADIGM = {"supervised": "SL", "simclr": "SSL", "barlowtwins": "SSL", "swav": "SSL",
@@ -50,7 +52,6 @@ class PretrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     input_size: int = 64
-    num_workers: int = 1
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -58,42 +59,6 @@ class PretrainConfig:
         for name in ("epochs", "batch_size", "input_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Views: lightly's transforms on PIL images (no normalization: the model normalizes itself).
-
-def view_transform(method: str, input_size: int):
-    import lightly.transforms as LT
-    import torchvision.transforms as T
-
-    if method == "supervised":
-        return T.Compose([T.RandomResizedCrop(input_size, scale=(0.35, 1.0)),
-                          T.RandomHorizontalFlip(), T.ToTensor()])
-    # Small images: blur kernels of ImageNet size would erase them, so blur is rarer and milder.
-    common = dict(cj_strength=0.5, random_gray_scale=0.2, gaussian_blur=0.0, normalize=None)
-    if method in ("simclr", "barlowtwins"):
-        return LT.SimCLRTransform(input_size=input_size, min_scale=0.2, **common)
-    small = max(16, input_size // 2)
-    return LT.SwaVTransform(crop_sizes=(input_size, small), crop_counts=(2, 4),
-                            crop_min_scales=(0.3, 0.1), crop_max_scales=(1.0, 0.3), **common)
-
-
-class ViewDataset(torch.utils.data.Dataset):
-    """uint8 NHWC images -> (views, label, index); the index lets DeepCluster-v2 look up clusters."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        views = self.transform(Image.fromarray(self.images[i]))
-        if isinstance(views, torch.Tensor):
-            views = [views]
-        label = int(self.labels[i]) if self.labels is not None else -1
-        return views, label, i
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,12 +180,6 @@ def make_objective(method: str, dim: int, num_classes: int, n_images: int) -> nn
     raise ValueError(f"method={method!r}; allowed: {list(METHODS)}")
 
 
-def collate_views(batch):
-    views, labels, index = zip(*batch)
-    stacked = [torch.stack([v[i] for v in views]) for i in range(len(views[0]))]
-    return stacked, torch.tensor(labels), torch.tensor(index)
-
-
 # ---------------------------------------------------------------------------------------------
 
 def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None, out: str | Path,
@@ -249,12 +208,11 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     params = list(backbone.parameters()) + list(objective.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
-    data = ViewDataset(images, labels, view_transform(cfg.method, cfg.input_size))
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=loader_gen,
-        collate_fn=collate_views, num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0)
-    steps_per_epoch = len(loader)
+    recipe = recipe_for(cfg.method, cfg.input_size)
+    all_images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # uint8 NCHW
+    all_labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if labels is not None else \
+        torch.full((len(images),), -1)
+    steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={cfg.batch_size} exceeds the {len(images)} images")
     total_steps = cfg.epochs * steps_per_epoch
@@ -283,7 +241,11 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
                 objective.bank.copy_(_embed_bank(backbone, objective, images, cfg))
             objective.recluster(cluster_gen)
         losses = []
-        for step, (views, y, index) in enumerate(loader):
+        order = torch.randperm(len(images), generator=loader_gen)
+        for step in range(steps_per_epoch):
+            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            views = recipe(all_images[index].float().div_(255), loader_gen)
+            y = all_labels[index]
             it = epoch * steps_per_epoch + step
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / total_steps))  # cosine schedule
             for g in opt.param_groups:

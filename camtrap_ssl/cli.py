@@ -1,0 +1,143 @@
+"""``camtrap-ssl``: the command line over the package.
+
+Every option is checked by argparse (``choices``, typed values) before anything is computed, so a
+typo fails in a second with the allowed values instead of an hour into a run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _json_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .embedded import TARGETS
+    from .pretrain import METHODS
+    from .profiles import PROFILES
+    from .studies import STUDIES
+
+    p = argparse.ArgumentParser(prog="camtrap-ssl", description=__doc__.splitlines()[0].strip("`: "))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    from . import lila
+
+    data = sub.add_parser("data", help="datasets: generate the embedded world, download LILA data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    g = data_sub.add_parser("generate", help="write the embedded synthetic worlds into the cache")
+    g.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    g.add_argument("--seed", type=_nonneg_int, default=0)
+    lila.add_cli(data_sub)
+
+    pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world")
+    pt.add_argument("--method", choices=METHODS, required=True)
+    pt.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    pt.add_argument("--seed", type=_nonneg_int, default=0)
+    pt.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
+    pt.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
+    pt.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
+    pt.add_argument("--no-probe", action="store_true", help="skip the linear/k-NN probes")
+
+    ft = sub.add_parser("finetune", help="fine-tune one backbone on one target (resumes, skips if done)")
+    ft.add_argument("--backbone", required=True, help="a pretraining method or a registry name")
+    ft.add_argument("--target", choices=TARGETS, required=True)
+    ft.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    ft.add_argument("--seed", type=_nonneg_int, default=0)
+    ft.add_argument("--epochs", type=_positive_int, default=None)
+    ft.add_argument("--runs-root", type=Path, default=None)
+
+    st = sub.add_parser("study", help="run one study notebook with papermill")
+    st.add_argument("number", type=int, choices=sorted(STUDIES))
+    st.add_argument("--output-dir", type=Path, default=Path("book/studies"))
+    st.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="notebook parameter (VALUE parsed as JSON when it can be)")
+
+    b = sub.add_parser("book", help="run the four studies and build the Jupyter Book")
+    b.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    b.add_argument("--seed", type=_nonneg_int, default=0)
+    b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
+
+    sub.add_parser("models", help="list the registered backbones")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "data" and args.data_command != "generate":
+        return args.func(args)
+    if args.command == "data":
+        from . import synthetic
+        from .profiles import get_profile
+
+        prof = get_profile(args.profile)
+        synthetic.source_world(prof, seed=args.seed)
+        synthetic.similar_world(prof, seed=args.seed)
+        for name in ("serengeti", "ena24"):
+            print(synthetic.camtrap_world(name, prof, seed=args.seed))
+    elif args.command == "pretrain":
+        from .embedded import pretrain_and_probe
+
+        rec = pretrain_and_probe(args.method, args.profile, args.seed, args.out, epochs=args.epochs,
+                                 max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+                                 probe=not args.no_probe)
+        print(json.dumps({k: rec[k] for k in ("wall_seconds", "epochs_done", "probes") if k in rec}, indent=2))
+    elif args.command == "finetune":
+        from .embedded import backbone_names, finetune_run
+
+        if args.backbone not in backbone_names():
+            raise SystemExit(f"camtrap-ssl finetune: --backbone {args.backbone!r} is not known; "
+                             f"allowed: {backbone_names()}")
+        summary, rd = finetune_run(args.backbone, args.target, args.profile, args.seed,
+                                   args.runs_root, epochs=args.epochs)
+        print(rd)
+        print(json.dumps({k: v for k, v in summary.items() if k != "per_class"}, indent=2))
+    elif args.command == "study":
+        from .studies import execute_study
+
+        params = {name: _json_value(value) for name, value in args.param}
+        try:
+            print(execute_study(args.number, args.output_dir, **params))
+        except ValueError as e:
+            raise SystemExit(f"camtrap-ssl study: {e}") from None
+    elif args.command == "book":
+        from .book import build_book
+
+        t0 = time.time()
+        out = build_book(args.profile, args.seed, run_studies=not args.skip_studies)
+        print(f"book built in {time.time() - t0:.0f} s: {out}")
+    elif args.command == "models":
+        from .embedded import backbone_names, describe_backbone
+
+        for name in backbone_names():
+            d = describe_backbone(name)
+            print(f"{name:28s} {d['paradigm']:4s} {d['family'] or '':9s} {d['method']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

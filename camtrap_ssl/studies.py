@@ -1,0 +1,102 @@
+"""The four studies as papermill notebooks: their parameters, validation and execution.
+
+Each study is one parameterized notebook in ``notebooks/``. Papermill only warns about a
+parameter the notebook does not declare, and a wrong value would surface deep inside a long run;
+so every parameter is checked here, against the notebook's own ``parameters`` cell and against the
+allowed values below, before a kernel starts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+STUDIES = {
+    1: "study1_supervised.ipynb",
+    2: "study2_self_supervised.ipynb",
+    3: "study3_invariance.ipynb",
+    4: "study4_reasoning.ipynb",
+}
+
+
+def allowed_values() -> dict:
+    """Parameter name -> (description, check) shared by all study notebooks."""
+    from .embedded import TARGETS, backbone_names
+
+    def one_of(options):
+        options = list(options)
+        return (f"one of {options}", lambda v: v in options)
+
+    def subset_of(options):
+        options = list(options)
+        return (f"a list drawn from {options}",
+                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(x in options for x in v))
+
+    def int_at_least(lo):
+        return (f"an integer >= {lo}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+
+    def optional(spec):
+        desc, ok = spec
+        return (f"None or {desc}", lambda v: v is None or ok(v))
+
+    return {
+        "profile": one_of(PROFILES),
+        "seed": int_at_least(0),
+        "backbones": subset_of(backbone_names()),
+        "datasets": subset_of(TARGETS),
+        "epochs": optional(int_at_least(1)),
+        "ssl_backbone": one_of(backbone_names()),
+        "sl_backbone": one_of(backbone_names()),
+        "dataset": one_of(TARGETS),
+        "images_per_class": optional(int_at_least(1)),
+        "n_images": int_at_least(1),
+        "n_boot": int_at_least(10),
+        "convergence_tolerance": ("a number >= 0", lambda v: isinstance(v, (int, float)) and v >= 0),
+        "image_folder": ("None or an existing folder of images",
+                         lambda v: v is None or Path(v).is_dir()),
+        "runs_root": ("a folder path (string)", lambda v: isinstance(v, str) and len(v) > 0),
+    }
+
+
+def check_params(study: int, params: dict, declared: dict | None = None) -> None:
+    """Raise ``ValueError`` naming the first unknown or out-of-range parameter."""
+    if study not in STUDIES:
+        raise ValueError(f"study={study!r}; allowed: {sorted(STUDIES)}")
+    if declared is None:
+        declared = notebook_parameters(study)
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ValueError(f"study {study} has no parameter {unknown[0]!r}; "
+                         f"its parameters are {sorted(declared)}")
+    rules = allowed_values()
+    for name, value in params.items():
+        if name in rules:
+            desc, ok = rules[name]
+            if not ok(value):
+                raise ValueError(f"parameter {name}={value!r} is out of range: it must be {desc}")
+
+
+def notebook_parameters(study: int) -> dict:
+    """The parameters a study notebook declares (name -> default), read from its tagged cell."""
+    import papermill as pm
+
+    info = pm.inspect_notebook(str(NOTEBOOKS / STUDIES[study]))
+    return {name: p["default"] for name, p in info.items()}
+
+
+def execute_study(study: int, output_dir: str | os.PathLike, progress: bool = True, **params) -> Path:
+    """Validate, then run one study notebook with papermill; return the executed notebook's path."""
+    import papermill as pm
+
+    check_params(study, params)
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / STUDIES[study]
+    tmp = out.with_name("." + out.name + ".running.ipynb")
+    pm.execute_notebook(str(NOTEBOOKS / STUDIES[study]), str(tmp), parameters=params,
+                        cwd=str(ROOT), progress_bar=progress, kernel_name="python3")
+    os.replace(tmp, out)  # a failed execution never leaves a notebook that looks finished
+    return out
