@@ -1,0 +1,246 @@
+"""Tests for camtrap_ssl.attribution: captum methods and the batched Score-CAM."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camtrap_ssl.attribution import (METHODS, attribute, normalize_map, scorecam,
+                                     scorecam_reference, to_2d)
+
+
+class Block(nn.Module):
+    """conv-bn-relu-conv (+ shortcut) -relu: one inplace ReLU module called twice per block,
+    as in torchvision's BasicBlock."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.conv2(self.relu(self.bn1(self.conv1(x))))
+        return self.relu(out + (out.mean(1, keepdim=True) if x.shape != out.shape else x))
+
+
+class TinyNet(nn.Module):
+    def __init__(self, n_classes=4):
+        super().__init__()
+        self.layer1 = Block(3, 8, 1)
+        self.layer2 = Block(8, 12, 2)
+        self.layer3 = Block(12, 16, 2)
+        self.layer4 = Block(16, 16, 1)
+        self.fc = nn.Linear(16, n_classes)
+
+    def forward(self, x):
+        x = (x - 0.45) / 0.25  # the model carries its own normalization
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def tiny(seed=0, n_classes=4):
+    torch.manual_seed(seed)
+    m = TinyNet(n_classes)
+    with torch.no_grad():  # non-trivial BN statistics so eval differs from train
+        m.layer1.bn1.running_mean.uniform_(-0.2, 0.2)
+    return m.eval()
+
+
+def images(n=2, size=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g)
+
+
+# ------------------------------------------------------------------ Score-CAM
+@pytest.mark.parametrize("baseline,batch_size", [("zero", 5), ("none", 64)])
+def test_scorecam_batched_equals_reference(baseline, batch_size):
+    m, x = tiny(), images(4)
+    t = torch.tensor([0, 1, 2, 3])  # every class once
+    fast = scorecam(m, x, t, layer="layer3", batch_size=batch_size, baseline=baseline)
+    slow = scorecam_reference(m, x, t, layer="layer3", baseline=baseline)
+    assert fast.shape == (4, 1, 32, 32)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert fast.min() >= 0
+    # not vacuous: some maps are non-zero (with the blank baseline a class whose masked
+    # scores all fall below the blank image's score gets an all-zero map, as it should)
+    peaks = fast.amax((1, 2, 3))
+    assert int((peaks > 0.99).sum()) >= 2 and torch.all((peaks == 0) | (peaks > 0.99))
+
+
+def test_scorecam_baseline_changes_weights():
+    m, x = tiny(), images(2)
+    a = scorecam(m, x, 1, layer="layer3", baseline="zero")
+    b = scorecam(m, x, 1, layer="layer3", baseline="none")
+    assert (a - b).abs().max() > 1e-4
+
+
+class GridCells(nn.Module):
+    """A 4x4 grid of one-hot channels: channel k is non-zero only on cell k (its mean)."""
+
+    def forward(self, x):
+        cells = F.avg_pool2d(x.mean(1, keepdim=True), x.shape[-1] // 4)
+        return cells * torch.eye(16).view(1, 16, 4, 4)
+
+
+class RegionModel(nn.Module):
+    """Class 0's logit depends only on the pixels of grid cell (row 2, col 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer4 = GridCells()
+
+    def forward(self, x):
+        a = self.layer4(x)
+        region = x[:, :, 16:24, 8:16].mean((1, 2, 3))
+        logits = torch.stack([10 * region, torch.zeros_like(region)], 1)
+        return logits + 0 * a.sum((1, 2, 3))[:, None]  # layer4 runs but does not matter
+
+
+def test_scorecam_finds_the_region_the_logit_depends_on():
+    x = images(3, 32, seed=5)
+    cam = scorecam(RegionModel(), x, 0, layer="layer4")
+    for i in range(3):
+        r, c = divmod(int(cam[i, 0].argmax()), 32)
+        assert 16 <= r < 24 and 8 <= c < 16
+
+
+def test_scorecam_skips_constant_channels_and_zero_cam():
+    # layer4 of a 32 px input in a net that pools to 1x1 has no spatial information
+    m = tiny()
+    m.layer4 = nn.Sequential(nn.AdaptiveAvgPool2d(1), m.layer4)
+    out = scorecam(m, images(1), 0, layer="layer4")
+    assert torch.count_nonzero(out) == 0
+
+
+# ------------------------------------------------------------------ captum methods
+def test_shapes_and_ranges_per_method():
+    m, x = tiny(), images(2)
+    out = {meth: attribute(m, x, 1, meth) for meth in METHODS}
+    for meth in ("saliency", "deconvnet", "guided_backprop", "guided_gradcam"):
+        assert out[meth].shape == (2, 3, 32, 32), meth
+    for meth in ("gradcam", "scorecam"):
+        assert out[meth].shape == (2, 1, 32, 32), meth
+        assert out[meth].min() >= 0, meth
+    assert out["saliency"].min() >= 0  # abs=True by default (Simonyan et al.)
+    for a in METHODS:  # every method gives its own answer
+        for b in METHODS:
+            if a < b and out[a].shape == out[b].shape:
+                assert not torch.allclose(out[a], out[b]), (a, b)
+
+
+def test_guided_gradcam_is_guided_backprop_times_gradcam():
+    m, x = tiny(), images(2)
+    gb = attribute(m, x, 2, "guided_backprop")
+    gc = attribute(m, x, 2, "gradcam", layer="layer3")
+    ggc = attribute(m, x, 2, "guided_gradcam", layer="layer3")
+    assert torch.allclose(ggc, gb * gc, atol=1e-6)
+
+
+class _Guided(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x > 0) * (g > 0)
+
+
+class _Deconv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.clamp(min=0)
+
+
+class _FnReLU(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+def _manual(model, fn, x, t):
+    """Independent guided backprop / deconvnet: every ReLU module swapped for an autograd
+    function with the modified backward pass."""
+    m = copy.deepcopy(model)
+    for mod in list(m.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(mod, name, _FnReLU(fn))
+    x = x.clone().requires_grad_(True)
+    m(x)[torch.arange(len(x)), t].sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("method,fn", [("guided_backprop", _Guided), ("deconvnet", _Deconv)])
+def test_captum_handles_reused_inplace_relus(method, fn):
+    m, x, t = tiny(), images(2), torch.tensor([1, 3])
+    ours = attribute(m, x, t, method)
+    assert torch.allclose(ours, _manual(m, fn, x, t), atol=1e-6)
+    plain = attribute(m, x, t, "saliency", abs=False)
+    assert (ours - plain).abs().max() > 0.1 * plain.abs().max()
+
+
+def test_guided_backprop_and_deconvnet_pass_only_positive_gradients():
+    torch.manual_seed(0)
+    # the input enters a ReLU first, so the modified backward pass reaches the pixels directly
+    m = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
+                      nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                      nn.Flatten(), nn.Linear(6, 3)).eval()
+    x = images(2, 16)
+    plain = attribute(m, x, 0, "saliency", abs=False)
+    assert plain.min() < 0
+    for meth in ("guided_backprop", "deconvnet"):
+        assert attribute(m, x, 0, meth).min() >= 0, meth
+
+
+def test_attribute_restores_training_mode_and_predicted_target():
+    m, x = tiny(), images(2)
+    m.train()
+    a = attribute(m, x, None, "gradcam")
+    assert m.training
+    m.eval()
+    pred = m(x).argmax(1)
+    assert torch.allclose(a, attribute(m, x, pred, "gradcam"))
+
+
+def test_errors_name_allowed_values():
+    m, x = tiny(), images(1)
+    with pytest.raises(ValueError, match="scorecam"):
+        attribute(m, x, 0, "lime")
+    with pytest.raises(ValueError, match="layer4"):
+        attribute(m, x, 0, "gradcam", layer="layer9")
+    with pytest.raises(ValueError, match="baseline"):
+        attribute(m, x, 0, "scorecam", baseline="mean")
+    with pytest.raises(ValueError, match="batch_size"):
+        scorecam(m, x, 0, batch_size=0)
+    with pytest.raises(ValueError, match="allowed"):
+        attribute(m, x, 0, "gradcam", abs=False)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        attribute(m, x[0], 0, "saliency")
+    with pytest.raises(ValueError, match="out of range"):
+        scorecam(m, x, 7)
+
+
+def test_to_2d_and_normalize_map():
+    maps = torch.tensor([[[[1.0, -3.0]], [[2.0, 1.0]], [[0.0, 0.0]]]])  # (1, 3, 1, 2)
+    assert to_2d(maps, "abs_max").flatten().tolist() == [2.0, 3.0]
+    assert to_2d(maps, "sum").flatten().tolist() == [3.0, -2.0]
+    assert to_2d(maps, "positive_sum").flatten().tolist() == [3.0, 1.0]
+    n = normalize_map(maps, "sum")
+    assert n.flatten().tolist() == [1.0, 0.0]
+    assert torch.count_nonzero(normalize_map(torch.ones(2, 1, 3, 3))) == 0
+    with pytest.raises(ValueError, match="abs_max"):
+        to_2d(maps, "max")
