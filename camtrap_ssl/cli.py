@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--runs-root", type=Path, default=None)
 
     st = sub.add_parser("study", help="run one study notebook with papermill")
-    st.add_argument("number", type=int, choices=sorted(STUDIES))
+    st.add_argument("number", choices=list(STUDIES), help="which notebook")
     st.add_argument("--output-dir", type=Path, default=Path("book/studies"))
     st.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="notebook parameter (VALUE parsed as JSON when it can be)")
@@ -83,11 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
 
     sub.add_parser("models", help="list the registered backbones")
+    from . import grid
+    grid.add_cli(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "grid":
+        return args.func(args)
     if args.command == "data" and args.data_command != "generate":
         return args.func(args)
     if args.command == "data":
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         summary, rd = finetune_run(args.backbone, args.target, args.profile, args.seed,
                                    args.runs_root, epochs=args.epochs)
         print(rd)
-        print(json.dumps({k: v for k, v in summary.items() if k != "per_class"}, indent=2))
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
     elif args.command == "study":
         from .studies import execute_study
 
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         from .book import build_book
 
         t0 = time.time()
-        out = build_book(args.profile, args.seed, run_studies=not args.skip_studies)
+        out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies)
         print(f"book built in {time.time() - t0:.0f} s: {out}")
     elif args.command == "models":
         from .embedded import backbone_names, describe_backbone

@@ -29,7 +29,7 @@ from .profiles import Profile, get_profile
 
 TARGETS = ("syn_serengeti", "syn_ena24", "syn_cifar")
 STANDS_IN_FOR = {"syn_serengeti": "serengeti", "syn_ena24": "ena24", "syn_cifar": "cifar10"}
-SMALL_TARGETS = {"syn_ena24"}  # the ENA24 regime: more epochs (SPEC section 4)
+SMALL_TARGETS = {"syn_ena24", "ena24"}  # the ENA24 regime: more epochs (SPEC section 4)
 SHIPPED = Path(__file__).resolve().parent / "checkpoints"
 
 
@@ -52,6 +52,10 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.images[i].float().div(255), self.labels[i]
+
+    def get_batch(self, idx):
+        """A whole batch in one indexing operation (the fine-tuning loop's fast path)."""
+        return self.images[idx].float().div(255), self.labels[idx]
 
 
 @dataclass
@@ -158,7 +162,7 @@ def pretrain_backbone(method: str, profile: str | Profile, seed: int, out: str |
     world = synthetic.source_world(profile, seed=seed)
     cfg = PretrainConfig(method=method, arch=profile.arch, epochs=epochs or profile.pretrain_epochs,
                          batch_size=min(profile.pretrain_batch_size, len(world.images_train)),
-                         seed=seed, input_size=profile.input_size)
+                         seed=seed, input_size=profile.pretrain_size)
     identity = {"world": "source", "profile": profile.name, "seed": seed,
                 "n_images": int(len(world.images_train)), "classes": list(world.classes)}
     return pretrain(cfg, world.images_train, world.labels_train, out, num_classes=len(world.classes),
@@ -241,14 +245,16 @@ def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "
     profile = get_profile(profile)
     tgt = target if isinstance(target, Target) else None
     name = tgt.name if tgt else target
-    if name not in TARGETS:
-        raise ValueError(f"target={name!r}; allowed: {list(TARGETS)}")
+    from .paper_targets import PAPER_TARGETS, load_paper_target
+    if name not in TARGETS and name not in PAPER_TARGETS:
+        raise ValueError(f"target={name!r}; allowed: {list(TARGETS) + list(PAPER_TARGETS)}")
     if backbone not in backbone_names():
         raise ValueError(f"backbone={backbone!r}; allowed: {backbone_names()}")
     rd = run_dir_for(backbone, name, profile, seed, runs_root)
     if runs.RunDir(rd).is_complete:
         return runs.RunDir(rd).summary(), rd
-    tgt = tgt or load_target(name, profile, seed)
+    tgt = tgt or (load_target(name, profile, seed) if name in TARGETS
+                  else load_paper_target(name, size=profile.input_size, seed=seed, progress=progress))
     cfg = finetune_config(name, profile, seed, epochs, convergence_tolerance)
     model = create_backbone(backbone, len(tgt.classes), profile, seed)
     record = getattr(model, "pretrained_record", {})

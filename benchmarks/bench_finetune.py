@@ -1,0 +1,175 @@
+"""How much does the fine-tuning loop cost on top of the model's own forward/backward/step?
+
+CPU section (always): ``finetune()`` over N batches (one epoch: loading, augmentation, training,
+a small validation pass, metrics and checkpoint written to a temporary run directory) against a
+bare ``forward + backward + Adam step`` loop over the same batches with the same model, printed
+side by side with their ratio. Target: ratio >= 0.95. Runs alternate and the best of each is
+kept, because shared machines are noisy.
+
+GPU section (``--gpu``, where CUDA exists): ResNet-50 fine-tuning at 224 px (bf16 autocast,
+channels_last) through ``finetune()`` and bare, in images/s, and the implied minutes per Snapshot
+Serengeti epoch (757,000 images x 0.9 training share). The study reported about 120 minutes per
+epoch on 2 V100s.
+
+    python benchmarks/bench_finetune.py [--batches 16] [--gpu]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from camtrap_ssl.finetune import FinetuneConfig, finetune
+from camtrap_ssl.models import create_model
+
+SERENGETI_IMAGES = 757_000
+TRAIN_SHARE = 0.9
+
+
+class Uint8Dataset(torch.utils.data.Dataset):
+    """Images kept as uint8 (as ArrayDataset / PreparedDataset do), served as float [0, 1]."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i].float().div_(255), self.labels[i]
+
+    def get_batch(self, idx: torch.Tensor):
+        """A whole batch in one indexing operation (finetune's batched read)."""
+        return self.images[idx].float().div_(255), self.labels[idx]
+
+
+def make_data(n: int, size: int, classes: int, seed: int = 0) -> Uint8Dataset:
+    g = torch.Generator().manual_seed(seed)
+    return Uint8Dataset(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+                        torch.randint(0, classes, (n,), generator=g))
+
+
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) since ``t0``."""
+    t1 = _clocks()
+    return t1[0] - t0[0], t1[1] - t0[1]
+
+
+def bare(model, batches, device, cuda: bool, lr: float = 1e-5) -> tuple[float, float]:
+    """(wall, CPU) seconds for forward + backward + step over ``batches`` (already in memory)."""
+    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = _clocks()
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+    return _since(t0)
+
+
+def through_finetune(model, train, val, classes, batch_size, device: str,
+                     workers: int) -> tuple[float, float]:
+    cfg = FinetuneConfig(epochs=1, batch_size=batch_size, lr=1e-5, device=device,
+                         num_workers=workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = _clocks()
+        finetune(model, train, val, [f"c{k}" for k in range(classes)], cfg, f"{tmp}/run",
+                 progress=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return _since(t0)
+
+
+def compare(arch, size, batch_size, n_batches, n_val, classes, device, workers, repeats) -> dict:
+    torch.manual_seed(0)
+    base = create_model(arch, num_classes=classes)
+    train = make_data(n_batches * batch_size, size, classes, seed=1)
+    val = make_data(n_val, size, classes, seed=2)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    batches = [(torch.stack([train[i][0] for i in range(k, k + batch_size)]),
+                train.labels[k:k + batch_size]) for k in range(0, len(train), batch_size)]
+    if cuda:  # the bare loop times compute only: its batches already sit on the GPU
+        batches = [(x.to(dev), y.to(dev)) for x, y in batches]
+        bare(copy.deepcopy(base), batches[:3], dev, cuda)  # warm-up outside the timings
+    t_bare, t_loop = [], []
+    for _ in range(repeats):
+        t_bare.append(bare(copy.deepcopy(base), batches, dev, cuda))
+        t_loop.append(through_finetune(copy.deepcopy(base), train, val, classes, batch_size, device,
+                                       workers))
+    n = len(train)
+    wall_b, wall_l = min(t[0] for t in t_bare), min(t[0] for t in t_loop)
+    cpu_b, cpu_l = min(t[1] for t in t_bare), min(t[1] for t in t_loop)
+    return {"bare_ips": n / wall_b, "loop_ips": n / wall_l, "ratio": wall_b / wall_l,
+            "cpu_bare_ips": n / cpu_b, "cpu_loop_ips": n / cpu_l, "cpu_ratio": cpu_b / cpu_l,
+            "images": n}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="resnet18_w025", help="default: the demo profile's")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batches", type=int, default=24, help="training batches per measurement")
+    p.add_argument("--val", type=int, default=16, help="validation images (evaluated once)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the fastest step, so the strictest ratio; "
+                        "0 keeps torch's default)")
+    p.add_argument("--gpu", action="store_true", help="also measure ResNet-50 on CUDA at 224 px")
+    p.add_argument("--gpu-batches", type=int, default=40)
+    p.add_argument("--gpu-batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=8, help="DataLoader workers for the GPU run")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    r = compare(args.arch, args.size, args.batch_size, args.batches, args.val, 10, "cpu", 0,
+                args.repeats)
+    print(f"CPU ({torch.get_num_threads()} threads), {args.arch} at {args.size} px, batch "
+          f"{args.batch_size}, {args.batches} batches ({r['images']} images), {args.val} val images")
+    print(f"  {'':27s}   {'wall clock':>12s}   {'process CPU time':>16s}")
+    print(f"  bare forward+backward+step : {r['bare_ips']:8.1f} img/s   {r['cpu_bare_ips']:10.1f} img/s")
+    print(f"  finetune() loop            : {r['loop_ips']:8.1f} img/s   {r['cpu_loop_ips']:10.1f} img/s")
+    print(f"  ratio loop / bare          : {r['ratio']:8.3f}         {r['cpu_ratio']:10.3f}"
+          "         (target >= 0.95)")
+    print("  (CPU time is what to read on a shared machine: it does not count time spent waiting "
+          "for a core)")
+
+    if args.gpu:
+        if not torch.cuda.is_available():
+            print("GPU: CUDA not available, section skipped")
+            return 0
+        r = compare("resnet50", 224, args.gpu_batch_size, args.gpu_batches, 512, 48, "cuda",
+                    args.workers, args.repeats)
+        minutes = SERENGETI_IMAGES * TRAIN_SHARE / r["loop_ips"] / 60
+        print(f"GPU {torch.cuda.get_device_name()}: ResNet-50, 224 px, batch {args.gpu_batch_size}, "
+              f"bf16 autocast, channels_last, {args.workers} loader workers")
+        print(f"  bare forward+backward+step : {r['bare_ips']:8.1f} images/s")
+        print(f"  finetune() loop            : {r['loop_ips']:8.1f} images/s")
+        print(f"  ratio loop / bare          : {r['ratio']:8.3f}")
+        print(f"  implied Serengeti epoch    : {minutes:8.1f} minutes "
+              f"({SERENGETI_IMAGES} x {TRAIN_SHARE} images; study: ~120 min on 2 V100s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
