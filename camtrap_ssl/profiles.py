@@ -7,7 +7,7 @@ records the study's own settings (SPEC sections 2-4) for the real datasets and c
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Profile:
     camtrap_size: tuple[int, int]  # (width, height) of the camera-trap JPEGs as written
     # the embedded backbones
     arch: str  # a registered architecture name of camtrap_ssl.models
+    # Views are cropped to this size during pretraining. Below input_size it buys CPU time: at
+    # half the side a step costs a quarter, which is what lets SSL see enough epochs on a laptop.
+    pretrain_size: int
     pretrain_epochs: int
     pretrain_batch_size: int
     # fine-tuning (SPEC section 4 where the profile is `paper`)
@@ -35,7 +38,7 @@ class Profile:
     weight_decay: float
     # study 3 and 4
     images_per_class: int = 10
-    extra: dict = field(default_factory=dict)
+    featvis_steps: int = 48  # optimisation steps per feature visualization (Study 4)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,16 +50,16 @@ PROFILES: dict[str, Profile] = {
         source_per_class=12, source_val_per_class=4,
         similar_per_class=12, similar_test_per_class=4,
         serengeti_images=160, ena24_images=60, camtrap_size=(64, 48),
-        arch="resnet10_w0125", pretrain_epochs=1, pretrain_batch_size=32,
+        arch="resnet10_w0125", pretrain_size=32, pretrain_epochs=1, pretrain_batch_size=32,
         finetune_epochs=2, finetune_epochs_small=2, batch_size=32, lr=1e-3, weight_decay=5e-4,
-        images_per_class=3,
+        images_per_class=3, featvis_steps=2,
     ),
     "demo": Profile(
         name="demo", input_size=64,
         source_per_class=300, source_val_per_class=60,
         similar_per_class=150, similar_test_per_class=50,
         serengeti_images=2400, ena24_images=480, camtrap_size=(160, 120),
-        arch="resnet18_w025", pretrain_epochs=30, pretrain_batch_size=128,
+        arch="resnet18_w025", pretrain_size=32, pretrain_epochs=20, pretrain_batch_size=128,
         finetune_epochs=8, finetune_epochs_small=12, batch_size=64, lr=1e-3, weight_decay=5e-4,
         images_per_class=10,
     ),
@@ -65,7 +68,7 @@ PROFILES: dict[str, Profile] = {
         source_per_class=0, source_val_per_class=0,
         similar_per_class=0, similar_test_per_class=0,
         serengeti_images=0, ena24_images=0, camtrap_size=(2048, 1536),
-        arch="resnet50", pretrain_epochs=0, pretrain_batch_size=0,
+        arch="resnet50", pretrain_size=224, pretrain_epochs=0, pretrain_batch_size=0,
         finetune_epochs=25, finetune_epochs_small=50, batch_size=128, lr=1e-5, weight_decay=5e-4,
         images_per_class=10,
     ),

@@ -14,11 +14,13 @@ from .profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-STUDIES = {
-    1: "study1_supervised.ipynb",
-    2: "study2_self_supervised.ipynb",
-    3: "study3_invariance.ipynb",
-    4: "study4_reasoning.ipynb",
+STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 1 and 2's runs)
+    "worlds": "worlds.ipynb",  # the book's introduction: galleries of the embedded world
+    "1": "study1_supervised.ipynb",
+    "2": "study2_self_supervised.ipynb",
+    "3": "study3_invariance.ipynb",
+    "3-appendix": "study3_appendix.ipynb",
+    "4": "study4_reasoning.ipynb",
 }
 
 
@@ -53,6 +55,9 @@ def allowed_values() -> dict:
         "dataset": one_of(TARGETS),
         "images_per_class": optional(int_at_least(1)),
         "n_images": int_at_least(1),
+        "n_metric_images": int_at_least(2),
+        "featvis_steps": optional(int_at_least(0)),
+        "live_explorers": ("True or False", lambda v: isinstance(v, bool)),
         "n_boot": int_at_least(10),
         "convergence_tolerance": ("a number >= 0", lambda v: isinstance(v, (int, float)) and v >= 0),
         "image_folder": ("None or an existing folder of images",
@@ -61,8 +66,9 @@ def allowed_values() -> dict:
     }
 
 
-def check_params(study: int, params: dict, declared: dict | None = None) -> None:
+def check_params(study: str | int, params: dict, declared: dict | None = None) -> None:
     """Raise ``ValueError`` naming the first unknown or out-of-range parameter."""
+    study = str(study)
     if study not in STUDIES:
         raise ValueError(f"study={study!r}; allowed: {sorted(STUDIES)}")
     if declared is None:
@@ -79,18 +85,21 @@ def check_params(study: int, params: dict, declared: dict | None = None) -> None
                 raise ValueError(f"parameter {name}={value!r} is out of range: it must be {desc}")
 
 
-def notebook_parameters(study: int) -> dict:
+def notebook_parameters(study: str | int) -> dict:
     """The parameters a study notebook declares (name -> default), read from its tagged cell."""
     import papermill as pm
 
-    info = pm.inspect_notebook(str(NOTEBOOKS / STUDIES[study]))
-    return {name: p["default"] for name, p in info.items()}
+    info = pm.inspect_notebook(str(NOTEBOOKS / STUDIES[str(study)]))
+    # papermill reports defaults as source text; evaluate the literals
+    import ast
+    return {name: ast.literal_eval(p["default"]) for name, p in info.items()}
 
 
-def execute_study(study: int, output_dir: str | os.PathLike, progress: bool = True, **params) -> Path:
+def execute_study(study: str | int, output_dir: str | os.PathLike, progress: bool = True, **params) -> Path:
     """Validate, then run one study notebook with papermill; return the executed notebook's path."""
     import papermill as pm
 
+    study = str(study)
     check_params(study, params)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

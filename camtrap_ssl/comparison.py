@@ -1,0 +1,101 @@
+"""The SSL-against-SL pair that Studies 3 and 4 examine, and the images they look at.
+
+The study compared one model of each paradigm with the same architecture (Barlow Twins R50 and
+supervised R50), both fine-tuned on Serengeti. Here the pair is any two backbones fine-tuned on one
+target; the fine-tuning runs are the same run directories Studies 1 and 2 wrote (or are trained
+now), so the models analysed are exactly the models tabulated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import runs
+from .embedded import describe_backbone, finetune_run, finetuned_model, load_target
+from .profiles import get_profile
+
+
+@dataclass
+class Pair:
+    models: dict  # display name -> fine-tuned classifier (eval mode), SSL first
+    per_class: dict  # display name -> {class: {precision, recall, support}}
+    classes: list
+    run_dirs: dict
+
+
+def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile="demo", seed: int = 0,
+               runs_root=None) -> Pair:
+    """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics."""
+    profile = get_profile(profile)
+    models, per_class, run_dirs = {}, {}, {}
+    classes = None
+    for backbone in (ssl_backbone, sl_backbone):
+        name = f"{describe_backbone(backbone)['paradigm']} ({backbone})"
+        summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, progress=False)
+        models[name] = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False)
+        per_class[name] = summary["per_class"]
+        run_dirs[name] = str(rd)
+        classes = runs.RunDir(rd).params()["classes"]
+    return Pair(models, per_class, classes, run_dirs)
+
+
+def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="demo", seed: int = 0,
+                      masks: bool = False, require_animal: bool = True):
+    """Up to ``n_per_class`` validation images of each class, in class order.
+
+    Returns ``(images [0,1] N x 3 x H x W, labels, masks or None)``. With ``require_animal`` only
+    frames whose animal is visible (non-empty mask) are taken where masks exist, so that
+    "probability of the true class" is about an animal the model can see.
+    """
+    target = load_target(dataset, profile, seed, masks=True)
+    val = target.val
+    rng = np.random.default_rng(seed)
+    picked = []
+    for cls in classes:
+        if cls not in target.classes:
+            raise ValueError(f"class {cls!r} is not a class of {dataset}; classes: {target.classes}")
+        label = target.classes.index(cls)
+        idx = np.flatnonzero(val.labels.numpy() == label)
+        if require_animal and val.masks is not None:
+            idx = idx[val.masks[idx].flatten(1).sum(1).numpy() > 0]
+        picked.extend(rng.permutation(idx)[:n_per_class].tolist())
+    picked = torch.tensor(picked, dtype=torch.long)
+    x = val.images[picked].float() / 255
+    y = val.labels[picked]
+    m = val.masks[picked] if masks and val.masks is not None else None
+    return x, y, m
+
+
+def animal_images(dataset: str, n: int, profile="demo", seed: int = 0):
+    """``n`` validation images with a visible animal, spread over classes, with masks and labels."""
+    target = load_target(dataset, profile, seed, masks=True)
+    val = target.val
+    visible = np.flatnonzero(val.masks.flatten(1).sum(1).numpy() > 0)
+    rng = np.random.default_rng(seed)
+    # round-robin over classes so a long tail does not fill the sample with one species
+    by_class = {}
+    for i in rng.permutation(visible):
+        by_class.setdefault(int(val.labels[i]), []).append(int(i))
+    order = []
+    while len(order) < n and any(by_class.values()):
+        for c in sorted(by_class):
+            if by_class[c] and len(order) < n:
+                order.append(by_class[c].pop())
+    idx = torch.tensor(order, dtype=torch.long)
+    return val.images[idx].float() / 255, val.labels[idx], val.masks[idx], target.classes
+
+
+@torch.no_grad()
+def prediction_table(models: dict, variants: dict, labels: torch.Tensor) -> pd.DataFrame:
+    """Accuracy and mean true-class probability of each model on each image variant."""
+    rows = []
+    for vname, x in variants.items():
+        for mname, model in models.items():
+            p = model.eval()(x).softmax(1)
+            rows.append({"model": mname, "images": vname,
+                         "accuracy": float((p.argmax(1) == labels).float().mean()),
+                         "p_true": float(p[torch.arange(len(labels)), labels].mean())})
+    return pd.DataFrame(rows).pivot(index="images", columns="model").round(3)
