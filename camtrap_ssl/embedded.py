@@ -12,7 +12,6 @@ Backbones are named either by a pretraining method (``supervised``, ``simclr``, 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -209,14 +208,6 @@ def create_backbone(name: str, num_classes: int | None, profile: str | Profile =
         model = create_model(name, pretrained=True, num_classes=num_classes)
     model.backbone_name = name
     return model
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ ENA24's image folder is ``ena24/images/``. No checksums are published for these 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -46,6 +45,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
+
+from .runs import atomic_write_json, sha256_file
 
 __all__ = ["CATALOGUE", "MIRRORS", "DEFAULT_MIRROR", "LilaDownloadError", "DownloadReport",
            "download_dataset", "fetch_file", "add_cli"]
@@ -109,14 +110,6 @@ def _offline_message(url: str, reason) -> str:
             "changed. Completed files are kept and partial ones resume.")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_file(url: str, dest: Path, timeout: float = 60.0, sha256: str | None = None) -> bool:
     """Download ``url`` to ``dest`` with resume; return False if it was already complete.
 
@@ -159,7 +152,7 @@ def fetch_file(url: str, dest: Path, timeout: float = 60.0, sha256: str | None =
     if expected_total is not None and size != expected_total:
         raise OSError(f"{url}: got {size} of {expected_total} bytes; rerun to resume")
     if sha256 is not None:
-        got = _sha256(part)
+        got = sha256_file(part)
         if got != sha256.lower():
             part.unlink()
             raise LilaDownloadError(f"{url}: sha256 {got} does not match the published "
@@ -208,17 +201,6 @@ def _select(data: dict, classes, per_class, seed: int) -> tuple[list, dict]:
         chosen.update(ids)
     order = [im["id"] for im in data["images"] if im["id"] in chosen]
     return order, {"classes": classes, "per_class": per_class, "seed": seed}
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download_dataset(name: str, dest, classes=None, per_class: int | None = None,
@@ -276,7 +258,7 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
             "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
         }
         report.json_path = dest / f"{json_path.stem}.subset.json"
-        _write_json_atomic(subset, report.json_path)
+        atomic_write_json(report.json_path, subset)
         todo = subset["images"]
     else:
         todo = data["images"]

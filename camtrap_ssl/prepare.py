@@ -20,7 +20,6 @@ import ast
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from .cct import CCTIndex, decode_image, sample_list
+from .runs import atomic_write_json
 
 __all__ = ["prepare", "PreparedDataset", "cache_key", "FORMAT_VERSION"]
 
@@ -45,17 +45,6 @@ def cache_key(index: CCTIndex, samples: list, size: int) -> str:
     for iid, label in samples:
         h.update(f"{iid!r}\t{label}\n".encode())
     return h.hexdigest()
-
-
-def _atomic_json(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _shrink_npy(path: Path, rows: int) -> None:
@@ -147,11 +136,11 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
     tmp_labels = out_dir / f"labels.npy.tmp{os.getpid()}.npy"
     np.save(tmp_labels, np.asarray(labels, dtype=np.int64))
     os.replace(tmp_labels, out_dir / "labels.npy")
-    _atomic_json({
+    atomic_write_json(manifest_path, {
         "format": FORMAT_VERSION, "key": key, "source_json": str(index.json_path),
         "source_json_sha256": index.json_sha256, "size": size, "method": RESIZE_METHOD,
         "class_names": index.class_names, "n": row, "image_ids": ids, "bad_files": bad,
-    }, manifest_path)
+    })
     return PreparedDataset(out_dir)
 
 

@@ -45,7 +45,7 @@ def knn_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
 
 
 def probe_table(models: dict, train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray],
-                include_pixels: bool = True) -> "pandas.DataFrame":
+                include_pixels: bool = True):
     """Linear and k-NN probe accuracy for each model, plus raw pixels as a baseline row."""
     import pandas as pd
 
