@@ -82,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=_nonneg_int, default=0)
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
 
+    ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
+    ex.add_argument("folder", type=Path, help="a folder of camera-trap images, any size or mode")
+    ex.add_argument("--out", type=Path, required=True, help="folder for the PNGs and predictions.csv")
+    ex.add_argument("--ssl-backbone", default="barlowtwins")
+    ex.add_argument("--sl-backbone", default="supervised")
+    ex.add_argument("--dataset", choices=TARGETS, default="syn_serengeti",
+                    help="the target both backbones are fine-tuned on")
+    ex.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    ex.add_argument("--seed", type=_nonneg_int, default=0)
+    ex.add_argument("--methods", default="guided_backprop,gradcam,scorecam",
+                    help="comma-separated attribution methods")
+    ex.add_argument("--limit", type=_positive_int, default=None, help="at most this many images")
+
     sub.add_parser("models", help="list the registered backbones")
     from . import grid
     grid.add_cli(sub)
@@ -134,6 +147,26 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies)
         print(f"book built in {time.time() - t0:.0f} s: {out}")
+    elif args.command == "explain":
+        from . import attribution, comparison
+        from .embedded import backbone_names
+        from .profiles import get_profile
+
+        methods = [m for m in args.methods.split(",") if m]
+        problems = [f"--methods: {m!r} is not one of {list(attribution.METHODS)}" for m in methods
+                    if m not in attribution.METHODS]
+        problems += [f"--{flag}-backbone: {b!r} is not one of {backbone_names()}"
+                     for flag, b in (("ssl", args.ssl_backbone), ("sl", args.sl_backbone))
+                     if b not in backbone_names()]
+        if not args.folder.is_dir():
+            problems.append(f"folder {str(args.folder)!r} does not exist")
+        if problems:
+            raise SystemExit("camtrap-ssl explain: " + "; ".join(problems))
+        prof = get_profile(args.profile)
+        pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.dataset, prof, args.seed)
+        table = comparison.explain_folder(pair, args.folder, args.out, methods, prof.input_size,
+                                          limit=args.limit)
+        print(table.to_string(index=False))
     elif args.command == "models":
         from .embedded import backbone_names, describe_backbone
 

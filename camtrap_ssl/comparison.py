@@ -99,3 +99,54 @@ def prediction_table(models: dict, variants: dict, labels: torch.Tensor) -> pd.D
                          "accuracy": float((p.argmax(1) == labels).float().mean()),
                          "p_true": float(p[torch.arange(len(labels)), labels].mean())})
     return pd.DataFrame(rows).pivot(index="images", columns="model").round(3)
+
+
+def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gradcam", "scorecam"),
+                   size: int = 64, limit: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Saliency of both models on every JPEG of ``folder``: one PNG per image, and a prediction table.
+
+    Images of any size and mode (multi-megapixel originals, small crops, night infrared greyscale)
+    are squashed to ``size`` like the training images. Each PNG shows the image and, per model and
+    method, the map for that model's predicted class. Written atomically; returns the table that
+    is also saved as ``predictions.csv``.
+    """
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+    from tqdm.auto import tqdm
+
+    from . import attribution as A
+    from .images import load_image_folder
+
+    bad = [m for m in methods if m not in A.METHODS]
+    if bad:
+        raise ValueError(f"methods {bad} unknown; allowed: {list(A.METHODS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, paths = load_image_folder(folder, size, limit=limit)
+    rows = []
+    for x, path in tqdm(list(zip(images, paths)), desc="explaining", disable=not progress):
+        x = x[None]
+        fig = Figure(figsize=(2.2 * (1 + len(methods)), 2.3 * len(pair.models)))
+        axes = fig.subplots(len(pair.models), 1 + len(methods), squeeze=False)
+        for r, (name, model) in enumerate(pair.models.items()):
+            with torch.no_grad():
+                p = model.eval()(x).softmax(1)[0]
+            pred = int(p.argmax())
+            rows.append({"image": Path(path).name, "model": name, "prediction": pair.classes[pred],
+                         "probability": float(p[pred])})
+            axes[r][0].imshow(x[0].permute(1, 2, 0).numpy())
+            axes[r][0].set_title(f"{name}\n{pair.classes[pred]} ({float(p[pred]):.2f})", fontsize=7)
+            for c, method in enumerate(methods, start=1):
+                A.overlay(x[0], A.normalize_map(A.attribute(model, x, pred, method))[0, 0],
+                          ax=axes[r][c], title=method)
+        for ax in axes.flat:
+            ax.axis("off")
+        fig.tight_layout()
+        import io
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        runs.atomic_write_bytes(out_dir / f"{Path(path).stem}_saliency.png", buf.getvalue())
+    table = pd.DataFrame(rows)
+    runs.atomic_write_bytes(out_dir / "predictions.csv", table.to_csv(index=False).encode())
+    return table

@@ -185,6 +185,28 @@ def probe_backbone(checkpoint: str | Path, profile: str | Profile, seed: int = 0
     return {row: {k: float(v) for k, v in vals.items()} for row, vals in table.iterrows()}
 
 
+def probe_records(methods=METHODS, profile: str | Profile = "demo", seed: int = 0):
+    """The probe table of the embedded backbones: one row per method plus the two baselines.
+
+    Shipped checkpoints carry their probe scores in their record (measured when they were made);
+    a checkpoint without them (a profile pretrained on first use) is probed now.
+    """
+    import pandas as pd
+
+    rows = {}
+    for method in methods:
+        path = backbone_checkpoint(method, profile, seed, progress=False)
+        rec = torch.load(path, map_location="cpu", weights_only=True)["record"]
+        probes = rec.get("probes") or probe_backbone(path, profile, seed)
+        rows.setdefault("raw pixels", probes["raw pixels"])
+        rows.setdefault("random init", probes["random init"])
+        rows[method] = {**probes["pretrained"], "epochs": rec["epochs_done"],
+                        "pretrain minutes": round(rec["wall_seconds"] / 60, 1)}
+    order = ["raw pixels", "random init", *methods]
+    return pd.DataFrame.from_dict(rows, orient="index").loc[order].rename(
+        columns={"linear": "linear probe", "knn": "k-NN probe"})
+
+
 def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str | Path,
                        epochs: int | None = None, max_seconds: float | None = None,
                        probe: bool = True) -> dict:

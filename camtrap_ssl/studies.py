@@ -27,6 +27,7 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
 def allowed_values() -> dict:
     """Parameter name -> (description, check) shared by all study notebooks."""
     from .embedded import TARGETS, backbone_names
+    from .paper_targets import PAPER_TARGETS
 
     def one_of(options):
         options = list(options)
@@ -48,7 +49,7 @@ def allowed_values() -> dict:
         "profile": one_of(PROFILES),
         "seed": int_at_least(0),
         "backbones": subset_of(backbone_names()),
-        "datasets": subset_of(TARGETS),
+        "datasets": subset_of([*TARGETS, *PAPER_TARGETS]),
         "epochs": optional(int_at_least(1)),
         "ssl_backbone": one_of(backbone_names()),
         "sl_backbone": one_of(backbone_names()),

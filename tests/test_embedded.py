@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from camtrap_ssl import embedded, runs
+
+
+@pytest.mark.parametrize("name", embedded.TARGETS)
+def test_targets_come_at_the_profile_size_with_valid_labels(name):
+    t = embedded.load_target(name, "tiny")
+    x, y = t.train[0]
+    assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    for ds in (t.train, t.val):
+        assert len(ds) > 0 and int(ds.labels.max()) < len(t.classes)
+
+
+def test_camera_trap_split_keeps_sequences_and_locations_apart():
+    from camtrap_ssl import cct, synthetic
+    index = cct.load_cct(synthetic.camtrap_world("serengeti", "tiny"))
+    parts = cct.split(index, by="location", val_fraction=0.25, seed=0)
+    loc = lambda ids: {index.images[i]["location"] for i in ids}  # noqa: E731
+    seq = lambda ids: {index.images[i]["seq_id"] for i in ids}  # noqa: E731
+    assert not loc(parts.train) & loc(parts.val)
+    assert not seq(parts.train) & seq(parts.val)
+
+
+def test_masks_cover_the_animals_of_camera_trap_targets():
+    t = embedded.load_target("syn_serengeti", "tiny", masks=True)
+    assert t.val.masks.shape[0] == len(t.val) and t.val.masks.shape[-1] == 32
+    empty = t.classes.index("empty")
+    # empty frames have empty masks; most animal frames show their animal
+    assert t.val.masks[t.val.labels == empty].sum() == 0
+    animal = t.val.labels != empty
+    assert (t.val.masks[animal].flatten(1).sum(1) > 0).float().mean() > 0.5
+
+
+def test_unknown_names_are_refused_with_the_allowed_ones():
+    with pytest.raises(ValueError, match="syn_serengeti"):
+        embedded.load_target("mnist", "tiny")
+    with pytest.raises(ValueError, match="supervised"):
+        embedded.finetune_run("alexnet", "syn_cifar", "tiny")
+
+
+def test_finetune_run_records_provenance_and_is_not_repeated(tmp_path):
+    summary, rd = embedded.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
+                                        epochs=1, progress=False)
+    params = runs.RunDir(rd).params()
+    assert params["backbone"]["paradigm"] == "SL" and params["stands_in_for"] == "cifar10"
+    assert params["pretraining"]["config"]["method"] == "supervised"
+    assert params["environment"]["code_version"]
+    mtime = (rd / "summary.json").stat().st_mtime
+    again, _ = embedded.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    assert again == summary and (rd / "summary.json").stat().st_mtime == mtime
+    model = embedded.finetuned_model("supervised", "syn_cifar", "tiny", runs_root=tmp_path)
+    x = torch.stack([embedded.load_target("syn_cifar", "tiny").val[i][0] for i in range(4)])
+    assert model(x).shape == (4, len(params["classes"]))
+
+
+def test_shipped_demo_backbones_carry_their_record_and_beat_the_baselines():
+    import torch as T
+    paths = sorted(embedded.SHIPPED.glob("demo_*.pt"))
+    if not paths:
+        pytest.skip("no shipped demo backbones in this checkout")
+    for p in paths:
+        rec = T.load(p, map_location="cpu", weights_only=True)["record"]
+        assert rec["command"].startswith("camtrap-ssl pretrain") and rec["code_version"]
+        probes = rec["probes"]
+        for probe in ("linear", "knn"):
+            assert probes["pretrained"][probe] > probes["raw pixels"][probe] + 0.05, (p.name, probe)
+            assert probes["pretrained"][probe] > probes["random init"][probe] + 0.05, (p.name, probe)
