@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layer", default="layer4")
+    ap.add_argument("--study4", action="store_true",
+                    help="also execute the whole Study 4 notebook on the demo profile and time it")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
@@ -93,6 +95,30 @@ def main() -> None:
     print(f"reference, one pass per channel:  {t_slow * 1e3:8.1f} ms  {best}")
     print(f"speed-up reference / batched:     {t_slow / t_fast:8.2f} x   "
           f"max |difference| {diff:.2e}")
+    study4_time(args.study4)
+
+
+def study4_time(run: bool) -> None:
+    """The whole Study 4 notebook on the demo profile: as recorded by the last book build, or
+    executed now with ``--study4`` (it reuses the fine-tuning runs of Studies 1 and 2)."""
+    import json
+    import tempfile
+    import time
+    from pathlib import Path
+
+    record = Path(__file__).resolve().parent.parent / "book" / "studies" / "build_record.json"
+    if run:
+        from camtrap_ssl.studies import execute_study
+        t0 = time.time()
+        execute_study("4", tempfile.mkdtemp(), progress=False, profile="demo")
+        print(f"Study 4 notebook, demo profile, executed now: {time.time() - t0:8.1f} s")
+    elif record.exists():
+        rec = json.loads(record.read_text())
+        seconds = rec["seconds"].get("study4_reasoning.ipynb")
+        print(f"Study 4 notebook, {rec['profile']} profile, last book build: {seconds:8.1f} s "
+              f"(code {rec['code_version'][:12]})")
+    else:
+        print("Study 4 notebook time: no book build recorded yet (make book), or pass --study4")
 
 
 if __name__ == "__main__":
