@@ -13,14 +13,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The book serves its JavaScript itself (no CDN): npm installs the versions pinned in
+# package-lock.json, camtrap_ssl.book copies them into book/_vendor.
 book: $(VENV)/.installed
+	@command -v npm >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm >/dev/null; \
+	    else echo "install Node.js with npm to build the book"; exit 1; fi; }
 	$(VENV)/bin/camtrap-ssl book --profile $(PROFILE) --seed $(SEED)
 
-# Headless Chromium for the browser test of the built book (Debian packages).
+# Headless Chromium for the browser test of the built book, and npm for the book's JavaScript
+# (Debian packages).
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	    else echo "install chromium and chromium-driver to run the browser test"; fi; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v npm >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver npm >/dev/null; \
+	    else echo "install chromium, chromium-driver and npm to run the browser test"; fi; }
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q

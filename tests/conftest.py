@@ -23,3 +23,6 @@ def serengeti_samples():
     if not SAMPLES.is_dir():
         pytest.skip(f"real camera-trap samples not found at {SAMPLES}")
     return SAMPLES
+
+
+from book_fixture import tiny_book  # noqa: E402,F401  (the session-wide tiny build of the book)
