@@ -137,3 +137,40 @@ def paradigm_summary(results: pd.DataFrame) -> pd.DataFrame:
 def provenance(results: pd.DataFrame) -> pd.DataFrame:
     """Where each number came from: run directory, code version, seed, profile."""
     return results[["target", "backbone", "run_dir", "code_version", "seed", "profile"]]
+
+
+TABLE_TITLES = {
+    "5.1": "Serengeti, supervised", "5.2": "NACTI, supervised", "5.3": "ENA24, supervised",
+    "5.4": "CIFAR-10, supervised", "5.5": "CIFAR-100, supervised", "5.6": "Serengeti, SSL",
+    "5.7": "NACTI, SSL", "5.8": "ENA24, SSL", "5.9": "CIFAR-10, SSL", "5.10": "CIFAR-100, SSL",
+    "5.11": "Serengeti, convergence", "5.12": "NACTI, convergence", "5.13": "ENA24, convergence",
+    "5.14": "CIFAR-10, convergence", "5.15": "CIFAR-100, convergence",
+}
+
+
+def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
+    """The study's tables 5.1 to 5.15 row by row, with our number beside each where a run maps.
+
+    A study row maps to our run of the same method on the target standing in for its dataset
+    (architectures differ: ours is the profile's backbone, so every ResNet-50/152 and width or SK
+    variant of a method shares our one number). Rows no run of ours covers stay empty.
+    """
+    rep = reference.reported().copy()
+    if tables is not None:
+        rep = rep[rep.table.isin([str(t) for t in tables])]
+    ours = results.assign(study_method=results.method.map(lambda m: reference.STUDY_METHOD.get(m, m)))
+    ours = ours.drop_duplicates(["stands_in_for", "study_method"]).set_index(["stands_in_for", "study_method"])
+    rows = []
+    for _, r in rep.iterrows():
+        key = (r.dataset, r.method if r.method != "supervised-from-scratch-sota" else None)
+        run = ours.loc[key] if key in ours.index else None
+        conv = pd.notna(r.convergence_epochs)
+        rows.append({
+            "table": r.table, "title": TABLE_TITLES.get(r.table, ""), "dataset": r.dataset,
+            "method": r.method, "architecture": r.architecture,
+            "study": r.convergence_epochs if conv else r.top1,
+            "ours": (None if run is None else (run.convergence_epoch if conv else run.top1)),
+            "measure": "convergence epoch" if conv else "top-1 %",
+            "our target": None if run is None else run.target,
+        })
+    return pd.DataFrame(rows).set_index(["table", "title", "method", "architecture"])
