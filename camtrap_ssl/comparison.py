@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from . import runs
-from .embedded import describe_backbone, finetune_run, finetuned_model, load_target
+from .embedded import describe_backbone, finetune_run, finetuned_model, get_target, load_target
 from .profiles import get_profile
 
 
@@ -50,22 +50,24 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="de
     frames whose animal is visible (non-empty mask) are taken where masks exist, so that
     "probability of the true class" is about an animal the model can see.
     """
-    target = load_target(dataset, profile, seed, masks=True)
+    target = get_target(dataset, profile, seed, masks=True)
     val = target.val
+    labels_all = np.asarray([int(val[i][1]) for i in range(len(val))]) if not hasattr(val, "labels") \
+        else np.asarray(val.labels)
     rng = np.random.default_rng(seed)
     picked = []
     for cls in classes:
         if cls not in target.classes:
             raise ValueError(f"class {cls!r} is not a class of {dataset}; classes: {target.classes}")
         label = target.classes.index(cls)
-        idx = np.flatnonzero(val.labels.numpy() == label)
-        if require_animal and val.masks is not None:
+        idx = np.flatnonzero(labels_all == label)
+        if require_animal and getattr(val, "masks", None) is not None:
             idx = idx[val.masks[idx].flatten(1).sum(1).numpy() > 0]
         picked.extend(rng.permutation(idx)[:n_per_class].tolist())
-    picked = torch.tensor(picked, dtype=torch.long)
-    x = val.images[picked].float() / 255
-    y = val.labels[picked]
-    m = val.masks[picked] if masks and val.masks is not None else None
+    x = torch.stack([val[i][0] for i in picked])
+    y = torch.as_tensor(labels_all[picked], dtype=torch.long)
+    vm = getattr(val, "masks", None)
+    m = vm[torch.tensor(picked, dtype=torch.long)] if masks and vm is not None else None
     return x, y, m
 
 

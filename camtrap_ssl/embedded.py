@@ -81,6 +81,15 @@ def _resize_uint8(images_nhwc: np.ndarray, size: int) -> torch.Tensor:
     return _to_uint8_nchw(x)
 
 
+def get_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False):
+    """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset (paper_targets)."""
+    from .paper_targets import PAPER_TARGETS, load_paper_target
+
+    if name in PAPER_TARGETS:
+        return load_paper_target(name, size=get_profile(profile).input_size, seed=seed)
+    return load_target(name, profile, seed, masks=masks)
+
+
 def load_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False) -> Target:
     """The named fine-tuning target at the profile's input size, generated on first use."""
     from . import cct, synthetic
@@ -121,8 +130,21 @@ def backbone_names() -> list[str]:
     return list(METHODS) + [n for n in list_models() if get_entry(n).weights is not None]
 
 
+def is_checkpoint_file(name: str) -> bool:
+    """A backbone can also be a pretraining checkpoint written by ``camtrap-ssl pretrain``."""
+    return str(name).endswith(".pt") and Path(name).is_file()
+
+
+def is_backbone(name: str) -> bool:
+    return name in backbone_names() or is_checkpoint_file(name)
+
+
 def describe_backbone(name: str) -> dict:
     """Paradigm (SL/SSL) and SSL family (instance/cluster) of a backbone name."""
+    if is_checkpoint_file(name):
+        rec = torch.load(name, map_location="cpu", weights_only=True)["record"]
+        method = rec["config"]["method"]
+        return {"backbone": name, "method": method, "paradigm": PARADIGM[method], "family": FAMILY[method]}
     if name in METHODS:
         return {"backbone": name, "method": name, "paradigm": PARADIGM[name], "family": FAMILY[name]}
     from .models import get_entry
@@ -222,8 +244,11 @@ def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str 
 
 def create_backbone(name: str, num_classes: int | None, profile: str | Profile = "demo",
                     seed: int = 0) -> torch.nn.Module:
-    """A pretrained backbone with a fresh classifier: embedded (by method) or from the zoo."""
-    if name in METHODS:
+    """A pretrained backbone with a fresh classifier: embedded (by method), a pretraining
+    checkpoint file, or from the zoo."""
+    if is_checkpoint_file(name):
+        model = load_pretrained(name, num_classes=num_classes)
+    elif name in METHODS:
         model = load_pretrained(backbone_checkpoint(name, profile, seed), num_classes=num_classes)
     else:
         from .models import create_model
@@ -240,6 +265,9 @@ def default_runs_root() -> Path:
 
 
 def run_dir_for(backbone: str, target: str, profile: Profile, seed: int, runs_root=None) -> Path:
+    if is_checkpoint_file(backbone):  # one folder per checkpoint content, named by its file
+        from .runs import sha256_file
+        backbone = f"{Path(backbone).stem}-{sha256_file(backbone)[:8]}"
     return Path(runs_root or default_runs_root()) / profile.name / target / backbone / f"seed{seed}"
 
 
@@ -261,8 +289,9 @@ def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "
     from .paper_targets import PAPER_TARGETS, load_paper_target
     if name not in TARGETS and name not in PAPER_TARGETS:
         raise ValueError(f"target={name!r}; allowed: {list(TARGETS) + list(PAPER_TARGETS)}")
-    if backbone not in backbone_names():
-        raise ValueError(f"backbone={backbone!r}; allowed: {backbone_names()}")
+    if not is_backbone(backbone):
+        raise ValueError(f"backbone={backbone!r}; allowed: {backbone_names()} or a pretraining "
+                         "checkpoint file (.pt)")
     rd = run_dir_for(backbone, name, profile, seed, runs_root)
     if runs.RunDir(rd).is_complete:
         return runs.RunDir(rd).summary(), rd

@@ -26,7 +26,7 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
 
 def allowed_values() -> dict:
     """Parameter name -> (description, check) shared by all study notebooks."""
-    from .embedded import TARGETS, backbone_names
+    from .embedded import TARGETS, backbone_names, is_backbone
     from .paper_targets import PAPER_TARGETS
 
     def one_of(options):
@@ -51,9 +51,9 @@ def allowed_values() -> dict:
         "backbones": subset_of(backbone_names()),
         "datasets": subset_of([*TARGETS, *PAPER_TARGETS]),
         "epochs": optional(int_at_least(1)),
-        "ssl_backbone": one_of(backbone_names()),
-        "sl_backbone": one_of(backbone_names()),
-        "dataset": one_of(TARGETS),
+        "ssl_backbone": (f"one of {backbone_names()} or a pretraining checkpoint file (.pt)", is_backbone),
+        "sl_backbone": (f"one of {backbone_names()} or a pretraining checkpoint file (.pt)", is_backbone),
+        "dataset": one_of([*TARGETS, *PAPER_TARGETS]),
         "images_per_class": optional(int_at_least(1)),
         "n_images": int_at_least(1),
         "n_metric_images": int_at_least(2),

@@ -70,3 +70,17 @@ def test_shipped_demo_backbones_carry_their_record():
         assert all(0 <= v <= 1 for row in rec["probes"].values() for v in row.values())
         model = embedded.create_backbone(rec["config"]["method"], 3, "demo")
         assert model(T.rand(2, 3, 64, 64)).shape == (2, 3)  # the weights fit the demo architecture
+
+
+def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
+    ckpt = embedded.backbone_checkpoint("simclr", "tiny")
+    own = tmp_path / "my_simclr.pt"
+    own.write_bytes(ckpt.read_bytes())
+    assert embedded.describe_backbone(str(own))["paradigm"] == "SSL"
+    summary, rd = embedded.finetune_run(str(own), "syn_cifar", "tiny", runs_root=tmp_path / "runs",
+                                        epochs=1, progress=False)
+    assert rd.parent.name.startswith("my_simclr-") and (rd / "summary.json").exists()
+    from camtrap_ssl import studies
+    studies.check_params("3", {"ssl_backbone": str(own)})
+    with pytest.raises(ValueError, match="ssl_backbone"):
+        studies.check_params("3", {"ssl_backbone": str(tmp_path / "missing.pt")})
