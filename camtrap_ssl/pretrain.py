@@ -102,21 +102,43 @@ class BarlowTwins(nn.Module):
 
 
 class SwAV(nn.Module):
-    """Multi-crop views, online Sinkhorn-Knopp codes over learnable prototypes."""
+    """Multi-crop views, online Sinkhorn-Knopp codes over learnable prototypes.
 
-    def __init__(self, dim: int, n_prototypes: int = 64):
+    Two of SwAV's small-batch measures matter on a CPU budget (batch 128, not 4096): the
+    prototypes stay frozen for the first steps, and once a queue of recent high-resolution
+    projections is full, the codes are computed over the batch *and* the queue, so the
+    equal-partition constraint of Sinkhorn-Knopp sees enough samples not to collapse.
+    """
+
+    def __init__(self, dim: int, n_prototypes: int = 64, queue_length: int = 1024,
+                 frozen_steps: int = 100):
         super().__init__()
         from lightly.loss import SwaVLoss
         from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
         self.head = SwaVProjectionHead(dim, dim, 128)
-        self.prototypes = SwaVPrototypes(128, n_prototypes=n_prototypes)
+        self.prototypes = SwaVPrototypes(128, n_prototypes=n_prototypes,
+                                         n_steps_frozen_prototypes=frozen_steps)
         self.loss = SwaVLoss(temperature=0.1)
+        self.register_buffer("queue", torch.zeros(2, queue_length, 128))
+        self.register_buffer("queued", torch.zeros((), dtype=torch.long))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def forward(self, backbone, views, labels, index):
         self.prototypes.normalize()
-        p = [self.prototypes(F.normalize(self.head(backbone.forward_features(v)), dim=1))
-             for v in views]
-        return self.loss(p[:2], p[2:])
+        step = int(self.step)
+        z = [F.normalize(self.head(backbone.forward_features(v)), dim=1) for v in views]
+        p = [self.prototypes(zi, step) for zi in z]
+        queue_outputs = None
+        if int(self.queued) >= self.queue.shape[1]:
+            with torch.no_grad():
+                queue_outputs = [self.prototypes(self.queue[i], step) for i in range(2)]
+        with torch.no_grad():
+            n = min(len(z[0]), self.queue.shape[1])
+            self.queue.copy_(torch.cat([torch.stack([z[0][:n].detach(), z[1][:n].detach()]),
+                                        self.queue[:, :-n]], dim=1))
+            self.queued += n
+            self.step += 1
+        return self.loss(p[:2], p[2:], queue_outputs)
 
 
 class DeepClusterV2(nn.Module):
