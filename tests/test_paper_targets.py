@@ -141,3 +141,18 @@ def test_missing_data_names_path_and_download_command(tmp_path, monkeypatch):
         P.load_paper_target("imagenet")
     with pytest.raises(ValueError, match="split_by"):
         P.load_paper_target("serengeti", split_by="frame")
+
+
+def test_study3_images_come_from_a_lila_format_dataset(tmp_path, monkeypatch):
+    """Study 3's image source can be a real LILA-format dataset, not only the synthetic world."""
+    from camtrap_ssl import comparison
+    monkeypatch.setenv(P.ENV, str(tmp_path))
+    make_lila(tmp_path / "serengeti")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y, m = comparison.images_of_classes("serengeti", ["zebra", "wildebeest"], 2, "tiny")
+    classes = ["zebra", "gazelleThomsons", "wildebeest"]
+    assert x.shape[1:] == (3, 32, 32) and m is None
+    assert [classes[int(c)] for c in y] == sorted([classes[int(c)] for c in y], key=["zebra", "wildebeest"].index)
+    assert {classes[int(c)] for c in y} <= {"zebra", "wildebeest"} and len(y) >= 2
+    assert all(int(img.mean((1, 2)).argmax()) == int(lbl) for img, lbl in zip(x, y))  # colour = label
