@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from .embedded import Target
 
 __all__ = ["PAPER_TARGETS", "CAMTRAP_TARGETS", "SPLIT_CHOICES", "PaperTarget", "data_root",
            "dataset_dir", "find_json", "check_available", "load_paper_target"]
@@ -41,18 +42,8 @@ NACTI_SAMPLE = 750_000
 ENV = "CAMTRAP_SSL_DATA"
 
 
-@dataclass
-class PaperTarget:
-    """Duck-compatible with :class:`camtrap_ssl.embedded.Target`."""
-    name: str
-    train: object
-    val: object
-    classes: list
-    identity: dict = field(default_factory=dict)
-
-    @property
-    def stands_in_for(self) -> str:
-        return self.name
+# The same record as the embedded targets: name, train/val datasets, classes, identity.
+PaperTarget = Target
 
 
 def data_root(root=None) -> Path:

@@ -35,6 +35,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches and run records are shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

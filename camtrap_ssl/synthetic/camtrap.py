@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..runs import atomic_write_bytes
 from ..profiles import Profile, get_profile
 from .scenes import Individual, make_site, render_frame, stamp
 from .worlds import GENERATOR_VERSION, cache_key, default_cache_dir, stable_id
@@ -244,20 +245,6 @@ def _uuid(*parts) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write(path: Path, data: bytes) -> None:
     """Plain write for frames and masks: the JSON, written last and atomically, is what marks a
     world complete (and :func:`camtrap_world` renames a whole finished folder into place)."""
@@ -358,7 +345,7 @@ def write_camtrap_world(name: str, root, profile: Profile | str, seed: int = 0) 
         "annotations": annotations,
     }
     path = root / f"{name}.json"
-    _atomic_bytes(path, json.dumps(doc, indent=1).encode())
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
     return path
 
 

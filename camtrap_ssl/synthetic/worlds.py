@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,21 +98,16 @@ class World:
 
     def save(self, path: Path) -> None:
         """Write atomically as ``.npz`` (temp file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images_train=self.images_train, labels_train=self.labels_train,
-                         images_val=self.images_val, labels_val=self.labels_val,
-                         masks_train=self.masks_train, masks_val=self.masks_val,
-                         classes=np.array(self.classes, dtype=str), name=np.array(self.name))
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        import io
+
+        from ..runs import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, images_train=self.images_train, labels_train=self.labels_train,
+                 images_val=self.images_val, labels_val=self.labels_val,
+                 masks_train=self.masks_train, masks_val=self.masks_val,
+                 classes=np.array(self.classes, dtype=str), name=np.array(self.name))
+        atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "World":
