@@ -172,5 +172,7 @@ def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
             "ours": (None if run is None else (run.convergence_epoch if conv else run.top1)),
             "measure": "convergence epoch" if conv else "top-1 %",
             "our target": None if run is None else run.target,
+            "profile": None if run is None else run.profile,
+            "run": None if run is None else run.run_dir,
         })
     return pd.DataFrame(rows).set_index(["table", "title", "method", "architecture"])
