@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from range_http import send_headers_for_range
 from PIL import Image
 
 from camtrap_ssl import cct, lila
@@ -31,19 +32,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not path.is_file():
             self.send_error(404)
             return
-        body = path.read_bytes()
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and not srv.ignore_range:
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
+        body = send_headers_for_range(self, path.read_bytes(), srv.ignore_range)
         cut = srv.cut.pop(self.path, None)
-        self.wfile.write(body[start:cut] if cut is not None else body[start:])
+        self.wfile.write(body[:cut] if cut is not None else body)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import socket
 import threading
 
 import pytest
+from range_http import send_headers_for_range
 import torch
 from torch import nn
 
@@ -70,16 +71,7 @@ class _Server:
                 if data is None:
                     self.send_error(404)
                     return
-                start = 0
-                if rng and not outer.ignore_range:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                body = send_headers_for_range(self, data, outer.ignore_range)
                 if outer.cut_after is not None:
                     body, outer.cut_after = body[:outer.cut_after], None
                     self.wfile.write(body)
