@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from camtrap_ssl.pretrain import (METHODS, PretrainConfig, load_pretrained, make_objective, pretrain,
-                                  spherical_kmeans)
+from camtrap_ssl.pretrain import (METHODS, PretrainConfig, SwAV, load_pretrained, make_objective,
+                                  pretrain, sinkhorn_codes, spherical_kmeans)
 from camtrap_ssl.models import create_model
 from camtrap_ssl.views import recipe_for
 
@@ -33,6 +33,39 @@ def test_every_objective_gives_a_finite_loss_whose_gradient_reaches_the_backbone
 def test_unknown_method_names_the_allowed_ones():
     with pytest.raises(ValueError, match="simclr"):
         PretrainConfig(method="byol", arch="resnet10_w0125", epochs=1)
+
+
+def test_sinkhorn_codes_match_lightly_where_it_is_stable_and_stay_finite_where_it_overflows():
+    from lightly.loss.swav_loss import sinkhorn
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.nn.functional.normalize(torch.randn(32, 8, generator=g), dim=1) @ \
+        torch.nn.functional.normalize(torch.randn(16, 8, generator=g), dim=1).T  # cosines (32, 16)
+    torch.testing.assert_close(sinkhorn_codes(scores, 0.05), sinkhorn(scores, epsilon=0.05))
+    assert not torch.isfinite(sinkhorn(scores, epsilon=0.005)).all()  # exp(200) overflows float32
+    codes = sinkhorn_codes(scores, 0.005)
+    assert torch.isfinite(codes).all()
+    torch.testing.assert_close(codes.sum(1), torch.ones(32))
+    # run to convergence, every prototype gets an equal share of the batch
+    balanced = sinkhorn_codes(scores, 0.05, iterations=100).sum(0)
+    torch.testing.assert_close(balanced, torch.full((16,), 2.0), rtol=1e-3, atol=1e-3)
+    # a small epsilon gives near one-hot codes: the sharp targets that keep SwAV from collapsing
+    assert codes.max(1).values.mean() > 0.9 > sinkhorn_codes(scores, 0.05).max(1).values.mean()
+
+
+def test_swav_prototypes_stay_frozen_for_frozen_steps_then_learn():
+    torch.manual_seed(0)
+    backbone = create_model("resnet10_w0125")
+    objective = SwAV(backbone.num_features, n_prototypes=16, frozen_steps=1)
+    views = recipe_for("swav", 32)(torch.rand(8, 3, 32, 32), torch.Generator().manual_seed(0))
+    for step in range(2):
+        objective.prototypes.weight.grad = None
+        objective(backbone, views, None, torch.arange(8)).backward()
+        learned = objective.prototypes.weight.grad is not None
+        assert learned == (step >= 1)
+    # unit-norm prototypes, and no bias to shift every score alike
+    torch.testing.assert_close(objective.prototypes.weight.norm(dim=1), torch.ones(16))
+    assert objective.prototypes.bias is None
 
 
 def test_spherical_kmeans_recovers_separated_clusters():
