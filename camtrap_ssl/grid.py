@@ -77,7 +77,7 @@ def _validate(backbones, targets, profile, seed, epochs):
 
 def plan_grid(backbones, targets, profile, seed: int = 0, runs_root=None) -> pd.DataFrame:
     """The grid's cells with their run directories and whether each is already complete."""
-    from .embedded import run_dir_for
+    from .embedded import is_stale, run_dir_for
 
     backbones, targets, prof = _validate(backbones, targets, profile, seed, None)
     rows = []
@@ -85,7 +85,8 @@ def plan_grid(backbones, targets, profile, seed: int = 0, runs_root=None) -> pd.
         for b in backbones:
             rd = run_dir_for(b, t, prof, seed, runs_root)
             rows.append({"backbone": b, "target": t, "profile": prof.name, "seed": seed,
-                         "run_dir": str(rd), "complete": runs.RunDir(rd).is_complete})
+                         "run_dir": str(rd),
+                         "complete": runs.RunDir(rd).is_complete and not is_stale(rd, b, prof, seed)})
     return pd.DataFrame(rows)
 
 
@@ -127,13 +128,13 @@ def run_grid(backbones, targets, profile, seed: int = 0, runs_root=None, epochs:
     profile, seed, run_dir, executed (False when the run was already complete), and the summary's
     scalars (final/best top-1 and top-5, convergence epochs, ...).
     """
-    from .embedded import run_dir_for
+    from .embedded import current_run_dir
 
     backbones, targets, prof = _validate(backbones, targets, profile, seed, epochs)
     cells = [(b, t) for t in targets for b in backbones]
     rows = []
     for b, t in tqdm(cells, desc="grid", disable=not progress):
-        rd = run_dir_for(b, t, prof, seed, runs_root)
+        rd = current_run_dir(b, t, prof, seed, runs_root)
         executed = not runs.RunDir(rd).is_complete
         if executed:
             execute_run(b, t, prof.name, seed, rd, runs_root, epochs, progress)

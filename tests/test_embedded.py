@@ -72,6 +72,17 @@ def test_shipped_demo_backbones_carry_their_record():
         assert model(T.rand(2, 3, 64, 64)).shape == (2, 3)  # the weights fit the demo architecture
 
 
+def test_every_shipped_demo_backbone_beats_both_baselines_by_a_clear_margin():
+    """Issue 3's evidence that each method learns, on the shipped checkpoints' recorded probes."""
+    table = embedded.probe_records(profile="demo")
+    base = table.loc[["raw pixels", "random init"], ["linear probe", "k-NN probe"]].max()
+    for method in embedded.METHODS:
+        leads = table.loc[method, ["linear probe", "k-NN probe"]] - base
+        assert table.loc[method, "margin over baselines"] == pytest.approx(leads.min())
+        assert table.loc[method, "learned"]
+        assert leads.min() >= 0.05, f"{method} leads the better baseline by only {leads.min():.3f}"
+
+
 def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
     ckpt = embedded.backbone_checkpoint("simclr", "tiny")
     own = tmp_path / "my_simclr.pt"
@@ -84,3 +95,30 @@ def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
     studies.check_params("3", {"ssl_backbone": str(own)})
     with pytest.raises(ValueError, match="ssl_backbone"):
         studies.check_params("3", {"ssl_backbone": str(tmp_path / "missing.pt")})
+
+
+def test_a_run_made_from_a_replaced_backbone_is_kept_aside_and_run_again(tmp_path, monkeypatch):
+    """A backbone keeps its name when its checkpoint changes; its old runs must not be reused."""
+    from camtrap_ssl import grid
+
+    ckpt = tmp_path / "simclr.pt"
+    ckpt.write_bytes(embedded.backbone_checkpoint("simclr", "tiny").read_bytes())
+    monkeypatch.setattr(embedded, "backbone_checkpoint", lambda *a, **k: ckpt)
+    root = tmp_path / "runs"
+    first, rd = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+                                      progress=False)
+    again, rd_again = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+                                            progress=False)
+    assert rd_again == rd and again == first and not list(rd.parent.glob("*.stale-*"))
+
+    state = torch.load(ckpt, weights_only=True)
+    state["record"]["wall_seconds"] += 1  # same name, other content: a new version of the backbone
+    torch.save(state, ckpt)
+    assert not grid.plan_grid(["simclr"], ["syn_cifar"], "tiny", runs_root=root)["complete"][0]
+    with pytest.warns(UserWarning, match="another version of backbone 'simclr'"):
+        _, rd_new = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+                                          progress=False)
+    assert rd_new == rd and runs.RunDir(rd).is_complete
+    assert runs.RunDir(rd).params()["pretraining"]["sha256"] == runs.sha256_file(ckpt)
+    kept = rd.with_name("seed0.stale-1")
+    assert runs.RunDir(kept).summary() == first  # the old run is kept, not deleted
