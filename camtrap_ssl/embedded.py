@@ -182,7 +182,8 @@ def pretrain_backbone(method: str, profile: str | Profile, seed: int, out: str |
 
     profile = get_profile(profile)
     world = synthetic.source_world(profile, seed=seed)
-    cfg = PretrainConfig(method=method, arch=profile.arch, epochs=epochs or profile.pretrain_epochs,
+    cfg = PretrainConfig(method=method, arch=profile.arch,
+                         epochs=epochs or profile.pretrain_epochs[method],
                          batch_size=min(profile.pretrain_batch_size, len(world.images_train)),
                          seed=seed, input_size=profile.pretrain_size)
     identity = {"world": "source", "profile": profile.name, "seed": seed,

@@ -28,7 +28,9 @@ class Profile:
     # Views are cropped to this size during pretraining. Below input_size it buys CPU time: at
     # half the side a step costs a quarter, which is what lets SSL see enough epochs on a laptop.
     pretrain_size: int
-    pretrain_epochs: int
+    # Epochs per pretraining method. The demo's are those its shipped checkpoints were trained for,
+    # so another seed repeats their recipe exactly (the SSL methods need more than supervision).
+    pretrain_epochs: dict[str, int]
     pretrain_batch_size: int
     # fine-tuning (SPEC section 4 where the profile is `paper`)
     finetune_epochs: int
@@ -44,13 +46,19 @@ class Profile:
         return asdict(self)
 
 
+def _epochs(supervised, simclr, barlowtwins, swav, deepclusterv2) -> dict[str, int]:
+    return {"supervised": supervised, "simclr": simclr, "barlowtwins": barlowtwins, "swav": swav,
+            "deepclusterv2": deepclusterv2}
+
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", input_size=32,
         source_per_class=12, source_val_per_class=4,
         similar_per_class=12, similar_test_per_class=4,
         serengeti_images=160, ena24_images=60, camtrap_size=(64, 48),
-        arch="resnet10_w0125", pretrain_size=32, pretrain_epochs=1, pretrain_batch_size=32,
+        arch="resnet10_w0125", pretrain_size=32, pretrain_epochs=_epochs(1, 1, 1, 1, 1),
+        pretrain_batch_size=32,
         finetune_epochs=2, finetune_epochs_small=2, batch_size=32, lr=1e-3, weight_decay=5e-4,
         images_per_class=3, featvis_steps=2,
     ),
@@ -59,7 +67,8 @@ PROFILES: dict[str, Profile] = {
         source_per_class=300, source_val_per_class=60,
         similar_per_class=150, similar_test_per_class=50,
         serengeti_images=2400, ena24_images=480, camtrap_size=(160, 120),
-        arch="resnet18_w025", pretrain_size=32, pretrain_epochs=20, pretrain_batch_size=128,
+        arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 20, 20, 30, 30),
+        pretrain_batch_size=128,
         finetune_epochs=8, finetune_epochs_small=12, batch_size=64, lr=1e-3, weight_decay=5e-4,
         images_per_class=10,
     ),
@@ -68,7 +77,7 @@ PROFILES: dict[str, Profile] = {
         source_per_class=0, source_val_per_class=0,
         similar_per_class=0, similar_test_per_class=0,
         serengeti_images=0, ena24_images=0, camtrap_size=(2048, 1536),
-        arch="resnet50", pretrain_size=224, pretrain_epochs=0, pretrain_batch_size=0,
+        arch="resnet50", pretrain_size=224, pretrain_epochs=_epochs(0, 0, 0, 0, 0), pretrain_batch_size=0,
         finetune_epochs=25, finetune_epochs_small=50, batch_size=128, lr=1e-5, weight_decay=5e-4,
         images_per_class=10,
     ),

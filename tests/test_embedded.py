@@ -68,6 +68,16 @@ def test_shipped_demo_backbones_carry_their_record():
         assert rec["code_version"] != "unknown" and rec["epochs_done"] >= 1 and rec["wall_seconds"] > 0
         assert set(rec["probes"]) == {"raw pixels", "random init", "pretrained"}
         assert all(0 <= v <= 1 for row in rec["probes"].values() for v in row.values())
+        # exactly the recipe another seed retrains with (make book SEED=k), apart from the seed
+        from camtrap_ssl.profiles import get_profile
+        demo = get_profile("demo")
+        from dataclasses import asdict
+        from camtrap_ssl.pretrain import PretrainConfig
+        method = rec["config"]["method"]
+        assert rec["config"] == asdict(PretrainConfig(
+            method=method, arch=demo.arch, epochs=demo.pretrain_epochs[method],
+            batch_size=demo.pretrain_batch_size, seed=0, input_size=demo.pretrain_size))
+        assert rec["epochs_done"] == rec["config"]["epochs"]
         model = embedded.create_backbone(rec["config"]["method"], 3, "demo")
         assert model(T.rand(2, 3, 64, 64)).shape == (2, 3)  # the weights fit the demo architecture
 
