@@ -1,4 +1,5 @@
-"""Shared piece of the tests' loopback HTTP servers: answering a GET with ``Range`` support."""
+"""Shared pieces of the tests' loopback HTTP servers: ``Range`` answers, a port nobody serves."""
+import socket
 
 
 def send_headers_for_range(handler, body: bytes, ignore_range: bool = False) -> bytes:
@@ -15,3 +16,12 @@ def send_headers_for_range(handler, body: bytes, ignore_range: bool = False) -> 
     handler.send_header("Content-Length", str(len(body) - start))
     handler.end_headers()
     return body[start:]
+
+
+def unserved_url(path: str = "") -> str:
+    """A loopback URL on a port that was free a moment ago: connecting to it is refused, as offline."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    return f"http://127.0.0.1:{port}/{path}"

@@ -4,13 +4,12 @@ import hashlib
 import http.server
 import io
 import json
-import socket
 import threading
 import zipfile
 
 import numpy as np
 import pytest
-from range_http import send_headers_for_range
+from range_http import send_headers_for_range, unserved_url
 from PIL import Image
 
 from camtrap_ssl import cct, lila
@@ -190,11 +189,7 @@ def test_class_subset_and_per_class_write_a_subset_file(server, tmp_path):
 
 
 def test_offline_error_names_url_and_remedy(tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    base = f"http://127.0.0.1:{port}/"
+    base = unserved_url()
     with pytest.raises(lila.LilaDownloadError) as err:
         lila.download_dataset("ena24", tmp_path, base_url=base, timeout=2, progress=False)
     msg = str(err.value)

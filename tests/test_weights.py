@@ -5,11 +5,10 @@ Checkpoints are fabricated in each publisher's layout and served through the rea
 """
 import hashlib
 import http.server
-import socket
 import threading
 
 import pytest
-from range_http import send_headers_for_range
+from range_http import send_headers_for_range, unserved_url
 import torch
 from torch import nn
 
@@ -408,11 +407,7 @@ def test_missing_and_unexpected_backbone_keys_are_listed():
 
 
 def test_offline_error_names_file_url_and_exact_path(cache):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    url = f"http://127.0.0.1:{port}/models/resnet50-0676ba61.pth"
+    url = unserved_url("models/resnet50-0676ba61.pth")
     with pytest.raises(WeightsUnavailableError) as err:
         create_model("supervised_r50", pretrained=True, weights_url=url, progress=False)
     msg = str(err.value)
