@@ -314,9 +314,12 @@ def current_run_dir(backbone: str, target: str, profile: str | Profile, seed: in
 
 
 def is_stale(run_dir: str | Path, backbone: str, profile: str | Profile, seed: int = 0) -> bool:
-    """Whether ``run_dir`` holds a run of ``backbone`` made from other weights than its current ones."""
+    """Whether ``run_dir`` holds a run of ``backbone`` made from other weights than its current ones.
+
+    Never for a checkpoint file: its run directory is already named by the file's content.
+    """
     run = runs.RunDir(run_dir)
-    if not run.file(runs.PARAMS).exists():
+    if is_checkpoint_file(backbone) or not run.file(runs.PARAMS).exists():
         return False
     current = backbone_sha256(backbone, get_profile(profile), seed)
     recorded = (run.params().get("pretraining") or {}).get("sha256")

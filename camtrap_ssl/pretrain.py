@@ -7,10 +7,11 @@ loop in :func:`pretrain` is the same for all of them and reads top to bottom.
 
 Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, the projection
 heads); SwAV's codes come from a log-domain Sinkhorn written here (see :class:`SwAV`). The views
-follow the SimCLR and SwAV multi-crop recipes but are computed on whole batches (:mod:`camtrap_ssl.views`), because lightly's per-image PIL transforms
-dominated the step time on a CPU. DeepCluster-v2, which lightly lacks, is written here: its
-prototypes are the k-means centroids of the previous epoch's embeddings, and each crop is trained
-to predict its image's cluster.
+follow the SimCLR and SwAV multi-crop recipes but are computed on whole batches
+(:mod:`camtrap_ssl.views`), because lightly's per-image PIL transforms dominated the step time on
+a CPU. DeepCluster-v2, which lightly lacks, is written here: its prototypes are the k-means
+centroids of the previous epoch's embeddings, and each crop is trained to predict its image's
+cluster.
 """
 from __future__ import annotations
 
