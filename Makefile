@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The book serves its JavaScript itself (no CDN): npm installs the versions pinned in
-# package-lock.json, camtrap_ssl.book copies them into book/_vendor.
+# package-lock.json, camtrap_ssl.studies.book copies them into book/_vendor.
 book: $(VENV)/.installed
 	@command -v npm >/dev/null || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm >/dev/null; \

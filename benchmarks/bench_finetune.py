@@ -23,8 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from camtrap_ssl.finetune import FinetuneConfig, finetune
 from camtrap_ssl.models import create_model
+from camtrap_ssl.train.finetune import FinetuneConfig, finetune
 
 SERENGETI_IMAGES = 757_000
 TRAIN_SHARE = 0.9

@@ -1,7 +1,7 @@
 """Images per second: the prepared cache vs decoding the original JPEGs, same images, one core.
 
 Camera-trap frames are multi-megapixel JPEGs (Serengeti: 2048 x 1536) and fine-tuning reads each
-25-50 times, so decoding once (``camtrap_ssl.prepare``) should pay off by a wide margin; the target
+25-50 times, so decoding once (``camtrap_ssl.data.prepare``) should pay off by a wide margin; the target
 is at least 3x per core. Both sides run in this one process with one torch thread and one decode
 thread. By default the JPEGs are fabricated (smooth scene + sensor noise, so their size and
 decode cost resemble real frames) in a temporary folder; ``--samples DIR`` uses real JPEGs
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from camtrap_ssl.cct import CCTDataset, load_cct
-from camtrap_ssl.prepare import prepare
+from camtrap_ssl.data.cct import CCTDataset, load_cct
+from camtrap_ssl.data.prepare import prepare
 
 
 def fabricate(root: Path, n: int, width: int, height: int, seed: int = 0) -> Path:

@@ -1,4 +1,4 @@
-"""Score-CAM: batched over channels (camtrap_ssl.attribution.scorecam) vs one forward pass per
+"""Score-CAM: batched over channels (camtrap_ssl.analysis.attribution.scorecam) vs one forward pass per
 channel (scorecam_reference), timed side by side in one run on the same model and image.
 
     .venv/bin/python benchmarks/bench_scorecam.py [--arch resnet18_w025] [--size 64]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from camtrap_ssl.attribution import scorecam, scorecam_reference
+from camtrap_ssl.analysis.attribution import scorecam, scorecam_reference
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "serengeti-samples"
 
@@ -34,7 +34,7 @@ def build_model(arch: str, num_classes: int = 10):
 
 def one_image(size: int) -> torch.Tensor:
     if SAMPLES.is_dir():
-        from camtrap_ssl.images import load_image_folder
+        from camtrap_ssl.data.images import load_image_folder
 
         return load_image_folder(SAMPLES, size, limit=1)[0]
     return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -108,7 +108,7 @@ def study4_time(run: bool) -> None:
 
     record = Path(__file__).resolve().parent.parent / "book" / "studies" / "build_record.json"
     if run:
-        from camtrap_ssl.studies import execute_study
+        from camtrap_ssl.studies.params import execute_study
         t0 = time.time()
         execute_study("4", tempfile.mkdtemp(), progress=False, profile="demo")
         print(f"Study 4 notebook, demo profile, executed now: {time.time() - t0:8.1f} s")

@@ -11,6 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+from camtrap_ssl.analysis import attribution
+from camtrap_ssl.core.profiles import PROFILES, get_profile
+from camtrap_ssl.data import lila, synthetic
+from camtrap_ssl.data.embedded import TARGETS
+from camtrap_ssl.experiments import grid
+from camtrap_ssl.experiments.backbones import (
+    backbone_names,
+    describe_backbone,
+    pretrain_and_probe,
+)
+from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.pretrain.methods import METHODS
+from camtrap_ssl.studies import comparison
+from camtrap_ssl.studies.book import build_book
+from camtrap_ssl.studies.params import STUDIES, execute_study
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -37,15 +53,10 @@ def _json_value(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .embedded import TARGETS
-    from .pretrain import METHODS
-    from .profiles import PROFILES
-    from .studies import STUDIES
-
     p = argparse.ArgumentParser(prog="camtrap-ssl", description=__doc__.splitlines()[0].strip("`: "))
     sub = p.add_subparsers(dest="command", required=True)
 
-    from . import lila
+
 
     data = sub.add_parser("data", help="datasets: generate the embedded world, download LILA data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--limit", type=_positive_int, default=None, help="at most this many images")
 
     sub.add_parser("models", help="list the registered backbones")
-    from . import grid
+
     grid.add_cli(sub)
     return p
 
@@ -108,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "data" and args.data_command != "generate":
         return args.func(args)
     if args.command == "data":
-        from . import synthetic
-        from .profiles import get_profile
+
 
         prof = get_profile(args.profile)
         synthetic.source_world(prof, seed=args.seed)
@@ -117,14 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("serengeti", "ena24"):
             print(synthetic.camtrap_world(name, prof, seed=args.seed))
     elif args.command == "pretrain":
-        from .embedded import pretrain_and_probe
 
         rec = pretrain_and_probe(args.method, args.profile, args.seed, args.out, epochs=args.epochs,
                                  max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                                  probe=not args.no_probe)
         print(json.dumps({k: rec[k] for k in ("wall_seconds", "epochs_done", "probes") if k in rec}, indent=2))
     elif args.command == "finetune":
-        from .embedded import backbone_names, finetune_run
 
         if args.backbone not in backbone_names():
             raise SystemExit(f"camtrap-ssl finetune: --backbone {args.backbone!r} is not known; "
@@ -134,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         print(rd)
         print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
     elif args.command == "study":
-        from .studies import execute_study
 
         params = {name: _json_value(value) for name, value in args.param}
         try:
@@ -142,15 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             raise SystemExit(f"camtrap-ssl study: {e}") from None
     elif args.command == "book":
-        from .book import build_book
 
         t0 = time.time()
         out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies)
         print(f"book built in {time.time() - t0:.0f} s: {out}")
     elif args.command == "explain":
-        from . import attribution, comparison
-        from .embedded import backbone_names
-        from .profiles import get_profile
+
 
         methods = [m for m in args.methods.split(",") if m]
         problems = [f"--methods: {m!r} is not one of {list(attribution.METHODS)}" for m in methods
@@ -168,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                                           limit=args.limit)
         print(table.to_string(index=False))
     elif args.command == "models":
-        from .embedded import backbone_names, describe_backbone
 
         for name in backbone_names():
             d = describe_backbone(name)

@@ -3,7 +3,7 @@
 Building it means executing every study notebook on the ``tiny`` profile with papermill (about ten
 minutes on two cores) and rendering the book with Jupyter Book (about 20 s). While developing,
 set ``CAMTRAP_SSL_TEST_BOOK_STUDIES`` to a folder of notebooks already executed that way (e.g. the
-``studies/`` folder of an earlier tiny build: ``camtrap_ssl.book.run_studies("tiny", 0, runs_root,
+``studies/`` folder of an earlier tiny build: ``camtrap_ssl.studies.book.run_studies("tiny", 0, runs_root,
 output_dir=...)``): they are copied instead of executed, so only the rendering runs. Those
 notebooks show the code of the day they ran; leave the variable unset to test the current one.
 
@@ -24,10 +24,10 @@ ENV_STUDIES = "CAMTRAP_SSL_TEST_BOOK_STUDIES"
 def build_tiny_book(tmp_root: str | os.PathLike) -> Path:
     """Copy ``book/`` into ``tmp_root/book``, execute the studies on the tiny profile into it (or
     copy them from ``$CAMTRAP_SSL_TEST_BOOK_STUDIES``), render it; return its HTML folder."""
-    # imported here: conftest imports this module in every session, and camtrap_ssl.book
+    # imported here: conftest imports this module in every session, and camtrap_ssl.studies.book
     # pulls in torch
-    from camtrap_ssl.book import BOOK, VENDOR, build_html, run_studies
-    from camtrap_ssl.studies import STUDIES
+    from camtrap_ssl.studies.book import BOOK, VENDOR, build_html, run_studies
+    from camtrap_ssl.studies.params import STUDIES
 
     tmp_root = Path(tmp_root)
     book = tmp_root / "book"

@@ -1,4 +1,4 @@
-"""Tests for camtrap_ssl.attribution: captum methods and the batched Score-CAM."""
+"""Tests for camtrap_ssl.analysis.attribution: captum methods and the batched Score-CAM."""
 import copy
 
 import pytest
@@ -6,8 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtrap_ssl.attribution import (METHODS, attribute, normalize_map, scorecam,
-                                     scorecam_reference, to_2d)
+from camtrap_ssl.analysis.attribution import (
+    METHODS,
+    attribute,
+    normalize_map,
+    scorecam,
+    scorecam_reference,
+    to_2d,
+)
 
 
 class Block(nn.Module):

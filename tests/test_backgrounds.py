@@ -1,11 +1,18 @@
-"""Tests for camtrap_ssl.backgrounds: composites and the mask-based saliency metrics."""
+"""Tests for camtrap_ssl.analysis.backgrounds: composites and the mask-based saliency metrics."""
 import numpy as np
 import pytest
 import torch
 
-from camtrap_ssl.backgrounds import (bbox_to_mask, bootstrap_ci, compare_models, gaussian_blur,
-                                     mask_energy_share, paired_difference, pointing_game,
-                                     replace_background)
+from camtrap_ssl.analysis.backgrounds import (
+    bbox_to_mask,
+    bootstrap_ci,
+    compare_models,
+    gaussian_blur,
+    mask_energy_share,
+    paired_difference,
+    pointing_game,
+    replace_background,
+)
 
 
 def scene(seed=0, n=2, size=24):

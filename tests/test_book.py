@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from camtrap_ssl.studies import STUDIES
+from camtrap_ssl.studies.params import STUDIES
 
 pytestmark = pytest.mark.slow
 

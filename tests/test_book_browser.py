@@ -35,7 +35,8 @@ STATE_RE = re.compile(r'<script type="application/vnd\.jupyter\.widget-state\+js
 
 
 def test_npm_install_reruns_only_when_the_lock_changes(tmp_path, monkeypatch):
-    from camtrap_ssl import book
+    from camtrap_ssl.studies import book
+
 
     (tmp_path / "package-lock.json").write_text('{"lockfileVersion": 3}')
     monkeypatch.setattr(book.shutil, "which", lambda _name: None)  # any npm run would fail
@@ -51,7 +52,7 @@ def test_npm_install_reruns_only_when_the_lock_changes(tmp_path, monkeypatch):
 
 
 def test_vendor_js_refuses_a_static_folder(tmp_path):
-    from camtrap_ssl.book import vendor_js
+    from camtrap_ssl.studies.book import vendor_js
 
     (tmp_path / "_static").mkdir()
     with pytest.raises(FileExistsError, match="every page"):
@@ -81,7 +82,7 @@ def test_built_pages_reference_no_cdn(tiny_book):
 def explorer_panels(html: str) -> list[list[list[str]]]:
     """Per static explorer on the page (in display order): base64 PNG of panel [row][column].
 
-    Follows the structure camtrap_ssl.explorer builds: VBox(HBox(row, column dropdowns),
+    Follows the structure camtrap_ssl.analysis.explorer builds: VBox(HBox(row, column dropdowns),
     outer Stack of inner Stacks of Images), read from the widget state saved in the page.
     """
     match = STATE_RE.search(html)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from camtrap_ssl import cct
+from camtrap_ssl.data import cct, selection, splits
 
 CATS = [{"id": 0, "name": "empty"}, {"id": 1, "name": "zebra"}, {"id": 7, "name": "guineafowl"},
         {"id": 3, "name": "lionMale"}, {"id": 4, "name": "ostrich"}]
@@ -128,7 +128,7 @@ def test_splits_never_cross_sequences_or_locations(tmp_path):
     all_ids = set(idx.image_ids)
     for seed in range(25):
         for by in ("sequence", "location"):
-            sp = cct.split(idx, by=by, val_fraction=0.3, seed=seed)
+            sp = splits.split(idx, by=by, val_fraction=0.3, seed=seed)
             tr, va = set(sp.train), set(sp.val)
             assert tr and va and not tr & va and tr | va == all_ids
             for key in ("seq_id",) + (("location",) if by == "location" else ()):
@@ -136,14 +136,14 @@ def test_splits_never_cross_sequences_or_locations(tmp_path):
             # many small sequences: close to the target; nine locations: within ~half a group
             frac = sum(1 for i, _ in idx.samples if i in va) / len(idx.samples)
             assert abs(frac - 0.3) <= (0.03 if by == "sequence" else 0.08)
-    a = cct.split(idx, by="location", val_fraction=0.3, seed=1)
-    b = cct.split(idx, by="location", val_fraction=0.3, seed=1)
-    c = cct.split(idx, by="location", val_fraction=0.3, seed=2)
+    a = splits.split(idx, by="location", val_fraction=0.3, seed=1)
+    b = splits.split(idx, by="location", val_fraction=0.3, seed=1)
+    c = splits.split(idx, by="location", val_fraction=0.3, seed=2)
     assert a.val == b.val and (a.val != c.val or a.train != c.train)
     with pytest.raises(ValueError, match="never by frame"):
-        cct.split(idx, by="frame")
+        splits.split(idx, by="frame")
     with pytest.raises(ValueError, match="val_fraction"):
-        cct.split(idx, val_fraction=1.0)
+        splits.split(idx, val_fraction=1.0)
 
 
 def test_location_split_merges_a_sequence_spanning_locations(tmp_path):
@@ -155,7 +155,7 @@ def test_location_split_merges_a_sequence_spanning_locations(tmp_path):
     other["seq_id"] = seq
     idx = cct.load_cct(write_json(tmp_path, data), multi_label="per_category")
     for s in range(20):
-        sp = cct.split(idx, by="location", val_fraction=0.4, seed=s)
+        sp = splits.split(idx, by="location", val_fraction=0.4, seed=s)
         side = {i: ("t" if i in set(sp.train) else "v") for i in sp.train + sp.val}
         locs = {frames[0]["location"], other["location"]}
         assert len({side[i] for i in side if idx.images[i]["location"] in locs}) == 1
@@ -166,7 +166,7 @@ def test_split_by_location_requires_locations(tmp_path):
     del data["images"][0]["location"]
     idx = cct.load_cct(write_json(tmp_path, data), multi_label="per_category")
     with pytest.raises(ValueError, match=repr(data["images"][0]["id"])):
-        cct.split(idx, by="location")
+        splits.split(idx, by="location")
 
 
 def test_gold_standard_split_takes_ids_and_excludes_their_sequences(tmp_path):
@@ -177,29 +177,29 @@ def test_gold_standard_split_takes_ids_and_excludes_their_sequences(tmp_path):
     seq = idx.images[gold[0]]["seq_id"]
     ids_file = tmp_path / "gold.json"
     ids_file.write_text(json.dumps({"image_ids": gold}))
-    sp = cct.gold_standard_split(idx, ids_file)
+    sp = splits.gold_standard_split(idx, ids_file)
     assert sp.val == gold
     assert sp.excluded and all(idx.images[i]["seq_id"] == seq for i in sp.excluded)
     assert seq not in {idx.images[i]["seq_id"] for i in sp.train}
     # a sequence id brings all of its frames
-    by_seq = cct.gold_standard_split(idx, [seq])
+    by_seq = splits.gold_standard_split(idx, [seq])
     assert set(by_seq.val) == {i for i in idx.image_ids if idx.images[i]["seq_id"] == seq}
     with pytest.raises(ValueError, match="none of the"):
-        cct.gold_standard_split(idx, ["nothing-like-this"])
+        splits.gold_standard_split(idx, ["nothing-like-this"])
 
 
 def test_filter_classes(tmp_path):
     path, _ = make_lila(tmp_path, n_locations=6, write_images=False)
     idx = cct.load_cct(path, multi_label="per_category")
-    z = cct.filter_classes(idx, keep=["Zebra", "LIONMALE"])  # case-insensitive
+    z = selection.filter_classes(idx, keep=["Zebra", "LIONMALE"])  # case-insensitive
     assert set(z.class_names) <= {"zebra", "lionMale"} and z.num_classes >= 1
     assert all(idx.categories[c] in ("zebra", "lionMale") for _, c in z.samples)
     assert sorted(set(z.labels())) == list(range(z.num_classes))
-    d = cct.filter_classes(idx, drop=["empty"])
+    d = selection.filter_classes(idx, drop=["empty"])
     assert "empty" not in d.class_names
     assert len(d.samples) == sum(1 for _, c in idx.samples if c != 0)
     with pytest.raises(ValueError, match="allowed"):
-        cct.filter_classes(idx, keep=["unicorn"])
+        selection.filter_classes(idx, keep=["unicorn"])
 
 
 def test_serengeti_filter_rule(tmp_path):
@@ -211,7 +211,7 @@ def test_serengeti_filter_rule(tmp_path):
     idx = cct.load_cct(write_json(tmp_path, data), multi_label="per_category")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        ser = cct.serengeti_filter(idx)
+        ser = selection.serengeti_filter(idx)
     assert any("48" in str(x.message) for x in w)  # fabricated data has fewer classes
     kept = {i for i, _ in ser.samples}
     multi = {i for i, a in idx.annotations_by_image.items()
@@ -219,7 +219,7 @@ def test_serengeti_filter_rule(tmp_path):
     assert "late" not in kept and not kept & multi
     assert "empty" not in ser.class_names
     assert kept == {i for i, c in idx.samples if i not in multi and c != 0 and i != "late"}
-    every = cct.serengeti_filter(idx, seasons=None, expected_classes=None)
+    every = selection.serengeti_filter(idx, seasons=None, expected_classes=None)
     assert "late" in {i for i, _ in every.samples}
 
 
@@ -234,16 +234,16 @@ def test_sample_keep_distribution_keeps_proportions(tmp_path):
     p = write_json(tmp_path, {"images": images, "categories": [dict(c) for c in CATS],
                               "annotations": anns})
     idx = cct.load_cct(p)
-    sub = cct.sample_keep_distribution(idx, n=1500, seed=4)
+    sub = selection.sample_keep_distribution(idx, n=1500, seed=4)
     assert len(sub.samples) == 1500
     full, part = idx.class_counts(), sub.class_counts()
     for name in full:
         assert abs(part[name] / 1500 - full[name] / len(idx.samples)) <= 1 / 1500 + 1e-9
     assert len({i for i, _ in sub.samples}) == 1500
-    again = cct.sample_keep_distribution(idx, n=1500, seed=4)
-    other = cct.sample_keep_distribution(idx, n=1500, seed=5)
+    again = selection.sample_keep_distribution(idx, n=1500, seed=4)
+    other = selection.sample_keep_distribution(idx, n=1500, seed=5)
     assert again.samples == sub.samples and other.samples != sub.samples
-    assert cct.sample_keep_distribution(idx, n=10**6) is idx
+    assert selection.sample_keep_distribution(idx, n=10**6) is idx
 
 
 def _break_files(root, idx):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from camtrap_ssl import cifar
+from camtrap_ssl.data import cifar
 
 
 def fabricate(root, name, n_per_file=6):

@@ -10,10 +10,9 @@ import json
 import pytest
 import torch
 
-from camtrap_ssl import distributed as D
-from camtrap_ssl import runs
-from camtrap_ssl.finetune import FinetuneConfig, finetune
 from camtrap_ssl.models import create_model
+from camtrap_ssl.train import distributed, rundir
+from camtrap_ssl.train.finetune import FinetuneConfig, finetune
 
 CLASSES = ["r", "g", "b"]
 
@@ -57,12 +56,12 @@ def _worker(rank: int, root: str):
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    D.launch(_worker, 2, str(root), backend="gloo")
+    distributed.launch(_worker, 2, str(root), backend="gloo")
     return root
 
 
 def _weights(run_dir):
-    return torch.load(run_dir / runs.CHECKPOINT, weights_only=True)["model"]
+    return torch.load(run_dir / rundir.CHECKPOINT, weights_only=True)["model"]
 
 
 def test_without_batchnorm_two_ranks_equal_one_process(two_process_runs, tmp_path):
@@ -77,15 +76,15 @@ def test_without_batchnorm_two_ranks_equal_one_process(two_process_runs, tmp_pat
     assert ddp["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
     # every rank returns the same summary; rank 0 wrote the run dir, recording the world size
     assert json.loads((root / "rank1_plain.json").read_text()) == ddp
-    assert runs.RunDir(root / "ddp_plain").params()["runtime"]["world_size"] == 2
-    assert runs.RunDir(root / "ddp_plain").summary() == ddp
+    assert rundir.RunDir(root / "ddp_plain").params()["runtime"]["world_size"] == 2
+    assert rundir.RunDir(root / "ddp_plain").summary() == ddp
 
 
 def test_resnet_with_per_rank_batchnorm_is_close(two_process_runs, tmp_path):
     root = two_process_runs
     single = run("resnet", tmp_path / "single")
     ddp = json.loads((root / "rank0_resnet.json").read_text())
-    assert len(runs.RunDir(root / "ddp_resnet").metrics()) == 3
+    assert len(rundir.RunDir(root / "ddp_resnet").metrics()) == 3
     # both learn the task, and land close: per-rank BN (batches of 8 instead of 16) shifts the
     # loss curve a little (measured: train loss 0.52 vs 0.40 after 3 epochs, both 100 % val)
     assert ddp["final_top1"] >= 80 and single["final_top1"] >= 80
@@ -97,7 +96,7 @@ def test_resnet_with_per_rank_batchnorm_is_close(two_process_runs, tmp_path):
 
 def test_batch_must_split_over_ranks():
     with pytest.raises(ValueError, match="world_size"):
-        D.init(rank=2, world_size=2, master_port=1)
+        distributed.init(rank=2, world_size=2, master_port=1)
     with pytest.raises(ValueError, match="backend"):
-        D.init(rank=0, world_size=1, master_port=1, backend="mpi")
-    assert D.context().world_size == 1 and D.context().is_main
+        distributed.init(rank=0, world_size=1, master_port=1, backend="mpi")
+    assert distributed.context().world_size == 1 and distributed.context().is_main

@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from camtrap_ssl import embedded, runs
+from camtrap_ssl.core import fileio
+from camtrap_ssl.data import embedded
+from camtrap_ssl.experiments import backbones, finetuning
+from camtrap_ssl.pretrain import methods
+from camtrap_ssl.train import rundir
 
 
 @pytest.mark.parametrize("name", embedded.TARGETS)
@@ -14,9 +18,9 @@ def test_targets_come_at_the_profile_size_with_valid_labels(name):
 
 
 def test_camera_trap_split_keeps_sequences_and_locations_apart():
-    from camtrap_ssl import cct, synthetic
+    from camtrap_ssl.data import cct, splits, synthetic
     index = cct.load_cct(synthetic.camtrap_world("serengeti", "tiny"))
-    parts = cct.split(index, by="location", val_fraction=0.25, seed=0)
+    parts = splits.split(index, by="location", val_fraction=0.25, seed=0)
     loc = lambda ids: {index.images[i]["location"] for i in ids}  # noqa: E731
     seq = lambda ids: {index.images[i]["seq_id"] for i in ids}  # noqa: E731
     assert not loc(parts.train) & loc(parts.val)
@@ -37,20 +41,20 @@ def test_unknown_names_are_refused_with_the_allowed_ones():
     with pytest.raises(ValueError, match="syn_serengeti"):
         embedded.load_target("mnist", "tiny")
     with pytest.raises(ValueError, match="supervised"):
-        embedded.finetune_run("alexnet", "syn_cifar", "tiny")
+        finetuning.finetune_run("alexnet", "syn_cifar", "tiny")
 
 
 def test_finetune_run_records_provenance_and_is_not_repeated(tmp_path):
-    summary, rd = embedded.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
+    summary, rd = finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
                                         epochs=1, progress=False)
-    params = runs.RunDir(rd).params()
+    params = rundir.RunDir(rd).params()
     assert params["backbone"]["paradigm"] == "SL" and params["stands_in_for"] == "cifar10"
     assert params["pretraining"]["config"]["method"] == "supervised"
     assert params["environment"]["code_version"]
     mtime = (rd / "summary.json").stat().st_mtime
-    again, _ = embedded.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    again, _ = finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
     assert again == summary and (rd / "summary.json").stat().st_mtime == mtime
-    model = embedded.finetuned_model("supervised", "syn_cifar", "tiny", runs_root=tmp_path)
+    model = finetuning.finetuned_model("supervised", "syn_cifar", "tiny", runs_root=tmp_path)
     x = torch.stack([embedded.load_target("syn_cifar", "tiny").val[i][0] for i in range(4)])
     assert model(x).shape == (4, len(params["classes"]))
 
@@ -58,8 +62,9 @@ def test_finetune_run_records_provenance_and_is_not_repeated(tmp_path):
 def test_shipped_demo_backbones_carry_their_record():
     """Each shipped backbone says how it was made and how well it probes (shown in Study 2)."""
     import torch as T
-    from camtrap_ssl.pretrain import METHODS
-    paths = {p.stem: p for p in embedded.SHIPPED.glob("demo_*.pt")}
+
+    from camtrap_ssl.pretrain.methods import METHODS
+    paths = {p.stem: p for p in backbones.SHIPPED.glob("demo_*.pt")}
     assert sorted(paths) == sorted(f"demo_{m}" for m in METHODS)
     for name, p in paths.items():
         ckpt = T.load(p, map_location="cpu", weights_only=True)
@@ -69,24 +74,25 @@ def test_shipped_demo_backbones_carry_their_record():
         assert set(rec["probes"]) == {"raw pixels", "random init", "pretrained"}
         assert all(0 <= v <= 1 for row in rec["probes"].values() for v in row.values())
         # exactly the recipe another seed retrains with (make book SEED=k), apart from the seed
-        from camtrap_ssl.profiles import get_profile
+        from camtrap_ssl.core.profiles import get_profile
         demo = get_profile("demo")
         from dataclasses import asdict
-        from camtrap_ssl.pretrain import PretrainConfig
+
+        from camtrap_ssl.pretrain.loop import PretrainConfig
         method = rec["config"]["method"]
         assert rec["config"] == asdict(PretrainConfig(
             method=method, arch=demo.arch, epochs=demo.pretrain_epochs[method],
             batch_size=demo.pretrain_batch_size, seed=0, input_size=demo.pretrain_size))
         assert rec["epochs_done"] == rec["config"]["epochs"]
-        model = embedded.create_backbone(rec["config"]["method"], 3, "demo")
+        model = backbones.create_backbone(rec["config"]["method"], 3, "demo")
         assert model(T.rand(2, 3, 64, 64)).shape == (2, 3)  # the weights fit the demo architecture
 
 
 def test_every_shipped_demo_backbone_beats_both_baselines_by_a_clear_margin():
     """Issue 3's evidence that each method learns, on the shipped checkpoints' recorded probes."""
-    table = embedded.probe_records(profile="demo")
+    table = backbones.probe_records(profile="demo")
     base = table.loc[["raw pixels", "random init"], ["linear probe", "k-NN probe"]].max()
-    for method in embedded.METHODS:
+    for method in methods.METHODS:
         leads = table.loc[method, ["linear probe", "k-NN probe"]] - base
         assert table.loc[method, "margin over baselines"] == pytest.approx(leads.min())
         assert table.loc[method, "learned"]
@@ -94,14 +100,14 @@ def test_every_shipped_demo_backbone_beats_both_baselines_by_a_clear_margin():
 
 
 def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
-    ckpt = embedded.backbone_checkpoint("simclr", "tiny")
+    ckpt = backbones.backbone_checkpoint("simclr", "tiny")
     own = tmp_path / "my_simclr.pt"
     own.write_bytes(ckpt.read_bytes())
-    assert embedded.describe_backbone(str(own))["paradigm"] == "SSL"
-    summary, rd = embedded.finetune_run(str(own), "syn_cifar", "tiny", runs_root=tmp_path / "runs",
+    assert backbones.describe_backbone(str(own))["paradigm"] == "SSL"
+    summary, rd = finetuning.finetune_run(str(own), "syn_cifar", "tiny", runs_root=tmp_path / "runs",
                                         epochs=1, progress=False)
     assert rd.parent.name.startswith("my_simclr-") and (rd / "summary.json").exists()
-    from camtrap_ssl import studies
+    from camtrap_ssl.studies import params as studies
     studies.check_params("3", {"ssl_backbone": str(own)})
     with pytest.raises(ValueError, match="ssl_backbone"):
         studies.check_params("3", {"ssl_backbone": str(tmp_path / "missing.pt")})
@@ -109,15 +115,17 @@ def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
 
 def test_a_run_made_from_a_replaced_backbone_is_kept_aside_and_run_again(tmp_path, monkeypatch):
     """A backbone keeps its name when its checkpoint changes; its old runs must not be reused."""
-    from camtrap_ssl import grid
+    from camtrap_ssl.data import embedded
+    from camtrap_ssl.experiments import backbones, finetuning, grid
+    from camtrap_ssl.train import rundir
 
     ckpt = tmp_path / "simclr.pt"
-    ckpt.write_bytes(embedded.backbone_checkpoint("simclr", "tiny").read_bytes())
-    monkeypatch.setattr(embedded, "backbone_checkpoint", lambda *a, **k: ckpt)
+    ckpt.write_bytes(backbones.backbone_checkpoint("simclr", "tiny").read_bytes())
+    monkeypatch.setattr(backbones, "backbone_checkpoint", lambda *a, **k: ckpt)
     root = tmp_path / "runs"
-    first, rd = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+    first, rd = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
                                       progress=False)
-    again, rd_again = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+    again, rd_again = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
                                             progress=False)
     assert rd_again == rd and again == first and not list(rd.parent.glob("*.stale-*"))
 
@@ -126,9 +134,9 @@ def test_a_run_made_from_a_replaced_backbone_is_kept_aside_and_run_again(tmp_pat
     torch.save(state, ckpt)
     assert not grid.plan_grid(["simclr"], ["syn_cifar"], "tiny", runs_root=root)["complete"][0]
     with pytest.warns(UserWarning, match="another version of backbone 'simclr'"):
-        _, rd_new = embedded.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+        _, rd_new = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
                                           progress=False)
-    assert rd_new == rd and runs.RunDir(rd).is_complete
-    assert runs.RunDir(rd).params()["pretraining"]["sha256"] == runs.sha256_file(ckpt)
+    assert rd_new == rd and rundir.RunDir(rd).is_complete
+    assert rundir.RunDir(rd).params()["pretraining"]["sha256"] == fileio.sha256_file(ckpt)
     kept = rd.with_name("seed0.stale-1")
-    assert runs.RunDir(kept).summary() == first  # the old run is kept, not deleted
+    assert rundir.RunDir(kept).summary() == first  # the old run is kept, not deleted

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from camtrap_ssl import equivariance as eq
+from camtrap_ssl.analysis import equivariance as eq
 
 
 def conv(cin, cout, k, stride=1):

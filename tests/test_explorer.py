@@ -1,9 +1,9 @@
-"""Tests for camtrap_ssl.explorer: static (browser-only) and live explorers."""
+"""Tests for camtrap_ssl.analysis.explorer: static (browser-only) and live explorers."""
 import pytest
 import torch
 from torch import nn
 
-from camtrap_ssl.explorer import filter_explorer, saliency_explorer
+from camtrap_ssl.analysis.explorer import filter_explorer, saliency_explorer
 
 
 class Net(nn.Module):
@@ -62,7 +62,7 @@ def test_static_saliency_explorer_links_and_panels(setup):
 
 
 def test_static_cap_is_checked_before_work(setup, monkeypatch):
-    import camtrap_ssl.explorer as explorer
+    import camtrap_ssl.analysis.explorer as explorer
 
     models, x, labels = setup
     monkeypatch.setattr(explorer, "attribute", lambda *a, **k: pytest.fail("computed"))

@@ -1,11 +1,11 @@
-"""Tests for camtrap_ssl.featvis: lucent-based feature visualization with a disk cache."""
+"""Tests for camtrap_ssl.analysis.featvis: lucent-based feature visualization with a disk cache."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from camtrap_ssl import featvis
-from camtrap_ssl.featvis import layer_names, model_fingerprint, visualize
+from camtrap_ssl.analysis import featvis
+from camtrap_ssl.analysis.featvis import layer_names, model_fingerprint, visualize
 
 
 class Tiny(nn.Module):

@@ -1,11 +1,17 @@
-"""Tests for camtrap_ssl.filters on a model whose winning filters are known by construction."""
+"""Tests for camtrap_ssl.analysis.filters on a model whose winning filters are known by construction."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtrap_ssl.filters import (FilterResult, filter_agreement, final_conv_maps,
-                                 most_activated_filters, plot_most_activated, winners_table)
+from camtrap_ssl.analysis.filters import (
+    FilterResult,
+    filter_agreement,
+    final_conv_maps,
+    most_activated_filters,
+    plot_most_activated,
+    winners_table,
+)
 
 
 def permuting_conv(perm, n_in, stride=1):

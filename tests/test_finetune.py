@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from camtrap_ssl import metrics as M
-from camtrap_ssl import runs
-from camtrap_ssl.finetune import (CONVERGENCE_TOLERANCES, FinetuneConfig, augment_batch,
-                                  augment_params, finetune, load_finetuned, summarize)
 from camtrap_ssl.models import create_model
+from camtrap_ssl.train import metrics as M
+from camtrap_ssl.train import rundir
+from camtrap_ssl.train.augment import augment_batch, augment_params
+from camtrap_ssl.train.finetune import (
+    CONVERGENCE_TOLERANCES,
+    FinetuneConfig,
+    finetune,
+    load_finetuned,
+    summarize,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["red", "green", "blue"]
@@ -80,7 +86,7 @@ def test_learns_a_separable_task_quickly(trained):
     rd, summary, seconds = trained
     assert summary["final_top1"] >= 90.0, summary
     assert seconds < 60  # a few seconds on an idle laptop core; generous for shared machines
-    rows = runs.RunDir(rd).metrics()
+    rows = rundir.RunDir(rd).metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[-1]["train_acc"] > 50 and rows[-1]["train_loss"] < rows[0]["train_loss"]
     # the final fine-tuned weights reproduce the recorded final accuracy
@@ -93,7 +99,7 @@ def test_learns_a_separable_task_quickly(trained):
 
 def test_summary_carries_final_confusion_and_convergence(trained):
     rd, summary, _ = trained
-    rows = runs.RunDir(rd).metrics()
+    rows = rundir.RunDir(rd).metrics()
     assert summary["confusion"] == rows[-1]["confusion"]
     cm = np.array(summary["confusion"])
     assert cm.shape == (3, 3) and cm.sum() == 24 and cm.sum(1).tolist() == [8, 8, 8]
@@ -160,13 +166,13 @@ def test_complete_run_is_returned_without_retraining(trained):
 
 def test_run_with_other_parameters_is_refused_naming_the_dir(trained):
     rd, _, _ = trained
-    before = (rd / runs.PARAMS).read_bytes()
+    before = (rd / rundir.PARAMS).read_bytes()
     cfg = FinetuneConfig(epochs=5, batch_size=16, lr=5e-4, seed=3, device="cpu")
     with pytest.raises(ValueError, match="other parameters") as err:
         finetune(small_model(), *train_val(), CLASSES, cfg, rd,
                  extra_params={"test": "squares"}, progress=False)
     assert str(rd) in str(err.value) and "finetune" in str(err.value)
-    assert (rd / runs.PARAMS).read_bytes() == before
+    assert (rd / rundir.PARAMS).read_bytes() == before
 
 
 def test_bad_config_fails_before_work(tmp_path):
@@ -187,11 +193,11 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code, str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    metrics_file = killed / runs.METRICS
+    metrics_file = killed / rundir.METRICS
     try:
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None:
-            if (killed / runs.CHECKPOINT).exists() and metrics_file.read_text().count("\n") >= 1:
+            if (killed / rundir.CHECKPOINT).exists() and metrics_file.read_text().count("\n") >= 1:
                 break
             time.sleep(0.01)
         assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-2000:]}"
@@ -203,16 +209,16 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     # a half-finished run never looks complete
-    assert not runs.RunDir(killed).is_complete and not (killed / runs.SUMMARY).exists()
-    done_before = torch.load(killed / runs.CHECKPOINT, weights_only=True)["epoch"]
+    assert not rundir.RunDir(killed).is_complete and not (killed / rundir.SUMMARY).exists()
+    done_before = torch.load(killed / rundir.CHECKPOINT, weights_only=True)["epoch"]
     assert 1 <= done_before < 6  # resumes from a checkpoint, mid-run
 
     resumed = small_run(killed, epochs=6)
     reference = small_run(clean, epochs=6)
     assert _strip_time(resumed) == _strip_time(reference)
-    assert _strip_time(runs.RunDir(killed).metrics()) == _strip_time(runs.RunDir(clean).metrics())
-    a = torch.load(killed / runs.CHECKPOINT, weights_only=True)["model"]
-    b = torch.load(clean / runs.CHECKPOINT, weights_only=True)["model"]
+    assert _strip_time(rundir.RunDir(killed).metrics()) == _strip_time(rundir.RunDir(clean).metrics())
+    a = torch.load(killed / rundir.CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(clean / rundir.CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -258,7 +264,7 @@ class _Items(torch.utils.data.Dataset):
 
 
 def test_batched_reads_equal_item_reads():
-    from camtrap_ssl.finetune import _Indexed
+    from camtrap_ssl.train.finetune import _Indexed
 
     ds = make_squares(4, seed=0)
     idx = [5, 0, 11, 3]

@@ -4,7 +4,8 @@ import json
 import papermill
 import pytest
 
-from camtrap_ssl import grid, runs
+from camtrap_ssl.experiments import grid
+from camtrap_ssl.train import rundir
 
 
 @pytest.fixture
@@ -45,8 +46,8 @@ def test_grid_executes_once_then_skips(tmp_path, count_executions):
     assert len(count_executions) == 1 and count_executions[0]["epochs"] == 1
     rd = tmp_path / "tiny" / "syn_cifar" / "supervised" / "seed0"
     assert df.loc[0, "run_dir"] == str(rd) and bool(df.loc[0, "executed"])
-    assert runs.RunDir(rd).is_complete and len(runs.RunDir(rd).metrics()) == 1
-    assert df.loc[0, "final_top1"] == runs.RunDir(rd).summary()["final_top1"]
+    assert rundir.RunDir(rd).is_complete and len(rundir.RunDir(rd).metrics()) == 1
+    assert df.loc[0, "final_top1"] == rundir.RunDir(rd).summary()["final_top1"]
     nb = json.loads((rd / grid.EXECUTED).read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the learning curve

@@ -1,4 +1,4 @@
-"""Tests for camtrap_ssl.images: real camera-trap samples and fabricated awkward files."""
+"""Tests for camtrap_ssl.data.images: real camera-trap samples and fabricated awkward files."""
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
-from camtrap_ssl.images import load_image, load_image_folder
+from camtrap_ssl.data.images import load_image, load_image_folder
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "serengeti-samples"
 

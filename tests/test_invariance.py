@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtrap_ssl import invariance as inv
+from camtrap_ssl.analysis import invariance as inv
 
 
 class TinyNet(nn.Module):

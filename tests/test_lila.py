@@ -9,10 +9,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from range_http import send_headers_for_range, unserved_url
 from PIL import Image
+from range_http import send_headers_for_range, unserved_url
 
-from camtrap_ssl import cct, lila
+from camtrap_ssl.data import cct, lila
 
 N_IMAGES = 8
 

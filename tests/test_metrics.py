@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from camtrap_ssl import metrics as M
+from camtrap_ssl.train import metrics as M
 
 
 def test_topk_and_report():

@@ -4,9 +4,23 @@ import torch
 import torchvision
 from torch import nn
 
-from camtrap_ssl.models import (IMAGENET_MEAN, IMAGENET_STD, PAPER_MODELS, blocks, count_params,
-                                create_model, get_entry, list_models, resnet, simclrv2_resnet)
-from camtrap_ssl.models.simclrv2 import SelectiveKernelConv, TFSameMaxPool2d, TFShortcutPool
+from camtrap_ssl.models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PAPER_MODELS,
+    blocks,
+    count_params,
+    create_model,
+    get_entry,
+    list_models,
+    resnet,
+    simclrv2_resnet,
+)
+from camtrap_ssl.models.simclrv2 import (
+    SelectiveKernelConv,
+    TFSameMaxPool2d,
+    TFShortcutPool,
+)
 
 
 def _convs_and_bns(model):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from camtrap_ssl import paper_targets as P
-from camtrap_ssl import prepare as prep
+from camtrap_ssl.data import paper as P
+from camtrap_ssl.data import prepare as prep
 
 SPECIES = {1: "empty", 2: "zebra", 3: "gazelleThomsons", 4: "wildebeest"}
 
@@ -145,7 +145,8 @@ def test_missing_data_names_path_and_download_command(tmp_path, monkeypatch):
 
 def test_study3_images_come_from_a_lila_format_dataset(tmp_path, monkeypatch):
     """Study 3's image source can be a real LILA-format dataset, not only the synthetic world."""
-    from camtrap_ssl import comparison
+    from camtrap_ssl.studies import comparison
+
     monkeypatch.setenv(P.ENV, str(tmp_path))
     make_lila(tmp_path / "serengeti")
     with warnings.catch_warnings():

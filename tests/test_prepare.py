@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from camtrap_ssl import cct, prepare as prep
+from camtrap_ssl.data import cct
+from camtrap_ssl.data import prepare as prep
 
 
 def make_dataset(root, n=14):

@@ -2,10 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from camtrap_ssl.pretrain import (METHODS, PretrainConfig, SwAV, load_pretrained, make_objective,
-                                  pretrain, sinkhorn_codes, spherical_kmeans)
 from camtrap_ssl.models import create_model
-from camtrap_ssl.views import recipe_for
+from camtrap_ssl.pretrain.loop import PretrainConfig, backbone_from_checkpoint, pretrain
+from camtrap_ssl.pretrain.methods import (
+    METHODS,
+    SwAV,
+    make_objective,
+    sinkhorn_codes,
+    spherical_kmeans,
+)
+from camtrap_ssl.pretrain.views import recipe_for
 
 
 def _data(n=64, size=32, classes=4, seed=0):
@@ -84,8 +90,8 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
     cfg = PretrainConfig(method="simclr", arch="resnet10_w0125", epochs=2, batch_size=32, input_size=32)
     full = torch.load(pretrain(cfg, images, labels, tmp_path / "full.pt", progress=False), weights_only=True)
 
-    import camtrap_ssl.pretrain as P
-    real_save, calls = P.runs.atomic_torch_save, []
+    from camtrap_ssl.pretrain import loop
+    real_save, calls = loop.fileio.atomic_torch_save, []
 
     def dies_after_first_epoch(obj, path):
         calls.append(path)
@@ -93,11 +99,11 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path, monkeypat
             raise KeyboardInterrupt("killed")
         return real_save(obj, path)
 
-    monkeypatch.setattr(P.runs, "atomic_torch_save", dies_after_first_epoch)
+    monkeypatch.setattr(loop.fileio, "atomic_torch_save", dies_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, images, labels, tmp_path / "part.pt", progress=False)
     assert (tmp_path / "part.pt.state").exists() and not (tmp_path / "part.pt").exists()
-    monkeypatch.setattr(P.runs, "atomic_torch_save", real_save)
+    monkeypatch.setattr(loop.fileio, "atomic_torch_save", real_save)
     resumed = torch.load(pretrain(cfg, images, labels, tmp_path / "part.pt", progress=False), weights_only=True)
     assert not (tmp_path / "part.pt.state").exists()
     assert resumed["record"]["epochs_done"] == 2
@@ -109,8 +115,8 @@ def test_supervised_pretraining_learns_a_separable_task(tmp_path):
     images, labels = _data(n=128)
     cfg = PretrainConfig(method="supervised", arch="resnet10_w0125", epochs=6, batch_size=32,
                          input_size=32, lr=3e-3)
-    model = load_pretrained(pretrain(cfg, images, labels, tmp_path / "sl.pt", progress=False))
-    from camtrap_ssl.probes import extract_features, knn_probe
+    model = backbone_from_checkpoint(pretrain(cfg, images, labels, tmp_path / "sl.pt", progress=False))
+    from camtrap_ssl.pretrain.probes import extract_features, knn_probe
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     f = extract_features(model, x)
     acc = knn_probe(f[:64], labels[:64], f[64:], labels[64:], k=5)

@@ -1,4 +1,4 @@
-from camtrap_ssl import reference
+from camtrap_ssl.studies import reference
 
 
 def test_reported_numbers_are_read_as_published():
@@ -12,7 +12,9 @@ def test_reported_numbers_are_read_as_published():
 
 def test_study_tables_put_our_run_beside_each_mapped_row():
     import pandas as pd
-    from camtrap_ssl import report
+
+    from camtrap_ssl.studies import report
+
     ours = pd.DataFrame([{"backbone": "simclr", "method": "simclr", "target": "syn_serengeti",
                           "stands_in_for": "serengeti", "top1": 40.0, "convergence_epoch": 3,
                           "profile": "demo", "run_dir": "runs/demo/a"}])

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from camtrap_ssl import studies
+from camtrap_ssl.studies import params as studies
 
 
 def test_every_notebook_declares_only_checkable_parameters():
@@ -55,7 +55,8 @@ def test_cli_refuses_bad_input_before_any_compute(tmp_path):
 
 def test_explain_runs_on_real_camera_trap_jpegs(serengeti_samples, tmp_path):
     """Study 4's command on real Serengeti photos: large originals, night greyscale, crops."""
-    from camtrap_ssl import comparison
+    from camtrap_ssl.studies import comparison
+
 
     pair = comparison.model_pair("simclr", "supervised", "syn_serengeti", "tiny",
                                  runs_root=tmp_path / "runs")

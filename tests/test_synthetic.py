@@ -1,9 +1,15 @@
-"""Tests of the embedded synthetic world (camtrap_ssl.synthetic)."""
+"""Tests of the embedded synthetic world (camtrap_ssl.data.synthetic)."""
 import numpy as np
 import pytest
 
-from camtrap_ssl.profiles import get_profile
-from camtrap_ssl.synthetic import SIMILAR_CLASSES, SOURCE_CLASSES, default_cache_dir, similar_world, source_world
+from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.data.synthetic import (
+    SIMILAR_CLASSES,
+    SOURCE_CLASSES,
+    default_cache_dir,
+    similar_world,
+    source_world,
+)
 
 SMALL = get_profile("tiny", source_per_class=2, source_val_per_class=1, similar_per_class=2,
                     similar_test_per_class=1)
@@ -42,7 +48,7 @@ def test_masks_cover_drawn_pixels(tmp_path):
     """Pixels inside the mask are the object, not background: object pixels differ in colour
     statistics from the ring of background around them."""
     w = source_world(SMALL, cache_dir=tmp_path)
-    from camtrap_ssl.synthetic.worlds import object_image
+    from camtrap_ssl.data.synthetic.worlds import object_image
     rng = np.random.default_rng(0)
     img, mask = object_image("zebra", rng, 64)
     # zebra: inside the mask nearly black-and-white pixels dominate (stripes)
@@ -97,8 +103,13 @@ from collections import Counter  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
-from camtrap_ssl.synthetic import (camtrap_world, class_frequencies, gallery,  # noqa: E402
-                                   plan_sequences, write_camtrap_world)
+from camtrap_ssl.data.synthetic import (
+    camtrap_world,
+    class_frequencies,
+    gallery,
+    plan_sequences,
+    write_camtrap_world,
+)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +242,7 @@ def test_masks_inside_bboxes_and_on_the_animal(serengeti):
 
 
 def test_mask_pixels_differ_from_the_background_render():
-    from camtrap_ssl.synthetic.scenes import make_site, render_frame
+    from camtrap_ssl.data.synthetic.scenes import make_site, render_frame
 
     plan = [s for s in plan_sequences("serengeti", "tiny", seed=0) if s.individuals]
     site = make_site("savanna", np.random.default_rng(1), 96, 128, 2)

@@ -1,6 +1,11 @@
 import torch
 
-from camtrap_ssl.views import color_jitter, random_grayscale, random_resized_crop, recipe_for
+from camtrap_ssl.pretrain.views import (
+    color_jitter,
+    random_grayscale,
+    random_resized_crop,
+    recipe_for,
+)
 
 
 def _img(n=4, s=16):

@@ -8,17 +8,32 @@ import http.server
 import threading
 
 import pytest
-from range_http import send_headers_for_range, unserved_url
 import torch
+from range_http import send_headers_for_range, unserved_url
 from torch import nn
 
-from camtrap_ssl.models import (ChecksumError, ModelEntry, UnsafeCheckpointError,
-                                WeightSource, WeightsUnavailableError, create_model, get_entry,
-                                load_backbone_state, register_model, resnet, simclrv2_resnet,
-                                unregister_model)
+from camtrap_ssl.models import (
+    ChecksumError,
+    ModelEntry,
+    UnsafeCheckpointError,
+    WeightSource,
+    WeightsUnavailableError,
+    create_model,
+    get_entry,
+    load_backbone_state,
+    register_model,
+    resnet,
+    simclrv2_resnet,
+    unregister_model,
+)
+from camtrap_ssl.models.registry import load_entry_weights
 from camtrap_ssl.models.simclrv2 import simclrv2_keys
-from camtrap_ssl.models.weights import (download, fetch_weights, load_checkpoint, load_pretrained,
-                                       weights_dir)
+from camtrap_ssl.models.weights import (
+    download,
+    fetch_weights,
+    load_checkpoint,
+    weights_dir,
+)
 from camtrap_ssl.models.zoo import barlowtwins_keys, swav_keys
 
 TINY = {"depth": 10, "width": 0.125, "small_stem": True}
@@ -138,9 +153,9 @@ def test_swav_r50_checkpoint_via_file_url_drops_exactly_the_heads(tmp_path):
     mapped = swav_keys(ckpt)
     assert set(ckpt) - {f"module.{k}" for k in mapped} == set(heads)
     assert all(not k.startswith("module.") for k in mapped)
-    entry = get_entry("swav_r50")  # create_model(pretrained=True) = fetch_weights + load_pretrained
+    entry = get_entry("swav_r50")  # create_model(pretrained=True) = fetch_weights + load_entry_weights
     local = fetch_weights(entry, weights_url=path.as_uri(), progress=False)
-    report = load_pretrained(model, entry, local, weights_url=path.as_uri())
+    report = load_entry_weights(model, entry, local, weights_url=path.as_uri())
     _assert_backbone_equal(model, src)
     assert report["unexpected"] == [] and report["ignored"] == []
     assert isinstance(model.fc, nn.Identity)

@@ -6,12 +6,25 @@ names: plain ``resnet{10,18,34,50,101,152}``, the embedded demo architectures ``
 and ``resnet10_w0125``, and the paper-scale zoo of SPEC section 3 (``zoo.PAPER_MODELS``).
 """
 from . import zoo  # noqa: F401  (registers the paper-scale entries)
-from .registry import (ModelEntry, WeightSource, create_model, get_entry, list_models,
-                       load_backbone_state, register_model, unregister_model)
+from .registry import (
+                       ModelEntry,
+                       WeightSource,
+                       create_model,
+                       get_entry,
+                       list_models,
+                       load_backbone_state,
+                       register_model,
+                       unregister_model,
+)
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, blocks, count_params, resnet
 from .simclrv2 import simclrv2_resnet
-from .weights import (ChecksumError, UnsafeCheckpointError, WeightsUnavailableError,
-                      load_checkpoint, weights_dir)
+from .weights import (
+                       ChecksumError,
+                       UnsafeCheckpointError,
+                       WeightsUnavailableError,
+                       load_checkpoint,
+                       weights_dir,
+)
 from .zoo import PAPER_MODELS
 
 __all__ = ["ModelEntry", "WeightSource", "create_model", "get_entry", "list_models",

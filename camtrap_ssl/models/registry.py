@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, resnet
+from .weights import fetch_weights, load_checkpoint, resolve_url, sha256_file
 
 PARADIGMS = ("SL", "SSL")
 FAMILIES = ("instance", "cluster", None)
@@ -145,15 +147,13 @@ def create_model(name: str, pretrained: bool = False, num_classes: int | None = 
                         f"{entry.builder.__name__} accepts {sorted(allowed)}")
     path = None
     if pretrained:  # fetch (or fail with instructions) before building a large network
-        from .weights import fetch_weights  # lazy: building a model needs no download code
         path = fetch_weights(entry, weights_url=weights_url, check_hash=check_hash,
                              cache_dir=cache_dir, progress=progress)
     arch = {"mean": entry.mean, "std": entry.std, **entry.arch, **kwargs}
     model = entry.builder(num_classes=num_classes, **arch)
     model.entry_name = name
     if pretrained:
-        from .weights import load_pretrained
-        load_pretrained(model, entry, path, load_head=load_head, weights_url=weights_url)
+        load_entry_weights(model, entry, path, load_head=load_head, weights_url=weights_url)
     return model
 
 
@@ -218,3 +218,23 @@ register_model(_resnet_entry("resnet18_w025", 18, 0.25, True, 64,
                              "ResNet-18 at width 0.25 (16/32/64/128 ch), small stem: demo profile"))
 register_model(_resnet_entry("resnet10_w0125", 10, 0.125, True, 32,
                              "ResNet-10 [1,1,1,1] at width 0.125 (8/16/32/64 ch), small stem: tests"))
+
+
+def load_entry_weights(model, entry, path: str | os.PathLike, load_head: bool = False,
+                    weights_url: str | None = None) -> dict:
+    """Read the checkpoint at ``path`` (see :func:`fetch_weights`), map its keys with the entry's
+    key map, and load the backbone; returns :func:`load_backbone_state`'s report.
+
+    Sets ``model.weights_info`` = {name, url, path, sha256} so run records can cite the exact file.
+    """
+    checkpoint = load_checkpoint(path)
+    key_map = entry.weights.key_map if entry.weights is not None else identity_keys
+    try:
+        state = key_map(checkpoint)
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"checkpoint {path} does not have the layout {entry.name!r} expects: {e}") from e
+    report = load_backbone_state(model, state, strict_backbone=True, load_head=load_head)
+    url, _, _ = resolve_url(entry, weights_url)
+    model.weights_info = {"name": entry.name, "url": url, "path": str(path),
+                          "sha256": sha256_file(path)}
+    return report

@@ -27,6 +27,9 @@ from urllib.parse import unquote, urlparse
 import torch
 from tqdm.auto import tqdm
 
+from camtrap_ssl.core import paths
+from camtrap_ssl.core.fileio import sha256_file
+
 ENV_CACHE = "CAMTRAP_SSL_WEIGHTS"
 ENV_URL_PREFIX = "CAMTRAP_SSL_WEIGHTS_URL_"
 CHUNK = 1 << 20
@@ -46,19 +49,8 @@ class UnsafeCheckpointError(RuntimeError):
 
 
 def weights_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The weights cache: ``cache_dir``, else ``$CAMTRAP_SSL_WEIGHTS``, else ``~/.cache/...``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(ENV_CACHE)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "camtrap_ssl" / "weights"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The weights cache: ``cache_dir``, else ``$CAMTRAP_SSL_WEIGHTS`` (see :mod:`camtrap_ssl.core.paths`)."""
+    return paths.weights_dir(cache_dir)
 
 
 def _by_hand(filename: str, url: str, dest: Path, instructions: str = "") -> str:
@@ -225,28 +217,6 @@ def fetch_weights(entry, weights_url: str | None = None, check_hash: bool = True
                     instructions=src.instructions if src is not None else "")
 
 
-def load_pretrained(model, entry, path: str | os.PathLike, load_head: bool = False,
-                    weights_url: str | None = None) -> dict:
-    """Read the checkpoint at ``path`` (see :func:`fetch_weights`), map its keys with the entry's
-    key map, and load the backbone; returns :func:`load_backbone_state`'s report.
-
-    Sets ``model.weights_info`` = {name, url, path, sha256} so run records can cite the exact file.
-    """
-    from .registry import identity_keys, load_backbone_state
-
-    checkpoint = load_checkpoint(path)
-    key_map = entry.weights.key_map if entry.weights is not None else identity_keys
-    try:
-        state = key_map(checkpoint)
-    except (ValueError, KeyError, AttributeError) as e:
-        raise ValueError(f"checkpoint {path} does not have the layout {entry.name!r} expects: {e}") from e
-    report = load_backbone_state(model, state, strict_backbone=True, load_head=load_head)
-    url, _, _ = resolve_url(entry, weights_url)
-    model.weights_info = {"name": entry.name, "url": url, "path": str(path),
-                          "sha256": sha256_file(path)}
-    return report
-
-
 def clear_partial(filename: str, cache_dir: str | os.PathLike | None = None) -> None:
     """Delete ``<filename>.part`` from the cache (to restart a download from scratch)."""
     part = weights_dir(cache_dir) / (filename + ".part")
@@ -255,5 +225,5 @@ def clear_partial(filename: str, cache_dir: str | os.PathLike | None = None) -> 
 
 
 __all__ = ["ChecksumError", "UnsafeCheckpointError", "WeightsUnavailableError", "download",
-           "fetch_weights", "load_checkpoint", "load_pretrained", "sha256_file", "weights_dir",
+           "fetch_weights", "load_checkpoint", "weights_dir",
            "clear_partial"]

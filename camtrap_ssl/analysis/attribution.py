@@ -1,0 +1,383 @@
+"""Saliency maps for Study 4: which pixels decide a model's prediction.
+
+One entry point, :func:`attribute`, covers the study's methods so that the notebook can loop over
+models and methods with the same call:
+
+* ``saliency`` - plain input gradients (Simonyan et al. 2014), through captum;
+* ``deconvnet`` and ``guided_backprop`` - gradients with the ReLU backward pass replaced
+  (Zeiler & Fergus 2014; Springenberg et al. 2015), through captum;
+* ``gradcam`` and ``guided_gradcam`` (Selvaraju et al. 2017), through captum;
+* ``scorecam`` (Wang et al. 2020), which captum lacks, implemented here (:func:`scorecam`) and
+  batched over channels, with a deliberately naive :func:`scorecam_reference` that the tests and
+  ``benchmarks/bench_scorecam.py`` compare against.
+
+Models follow ARCHITECTURE.md: they take float images in [0, 1] and normalize inside ``forward``,
+so every map here is a map over *pixels* of the image the reader sees.
+
+captum and reused ReLU modules: torchvision's BasicBlock calls one ``nn.ReLU(inplace=True)``
+module twice. captum (0.9) hooks each ReLU with a forward pre-hook that clones the input and tensor
+hooks on input and output; during the backward pass the second call of a block is always finished
+before the first call receives its gradient, so the shared per-module gradient slot is never read
+stale. ``tests/test_attribution.py`` checks this against an independent guided-backprop and
+deconvnet written with a custom autograd function, so no ReLU swapping is needed.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+METHODS: tuple[str, ...] = (
+    "saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam", "scorecam",
+)
+# methods that need a convolutional layer to read activations from
+LAYER_METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "scorecam")
+SCORECAM_BASELINES: tuple[str, ...] = ("zero", "none")
+_EPS = 1e-12
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run ``model`` in eval mode and restore its previous mode afterwards.
+
+    Attribution must not update BatchNorm statistics or sample dropout masks, and the caller's
+    training state should survive the analysis.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def get_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
+    """Return the submodule named ``layer`` (dotted torchvision name, e.g. ``layer4`` or
+    ``layer4.1.conv2``), or ``layer`` itself when a module is given."""
+    if isinstance(layer, nn.Module):
+        return layer
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module name (str) or an nn.Module, got {type(layer)}")
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ValueError(
+            f"layer={layer!r} is not a submodule of the model; top-level modules: {names} "
+            "(dotted names such as 'layer4.1.conv2' also work)"
+        ) from None
+
+
+def check_images(images: Tensor, name: str = "images") -> Tensor:
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images)
+        raise ValueError(f"{name} must be a float tensor (N, 3, H, W) in [0, 1], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}")
+    return images
+
+
+def resolve_targets(model: nn.Module, images: Tensor, target) -> Tensor:
+    """Targets as a LongTensor (N,): ``None`` means each image's predicted class."""
+    n = images.shape[0]
+    if target is None:
+        with torch.no_grad(), eval_mode(model):
+            return model(images).argmax(1)
+    if isinstance(target, (int, np.integer)):
+        return torch.full((n,), int(target), dtype=torch.long, device=images.device)
+    t = torch.as_tensor(target, dtype=torch.long, device=images.device).flatten()
+    if t.numel() != n:
+        raise ValueError(f"target has {t.numel()} entries for {n} images; give one per image, "
+                         "a single int, or None for the predicted class")
+    return t
+
+
+def _check_target_range(targets: Tensor, n_classes: int) -> None:
+    if targets.numel() and (targets.min() < 0 or targets.max() >= n_classes):
+        raise ValueError(f"target {targets.tolist()} out of range for a model with "
+                         f"{n_classes} outputs")
+
+
+def attribute(model: nn.Module, images: Tensor, target=None, method: str = "saliency",
+              layer: str | nn.Module | None = None, **kw) -> Tensor:
+    """Attribution maps of ``model``'s ``target`` logit for ``images`` (N, 3, H, W) in [0, 1].
+
+    Returns (N, 3, H, W) for the gradient methods (``saliency``, ``deconvnet``,
+    ``guided_backprop``, ``guided_gradcam``) and (N, 1, H, W) for the CAM methods (``gradcam``,
+    ``scorecam``), always at the input's resolution so maps overlay the image directly. ``target``
+    is an int, one int per image, or ``None`` (each image's predicted class). ``layer`` is the
+    convolutional block read by the CAM methods (default ``layer4``, the final one; ignored by
+    the others). Extra keywords: ``abs`` for ``saliency`` (default True, Simonyan et al.'s
+    magnitude); ``batch_size``, ``baseline``, ``progress`` for ``scorecam``.
+    Reduce 3-channel maps with :func:`to_2d` and scale with :func:`normalize_map` for display.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; allowed: {list(METHODS)}")
+    check_images(images)
+    device = model_device(model)
+    x = images.detach().to(device)
+    module = get_layer(model, "layer4" if layer is None else layer) \
+        if method in LAYER_METHODS else None
+    allowed = {"saliency": {"abs"}, "scorecam": {"batch_size", "baseline", "progress"}}
+    bad = set(kw) - allowed.get(method, set())
+    if bad:
+        raise ValueError(f"unexpected keyword(s) {sorted(bad)} for method={method!r}; "
+                         f"allowed: {sorted(allowed.get(method, set()))}")
+    targets = resolve_targets(model, x, target)
+    if method == "scorecam":
+        return scorecam(model, x, targets, layer=module, **kw).to(images.device)
+
+    from captum.attr import (
+        Deconvolution,
+        GuidedBackprop,
+        GuidedGradCam,
+        LayerAttribution,
+        LayerGradCam,
+        Saliency,
+    )
+
+    with eval_mode(model), warnings.catch_warnings():
+        # captum announces its temporary ReLU hooks on every call; they are removed afterwards
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        x = x.clone().requires_grad_(True)
+        if method == "saliency":
+            out = Saliency(model).attribute(x, target=targets, abs=kw.get("abs", True))
+        elif method == "deconvnet":
+            out = Deconvolution(model).attribute(x, target=targets)
+        elif method == "guided_backprop":
+            out = GuidedBackprop(model).attribute(x, target=targets)
+        elif method == "gradcam":
+            cam = LayerGradCam(model, module).attribute(x, target=targets,
+                                                        relu_attributions=True)
+            out = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]),
+                                               interpolate_mode="bilinear")
+        else:  # guided_gradcam
+            out = GuidedGradCam(model, module).attribute(x, target=targets,
+                                                         interpolate_mode="bilinear")
+    return out.detach().to(images.device)
+
+
+# --------------------------------------------------------------------------------- Score-CAM
+def _layer_activations(model: nn.Module, module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """One forward pass returning (activations of ``module``, logits)."""
+    store: list[Tensor] = []
+    handle = module.register_forward_hook(lambda m, i, o: store.append(o.detach()))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    if len(store) != 1 or store[0].dim() != 4:
+        raise ValueError("the Score-CAM layer must be called once per forward pass and output "
+                         "(N, C, h, w) feature maps")
+    return store[0], logits
+
+
+def _upsample(a: Tensor, size) -> Tensor:
+    return F.interpolate(a, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _finish_cam(cam_small: Tensor, size) -> Tensor:
+    """ReLU, upsample (h, w) -> image size, min-max normalize to [0, 1] (all-zero stays zero)."""
+    cam = _upsample(F.relu(cam_small)[None, None], size)[0]
+    lo, hi = cam.min(), cam.max()
+    return (cam - lo) / (hi - lo) if hi - lo > _EPS else torch.zeros_like(cam)
+
+
+def _check_scorecam_args(baseline: str, batch_size: int) -> None:
+    if baseline not in SCORECAM_BASELINES:
+        raise ValueError(f"baseline={baseline!r}; allowed: {list(SCORECAM_BASELINES)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _baseline_probs(model: nn.Module, x: Tensor, baseline: str) -> Tensor:
+    """Softmax of the blank image (zeros = black in [0, 1] pixel space), or zeros for 'none'."""
+    with torch.no_grad():
+        probs = F.softmax(model(torch.zeros_like(x[:1])), dim=1)[0]
+    return probs if baseline == "zero" else torch.zeros_like(probs)
+
+
+def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Module = "layer4",
+             batch_size: int = 32, baseline: str = "zero", progress: bool = False) -> Tensor:
+    """Score-CAM (Wang et al., CVPR-W 2020) maps (N, 1, H, W) in [0, 1], batched over channels.
+
+    For each channel k of ``layer``'s activation A_k: upsample to the image size, min-max scale to
+    [0, 1] to get a soft mask H_k, and score the masked image X * H_k by the softmax probability
+    of the target class. The paper defines the weight as the *increase of confidence*
+    ``w_k = f(X * H_k) - f(X_b)`` against a known baseline X_b; we take X_b = the blank (zero)
+    image, which is exactly X * H for an all-zero mask, so masking and baseline agree in pixel
+    space. (The authors' public code and pytorch-grad-cam omit the subtraction; pass
+    ``baseline="none"`` for that variant: since f(X_b) is one constant for every channel, the
+    two differ by that constant times sum_k A_k before the ReLU.) CAM = ReLU(sum_k w_k A_k) at the
+    layer's resolution, upsampled bilinearly and min-max normalized.
+
+    Channels whose activation is constant carry no spatial information and no valid mask: their
+    weight is 0 and they are not run through the network (ReLU layers of trained nets have many
+    all-zero channels, so this saves real time). The masked copies go through the network
+    ``batch_size`` channels at a time, which is what makes this practical (see
+    ``benchmarks/bench_scorecam.py``).
+    """
+    _check_scorecam_args(baseline, batch_size)
+    check_images(images)
+    module = get_layer(model, layer)
+    device = model_device(model)
+    x_all = images.detach().to(device)
+    size = x_all.shape[-2:]
+    cams = []
+    with eval_mode(model), torch.no_grad():
+        acts, logits = _layer_activations(model, module, x_all)
+        targets = resolve_targets(model, x_all, target)
+        _check_target_range(targets, logits.shape[1])
+        base = _baseline_probs(model, x_all, baseline)
+        from tqdm.auto import tqdm
+        for n in tqdm(range(x_all.shape[0]), desc="Score-CAM", disable=not progress):
+            a, t = acts[n], int(targets[n])
+            flat = a.flatten(1)
+            lo, hi = flat.min(1).values, flat.max(1).values
+            live = torch.nonzero(hi - lo > _EPS).flatten()
+            weights = torch.zeros(a.shape[0], device=device)
+            for start in range(0, live.numel(), batch_size):
+                idx = live[start:start + batch_size]
+                up = _upsample(a[idx][:, None], size)  # (B, 1, H, W)
+                mask = (up - lo[idx, None, None, None]) / (hi - lo)[idx, None, None, None]
+                probs = F.softmax(model(x_all[n:n + 1] * mask), dim=1)
+                weights[idx] = probs[:, t] - base[t]
+            cams.append(_finish_cam((weights[:, None, None] * a).sum(0), size))
+    return torch.stack(cams).to(images.device)
+
+
+def scorecam_reference(model: nn.Module, images: Tensor, target=None,
+                       layer: str | nn.Module = "layer4", baseline: str = "zero") -> Tensor:
+    """Score-CAM the slow, obvious way: one forward pass per image and channel.
+
+    Written independently of :func:`scorecam` (its own hook, per-channel masks, a Python loop
+    over every channel) so that the batched version can be checked against it and timed.
+    """
+    _check_scorecam_args(baseline, 1)
+    check_images(images)
+    module = get_layer(model, layer)
+    device = model_device(model)
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for n in range(images.shape[0]):
+            x = images[n:n + 1].to(device)
+            feats = {}
+            h = module.register_forward_hook(lambda m, i, o: feats.__setitem__("a", o))
+            logits = model(x)
+            h.remove()
+            a = feats["a"][0]
+            if target is None:
+                t = int(logits.argmax(1))
+            elif isinstance(target, (int, np.integer)):
+                t = int(target)
+            else:
+                t = int(torch.as_tensor(target).flatten()[n])
+            blank = F.softmax(model(torch.zeros_like(x)), dim=1)[0, t].item() \
+                if baseline == "zero" else 0.0
+            cam = torch.zeros_like(a[0])
+            for k in range(a.shape[0]):
+                m = F.interpolate(a[k][None, None], size=x.shape[-2:], mode="bilinear",
+                                  align_corners=False)
+                if a[k].max() - a[k].min() <= _EPS:
+                    continue
+                m = (m - a[k].min()) / (a[k].max() - a[k].min())
+                score = F.softmax(model(x * m), dim=1)[0, t].item()
+                cam = cam + (score - blank) * a[k]
+            cam = F.interpolate(cam.clamp(min=0)[None, None], size=x.shape[-2:],
+                                mode="bilinear", align_corners=False)[0]
+            span = cam.max() - cam.min()
+            out.append((cam - cam.min()) / span if span > _EPS else torch.zeros_like(cam))
+    return torch.stack(out).to(images.device)
+
+
+# --------------------------------------------------------------------------------- display
+REDUCTIONS: tuple[str, ...] = ("abs_max", "abs_sum", "sum", "positive_sum")
+
+
+def to_2d(maps: Tensor, reduce: str = "abs_max") -> Tensor:
+    """Collapse colour channels of (N, C, H, W) maps to (N, 1, H, W).
+
+    ``abs_max`` is Simonyan et al.'s choice for gradient maps (largest magnitude over RGB);
+    ``positive_sum`` keeps only evidence *for* the class. One-channel maps pass through.
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce={reduce!r}; allowed: {list(REDUCTIONS)}")
+    if maps.dim() == 3:
+        maps = maps[:, None]
+    if maps.dim() != 4:
+        raise ValueError(f"maps must be (N, C, H, W) or (N, H, W), got {tuple(maps.shape)}")
+    if maps.shape[1] == 1:
+        return maps
+    if reduce == "abs_max":
+        return maps.abs().amax(1, keepdim=True)
+    if reduce == "abs_sum":
+        return maps.abs().sum(1, keepdim=True)
+    if reduce == "sum":
+        return maps.sum(1, keepdim=True)
+    return maps.clamp(min=0).sum(1, keepdim=True)
+
+
+def normalize_map(maps: Tensor, reduce: str = "abs_max") -> Tensor:
+    """(N, 1, H, W) maps scaled per image to [0, 1] (constant maps become 0), for display."""
+    m = to_2d(maps.detach().float(), reduce)
+    lo = m.amin(dim=(1, 2, 3), keepdim=True)
+    hi = m.amax(dim=(1, 2, 3), keepdim=True)
+    span = hi - lo
+    return torch.where(span > _EPS, (m - lo) / span.clamp(min=_EPS), torch.zeros_like(m))
+
+
+def _hwc(image) -> np.ndarray:
+    a = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    return np.clip(a.astype(np.float32), 0, 1)
+
+
+def overlay(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "jet",
+            title: str | None = None):
+    """Draw ``heatmap`` (H, W) or (1, H, W), normalized, over ``image`` (3, H, W) in [0, 1].
+
+    Returns the matplotlib Axes (a new Figure's when ``ax`` is None) so callers compose grids.
+    """
+    from matplotlib.figure import Figure
+
+    if ax is None:
+        ax = Figure(figsize=(3, 3)).add_subplot()
+    h = heatmap.detach().cpu() if isinstance(heatmap, Tensor) else torch.as_tensor(heatmap)
+    h = normalize_map(h.reshape(1, 1, *h.shape[-2:]).float())[0, 0].numpy()
+    ax.imshow(_hwc(image))
+    ax.imshow(h, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax
+
+
+def attribution_grid(images: Tensor, maps_by_name: dict[str, Tensor],
+                     titles: Sequence[str] | None = None, reduce: str = "abs_max"):
+    """Figure: one row per image, the image then one overlay per entry of ``maps_by_name``."""
+    from matplotlib.figure import Figure
+
+    n, cols = images.shape[0], len(maps_by_name) + 1
+    fig = Figure(figsize=(1.8 * cols, 1.8 * n), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n, cols, squeeze=False))
+    for i in range(n):
+        axes[i, 0].imshow(_hwc(images[i]))
+        axes[i, 0].set_axis_off()
+        if titles is not None:
+            axes[i, 0].set_title(titles[i], fontsize=8)
+        for j, (name, maps) in enumerate(maps_by_name.items(), start=1):
+            overlay(images[i], to_2d(maps[i:i + 1], reduce)[0], ax=axes[i, j],
+                    title=name if i == 0 else None)
+    return fig

@@ -1,0 +1,25 @@
+"""Every fine-tuning target by name: the embedded stand-ins and the study's real datasets."""
+from __future__ import annotations
+
+from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.data.embedded import STANDS_IN_FOR, TARGETS, load_target
+from camtrap_ssl.data.paper import PAPER_TARGETS, load_paper_target
+
+SMALL_TARGETS = {"syn_ena24", "ena24"}  # the ENA24 regime: more epochs (SPEC section 4)
+
+
+def all_targets() -> list[str]:
+    """Embedded stand-ins first, then the study's real datasets."""
+    return list(TARGETS) + [t for t in PAPER_TARGETS if t not in TARGETS]
+
+
+def stands_in_for(name: str) -> str:
+    """The study dataset a target stands in for (a real dataset stands for itself)."""
+    return STANDS_IN_FOR.get(name, name)
+
+
+def get_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False):
+    """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset (:mod:`camtrap_ssl.data.paper`)."""
+    if name in PAPER_TARGETS:
+        return load_paper_target(name, size=get_profile(profile).input_size, seed=seed)
+    return load_target(name, profile, seed, masks=masks)

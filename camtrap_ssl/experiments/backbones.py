@@ -1,0 +1,170 @@
+"""Backbones by name: an embedded pretraining method, a checkpoint file, or a zoo entry.
+
+Backbones are named either by a pretraining method (``supervised``, ``simclr``, ``barlowtwins``,
+``swav``, ``deepclusterv2``: the embedded backbones of the profile, shipped or pretrained on
+first use), by the path of a checkpoint written by ``camtrap-ssl pretrain``, or by a registry name
+of :mod:`camtrap_ssl.models` (the paper-scale zoo).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from camtrap_ssl.core import fileio, paths
+from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.seeding import derive_seed, seeded
+from camtrap_ssl.data import synthetic
+from camtrap_ssl.models import create_model, get_entry, list_models
+from camtrap_ssl.pretrain.loop import PretrainConfig, backbone_from_checkpoint, pretrain
+from camtrap_ssl.pretrain.methods import FAMILY, METHODS, PARADIGM
+from camtrap_ssl.pretrain.probes import probe_table
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def backbone_names() -> list[str]:
+    """Embedded pretraining methods, then every registry name that has published weights."""
+    return list(METHODS) + [n for n in list_models() if get_entry(n).weights is not None]
+
+
+def is_checkpoint_file(name: str) -> bool:
+    """A backbone can also be a pretraining checkpoint written by ``camtrap-ssl pretrain``."""
+    return str(name).endswith(".pt") and Path(name).is_file()
+
+
+def is_backbone(name: str) -> bool:
+    return name in backbone_names() or is_checkpoint_file(name)
+
+
+def describe_backbone(name: str) -> dict:
+    """Paradigm (SL/SSL) and SSL family (instance/cluster) of a backbone name."""
+    if is_checkpoint_file(name):
+        rec = torch.load(name, map_location="cpu", weights_only=True)["record"]
+        method = rec["config"]["method"]
+        return {"backbone": name, "method": method, "paradigm": PARADIGM[method], "family": FAMILY[method]}
+    if name in METHODS:
+        return {"backbone": name, "method": name, "paradigm": PARADIGM[name], "family": FAMILY[name]}
+    e = get_entry(name)
+    return {"backbone": name, "method": e.method, "paradigm": e.paradigm, "family": e.family}
+
+
+def backbone_checkpoint(method: str, profile: str | Profile = "demo", seed: int = 0,
+                        retrain: bool = False, progress: bool = True) -> Path:
+    """Path of an embedded backbone's checkpoint: the shipped one, or pretrained now and cached.
+
+    The project ships the demo profile's five backbones (``camtrap_ssl/checkpoints``), produced by
+    ``camtrap-ssl pretrain`` with their record inside; ``retrain=True`` pretrains from scratch
+    instead (minutes per method on a CPU). Other profiles pretrain on first use.
+    """
+    profile = get_profile(profile)
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; allowed: {list(METHODS)}")
+    shipped = SHIPPED / f"{profile.name}_{method}.pt"
+    if shipped.exists() and not retrain and seed == 0:
+        return shipped
+    out = paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt"
+    if out.exists() and not retrain:
+        return out
+    return pretrain_backbone(method, profile, seed, out, progress=progress)
+
+
+def pretrain_backbone(method: str, profile: str | Profile, seed: int, out: str | Path,
+                      epochs: int | None = None, max_seconds: float | None = None,
+                      progress: bool = True) -> Path:
+    """Pretrain one embedded backbone on the labelled source world (labels used by SL only)."""
+    profile = get_profile(profile)
+    world = synthetic.source_world(profile, seed=seed)
+    cfg = PretrainConfig(method=method, arch=profile.arch,
+                         epochs=epochs or profile.pretrain_epochs[method],
+                         batch_size=min(profile.pretrain_batch_size, len(world.images_train)),
+                         seed=seed, input_size=profile.pretrain_size)
+    identity = {"world": "source", "profile": profile.name, "seed": seed,
+                "n_images": int(len(world.images_train)), "classes": list(world.classes)}
+    return pretrain(cfg, world.images_train, world.labels_train, out, num_classes=len(world.classes),
+                    progress=progress, data_identity=identity, max_seconds=max_seconds)
+
+
+def probe_backbone(checkpoint: str | Path, profile: str | Profile, seed: int = 0) -> dict:
+    """Linear and k-NN probes of a checkpoint on held-out source images, beside raw pixels and
+    the same architecture at random initialization (the evidence that pretraining learned)."""
+    profile = get_profile(profile)
+    world = synthetic.source_world(profile, seed=seed)
+    trained = backbone_from_checkpoint(checkpoint)
+    torch.manual_seed(seed)
+    random_init = create_model(trained.pretrained_record["config"]["arch"], num_classes=None)
+    table = probe_table({"pretrained": trained, "random init": random_init},
+                        world.tensors("train"), world.tensors("val"))
+    return {row: {k: float(v) for k, v in vals.items()} for row, vals in table.iterrows()}
+
+
+def probe_records(methods=METHODS, profile: str | Profile = "demo", seed: int = 0):
+    """The probe table of the embedded backbones: one row per method plus the two baselines.
+
+    ``margin over baselines`` is the smaller of the two probes' leads over the better of raw
+    pixels and random initialization; ``learned`` says it is positive.
+
+    Shipped checkpoints carry their probe scores in their record (measured when they were made);
+    a checkpoint without them (a profile pretrained on first use) is probed now.
+    """
+    rows = {}
+    for method in methods:
+        path = backbone_checkpoint(method, profile, seed, progress=False)
+        rec = torch.load(path, map_location="cpu", weights_only=True)["record"]
+        probes = rec.get("probes") or probe_backbone(path, profile, seed)
+        rows.setdefault("raw pixels", probes["raw pixels"])
+        rows.setdefault("random init", probes["random init"])
+        rows[method] = {**probes["pretrained"], "epochs": rec["epochs_done"],
+                        "pretrain minutes": round(rec["wall_seconds"] / 60, 1)}
+    order = ["raw pixels", "random init", *methods]
+    table = pd.DataFrame.from_dict(rows, orient="index").loc[order]
+    # The evidence the book states must come from the numbers: a backbone learned if both of its
+    # probes beat the better baseline, and by how much (in points of top-1) it did.
+    baseline = table.loc[["raw pixels", "random init"], ["linear", "knn"]].max()
+    margin = (table[["linear", "knn"]] - baseline).min(axis=1).loc[list(methods)]
+    table["margin over baselines"] = margin
+    table["learned"] = margin > 0
+    return table.rename(columns={"linear": "linear probe", "knn": "k-NN probe"})
+
+
+def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str | Path,
+                       epochs: int | None = None, max_seconds: float | None = None,
+                       probe: bool = True) -> dict:
+    """Pretrain, probe, and store the probe scores in the checkpoint's record; return the record."""
+    out = pretrain_backbone(method, profile, seed, out, epochs=epochs, max_seconds=max_seconds)
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    ckpt["record"]["command"] = "camtrap-ssl " + " ".join(sys.argv[1:]) if sys.argv else ""
+    if probe:
+        ckpt["record"]["probes"] = probe_backbone(out, profile, seed)
+    fileio.atomic_torch_save(ckpt, out)
+    return ckpt["record"]
+
+
+def create_backbone(name: str, num_classes: int | None, profile: str | Profile = "demo",
+                    seed: int = 0) -> torch.nn.Module:
+    """A pretrained backbone with a fresh classifier: embedded (by method), a pretraining
+    checkpoint file, or from the zoo.
+
+    The fresh head is initialised from ``seed`` alone (:func:`camtrap_ssl.core.seeding.seeded`),
+    so the same run starts from the same weights in every process.
+    """
+    path = backbone_checkpoint(name, profile, seed) if name in METHODS else name
+    with seeded(derive_seed(seed, "head")):
+        if is_checkpoint_file(name) or name in METHODS:
+            model = backbone_from_checkpoint(path, num_classes=num_classes)
+        else:
+            model = create_model(name, pretrained=True, num_classes=num_classes)
+    model.backbone_name = name
+    return model
+
+
+def backbone_sha256(backbone: str, profile: Profile, seed: int) -> str | None:
+    """Content hash of the checkpoint an embedded backbone or a checkpoint file loads; ``None``
+    for zoo names (their downloads are checked against published checksums instead)."""
+    if is_checkpoint_file(backbone):
+        return fileio.sha256_file(backbone)
+    if backbone in METHODS:
+        return fileio.sha256_file(backbone_checkpoint(backbone, profile, seed, progress=False))
+    return None

@@ -1,0 +1,186 @@
+"""Pretraining the embedded backbones: supervised and four self-supervised methods, one loop.
+
+The study compares representations pretrained on ImageNet. Here the same five kinds of
+representation are pretrained on the embedded source world (or, unlabelled, on a camera-trap
+target: in-domain SSL). Each method is a small ``nn.Module`` holding its heads and its loss; the
+loop in :func:`pretrain` is the same for all of them and reads top to bottom.
+
+Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, the projection
+heads); SwAV's codes come from a log-domain Sinkhorn written here (see :class:`SwAV`). The views
+follow the SimCLR and SwAV multi-crop recipes but are computed on whole batches
+(:mod:`camtrap_ssl.pretrain.views`), because lightly's per-image PIL transforms dominated the step time on
+a CPU. DeepCluster-v2, which lightly lacks, is written here: its prototypes are the k-means
+centroids of the previous epoch's embeddings, and each crop is trained to predict its image's
+cluster.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.models import create_model
+from camtrap_ssl.pretrain.methods import (
+    FAMILY,
+    METHODS,
+    PARADIGM,
+    DeepClusterV2,
+    make_objective,
+    preprocessing_for,
+)
+from camtrap_ssl.pretrain.views import recipe_for
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    method: str
+    arch: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    input_size: int = 64
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not a pretraining method; allowed: {list(METHODS)}")
+        for name in ("epochs", "batch_size", "input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives: each holds its heads and returns a scalar loss from the backbone and the views.
+
+
+# ---------------------------------------------------------------------------------------------
+
+def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None, out: str | Path,
+             num_classes: int | None = None, progress: bool = True, data_identity: dict | None = None,
+             max_seconds: float | None = None) -> Path:
+    """Pretrain ``cfg.arch`` with ``cfg.method`` on uint8 NHWC ``images``; return the checkpoint path.
+
+    The checkpoint (``out``) holds the backbone state dict in half precision and a ``record`` with
+    the configuration, seed, code version, data identity and wall time. A resumable training state
+    is kept beside it (``out`` + ``.state``) after every epoch and removed at the end, so a killed
+    run continues where it stopped. ``max_seconds`` stops early (between epochs) for time-boxed runs.
+    """
+    out = Path(out)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
+    if cfg.method == "supervised":
+        if labels is None:
+            raise ValueError("method='supervised' needs labels")
+        num_classes = num_classes or int(labels.max()) + 1
+    torch.manual_seed(cfg.seed)
+    mean, std = preprocessing_for(cfg.method)
+    backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
+    objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
+    params = list(backbone.parameters()) + list(objective.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader_gen = torch.Generator().manual_seed(cfg.seed)
+    recipe = recipe_for(cfg.method, cfg.input_size)
+    all_images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # uint8 NCHW
+    all_labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if labels is not None else \
+        torch.full((len(images),), -1)
+    steps_per_epoch = len(images) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={cfg.batch_size} exceeds the {len(images)} images")
+    total_steps = cfg.epochs * steps_per_epoch
+
+    state_path = out.with_name(out.name + ".state")
+    start_epoch, history, elapsed = 0, [], 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["config"] == asdict(cfg):
+            backbone.load_state_dict(state["backbone"])
+            objective.load_state_dict(state["objective"])
+            opt.load_state_dict(state["opt"])
+            loader_gen.set_state(state["loader_gen"])
+            start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+
+    cluster_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    t0 = time.time() - elapsed
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
+               desc=f"pretrain {cfg.method}")
+    backbone.train()
+    objective.train()
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        if isinstance(objective, DeepClusterV2):
+            if epoch == 0:
+                objective.bank.copy_(_embed_bank(backbone, objective, images, cfg))
+            objective.recluster(cluster_gen)
+        losses = []
+        order = torch.randperm(len(images), generator=loader_gen)
+        for step in range(steps_per_epoch):
+            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            views = recipe(all_images[index].float().div_(255), loader_gen)
+            y = all_labels[index]
+            it = epoch * steps_per_epoch + step
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / total_steps))  # cosine schedule
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = objective(backbone, views, y, index)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                        "seconds": time.time() - t0})
+        fileio.atomic_torch_save({"config": asdict(cfg), "backbone": backbone.state_dict(),
+                                "objective": objective.state_dict(), "opt": opt.state_dict(),
+                                "loader_gen": loader_gen.get_state(), "epoch": epoch + 1,
+                                "history": history, "elapsed": time.time() - t0}, state_path)
+        if max_seconds is not None and time.time() - t0 > max_seconds:
+            break
+    bar.close()
+    record = {
+        "config": asdict(cfg), "paradigm": PARADIGM[cfg.method], "family": FAMILY[cfg.method],
+        "mean": list(mean), "std": list(std), "epochs_done": history[-1]["epoch"] if history else 0,
+        "history": history, "wall_seconds": time.time() - t0, "data": data_identity or {},
+        **provenance.environment(),
+    }
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in backbone.state_dict().items()}
+    fileio.atomic_torch_save({"state_dict": sd, "record": record}, out)
+    state_path.unlink(missing_ok=True)
+    return out
+
+
+@torch.no_grad()
+def _embed_bank(backbone, objective, images, cfg) -> torch.Tensor:
+    """First epoch of DeepCluster-v2: embed every image once so the first k-means has data."""
+    backbone.eval()
+    out = []
+    for i in range(0, len(images), 256):
+        x = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=cfg.input_size, mode="bilinear", align_corners=False)
+        out.append(F.normalize(objective.head(backbone.forward_features(x)), dim=1))
+    backbone.train()
+    return torch.cat(out)
+
+
+def backbone_from_checkpoint(path: str | Path, num_classes: int | None = None):
+    """Build the backbone recorded in a pretraining checkpoint, weights loaded, fresh head."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    rec = ckpt["record"]
+    model = create_model(rec["config"]["arch"], num_classes=num_classes, mean=rec["mean"],
+                         std=rec["std"])
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: checkpoint does not fit {rec['config']['arch']}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.pretrained_record = rec
+    return model

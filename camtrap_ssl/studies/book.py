@@ -1,0 +1,181 @@
+"""Build the Jupyter Book: execute every study notebook with papermill, then render the outputs.
+
+The book never executes a notebook itself (``execute_notebooks: off``); it shows what papermill
+ran with recorded parameters, so every figure on a page traces back to a run.
+
+The built book loads nothing from a CDN: it must work offline (a laptop in the field, a mirror
+without internet) and must not depend on third-party hosts staying up. :func:`vendor_js` copies
+require.js, the ipywidgets HTML manager (it renders Study 4's explorers from their saved widget
+state, without a kernel) and MathJax out of the npm packages pinned in the repository's
+``package-lock.json`` into ``book/_vendor``; ``_config.yml`` serves that folder as static files
+and points myst-nb's ``nb_ipywidgets_js`` and Sphinx's ``mathjax_path`` at the copies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
+
+BOOK = ROOT / "book"
+EXECUTED = BOOK / "studies"
+# Not ``_static``: Jupyter Book 1 adds every .js file under a book's ``_static`` to *every* page,
+# which would load require.js and MathJax everywhere and the widget manager twice on widget pages.
+VENDOR = "_vendor"
+# name under _static/ -> (npm package, folder inside it, glob patterns of the files or folders
+# copied from there). embed-amd.js bundles @jupyter-widgets/base and /controls (the ipywidgets 8
+# models) as named AMD modules, so require.js resolves them without fetching; its CSS refers to
+# Font Awesome files (hashed names) beside it. MathJax finds its fonts and lazily loaded parts
+# relative to its own script, hence the folders copied beside tex-mml-chtml.js.
+VENDORED = {
+    "requirejs": ("requirejs", "", ["require.js"]),
+    "jupyter-widgets": ("@jupyter-widgets/html-manager", "dist",
+                        ["embed-amd.js", "*.woff2", "*.woff", "*.ttf", "*.eot", "*.svg"]),
+    "mathjax": ("mathjax", "es5", ["tex-mml-chtml.js", "input/tex/extensions",
+                                   "output/chtml/fonts", "ui"]),
+}
+# The CSS bundled in embed-amd.js asks for its fonts relative to the require.js URLs of the
+# modules defined there ("@jupyter-widgets/base", ".../html-manager/dist/libembed-amd"), which by
+# default resolve against the page (studies/@jupyter-widgets/<font>: 404);
+# window.__jupyter_widgets_assets_path__ is read too late for that CSS. Mapping those module paths
+# onto the vendored folder fixes it. Pages load this between require.js and embed-amd.js
+# (``nb_ipywidgets_js`` in _config.yml).
+REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
+// Written by camtrap_ssl.studies.book.vendor_js: the ipywidgets HTML manager finds its fonts beside
+// embed-amd.js (this folder) instead of at a path guessed relative to the page.
+(function () {
+  var here = new URL("./", document.currentScript.src).href;
+  window.__jupyter_widgets_assets_path__ = here;
+  var folder = here.replace(/\\/$/, "");
+  window.require.config({paths: {"@jupyter-widgets": folder,
+                                 "@jupyter-widgets/html-manager/dist": folder}});
+})();
+""")
+
+
+def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = None,
+                studies=tuple(STUDIES), output_dir: Path = EXECUTED) -> dict:
+    """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse)."""
+    timings = {}
+    for number in studies:
+        params = {"profile": profile, "seed": seed}
+        if number != "worlds":
+            params["runs_root"] = str(runs_root or Path("runs"))
+        t0 = time.time()
+        print(f"[book] study {number}: {STUDIES[number]}", flush=True)
+        execute_study(number, output_dir, progress=False, **params)
+        timings[STUDIES[number]] = round(time.time() - t0, 1)
+    fileio.atomic_write_json(output_dir / "build_record.json",
+                           {"profile": profile, "seed": seed, "seconds": timings, **provenance.environment()})
+    return timings
+
+
+def jupyter_book_executable() -> str:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    return str(exe) if exe.exists() else (shutil.which("jupyter-book") or "jupyter-book")
+
+
+def npm_install(npm_dir: Path = ROOT) -> Path:
+    """Run ``npm ci`` in ``npm_dir`` unless its ``node_modules`` matches ``package-lock.json``.
+
+    A stamp holding the lock file's hash marks a finished install, so an interrupted install or a
+    changed lock (after a pull) triggers a fresh ``npm ci``; mtimes would miss a checkout that
+    restores an older lock. Install scripts are skipped: only prebuilt dist files are used.
+    """
+    npm_dir = Path(npm_dir)
+    lock = npm_dir / "package-lock.json"
+    if not lock.is_file():
+        raise FileNotFoundError(f"{lock} not found: the book's JavaScript packages are pinned there")
+    modules = npm_dir / "node_modules"
+    stamp = modules / ".camtrap_ssl_lock.sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        return modules
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FileNotFoundError("npm not found: the book serves require.js, the ipywidgets HTML "
+                                "manager and MathJax from pinned npm packages; install Node.js >= 18 "
+                                "with npm (Debian: apt-get install npm), then rebuild")
+    print("[book] npm ci (the book's JavaScript, pinned in package-lock.json)", flush=True)
+    subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                   cwd=npm_dir, check=True)
+    fileio.atomic_write_bytes(stamp, (digest + "\n").encode())
+    return modules
+
+
+def vendor_js(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
+    """Copy the JavaScript the book serves itself into ``book_dir/_vendor``; return that folder.
+
+    The folder is filled beside the old one and swapped in, so an interrupted copy never leaves a
+    half-filled folder that a later build would serve.
+    """
+    book_dir = Path(book_dir)
+    if (book_dir / "_static").exists():
+        raise FileExistsError(f"{book_dir / '_static'} exists: Jupyter Book would then add every .js "
+                              f"file of all static folders, the vendored ones in {VENDOR}/ included, "
+                              "to every page; put custom files in another folder listed in "
+                              "sphinx.config.html_static_path and name them in html_css_files / "
+                              "html_js_files")
+    modules = npm_install(npm_dir)
+    sources = {}
+    for name, (package, base, patterns) in VENDORED.items():
+        folder = modules / package / base
+        for pattern in patterns:
+            found = sorted(folder.glob(pattern))
+            if not found:
+                raise FileNotFoundError(f"{folder / pattern} missing from npm package {package!r}: "
+                                        "package-lock.json pins a release laid out differently")
+            sources.update({Path(name) / src.relative_to(folder): src for src in found})
+    target = book_dir / VENDOR
+    tmp = Path(tempfile.mkdtemp(dir=book_dir, prefix=".vendor-"))
+    try:
+        for rel, src in sources.items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+        (tmp / REQUIRE_CONFIG_JS[0]).write_text(REQUIRE_CONFIG_JS[1])
+        old = book_dir / f".vendor-old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
+    """Render ``book_dir`` with Jupyter Book 1.x into ``book_dir/_build/html``.
+
+    ``npm_dir`` holds the ``package.json`` / ``package-lock.json`` of the JavaScript the pages
+    serve (:func:`vendor_js`); a book copied elsewhere (tests) still takes it from the repository.
+    """
+    book_dir = Path(book_dir)
+    missing = [f"studies/{name}" for name in STUDIES.values() if not (book_dir / "studies" / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"executed notebooks missing in {book_dir}: {missing}; "
+                                "run the studies first (camtrap-ssl book without --skip-studies)")
+    vendor_js(book_dir, npm_dir)
+    subprocess.run([jupyter_book_executable(), "build", str(book_dir), "--quiet"], check=True)
+    html = book_dir / "_build" / "html"
+    return html
+
+
+def build_book(profile: str = "demo", seed: int = 0, run_studies_first: bool = True,
+               runs_root: str | None = None) -> Path:
+    if run_studies_first:
+        run_studies(profile, seed, runs_root)
+    html = build_html()
+    print(json.dumps({"html": str(html / "index.html")}))
+    return html
