@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+# Fine-tuning augmentations (camtrap_ssl.train.augment implements them)
+AUGMENTATIONS = ("norouzzadeh", "demo", "none")
+# Norouzzadeh et al. cut the bottom 100 rows (date, time, temperature, camera) of every
+# 2048 x 1536 Serengeti frame before resizing (resize.py of their published code); other
+# resolutions cut the same fraction of their height
+SERENGETI_STRIP_FRACTION = 100 / 1536
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -41,6 +48,24 @@ class Profile:
     # study 3 and 4
     images_per_class: int = 10
     featvis_steps: int = 48  # optimisation steps per feature visualization (Study 4)
+    # camera-trap preprocessing (SPEC section 4). Frames lose their bottom information strip
+    # (``strip_fraction`` of their height; the embedded world cuts its own strip, whose height it
+    # knows), are squashed to ``resize_size`` and stored; fine-tuning then crops ``input_size``
+    # (random for "norouzzadeh", centred in evaluation). None: ``input_size``, nothing cropped.
+    resize_size: int | None = None
+    augmentation: str = "demo"
+    strip_fraction: float = SERENGETI_STRIP_FRACTION
+
+    def __post_init__(self):
+        if self.resize_size is None:
+            object.__setattr__(self, "resize_size", self.input_size)
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation={self.augmentation!r}; allowed: {list(AUGMENTATIONS)}")
+        if not self.input_size <= self.resize_size:
+            raise ValueError(f"input_size={self.input_size} (the crop) must be <= resize_size="
+                             f"{self.resize_size}")
+        if not 0.0 <= self.strip_fraction < 0.5:
+            raise ValueError(f"strip_fraction={self.strip_fraction!r} must lie in [0, 0.5)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +104,7 @@ PROFILES: dict[str, Profile] = {
         serengeti_images=0, ena24_images=0, camtrap_size=(2048, 1536),
         arch="resnet50", pretrain_size=224, pretrain_epochs=_epochs(0, 0, 0, 0, 0), pretrain_batch_size=0,
         finetune_epochs=25, finetune_epochs_small=50, batch_size=128, lr=1e-5, weight_decay=5e-4,
-        images_per_class=10,
+        images_per_class=10, resize_size=256, augmentation="norouzzadeh",
     ),
 }
 
@@ -100,5 +125,8 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
         bad = sorted(set(overrides) - known)
         if bad:
             raise ValueError(f"unknown profile field(s) {bad}; allowed: {sorted(known)}")
+        if "input_size" in overrides and "resize_size" not in overrides \
+                and profile.resize_size == profile.input_size:
+            overrides = {**overrides, "resize_size": overrides["input_size"]}  # still no crop
         profile = replace(profile, **overrides)
     return profile

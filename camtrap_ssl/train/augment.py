@@ -2,12 +2,40 @@
 
 Why per sample: the draw follows the dataset index, not the position in a batch, so a resumed or
 data-parallel run augments every image exactly as a single uninterrupted process would.
+
+Two augmentations, named in every run record (:data:`AUGMENTATIONS`):
+
+* ``"norouzzadeh"``, the study's camera-trap protocol, as Norouzzadeh et al. (PNAS 2018) wrote
+  it in ``phase2/data_loader.py`` of GitHub Evolving-AI-Lab/deep_learning_for_camera_trap_images
+  (``_train_preprocess`` / ``_test_preprocess``, followed here, not copied): frames stored
+  squashed to 256 x 256; training takes a random 224 x 224 crop (``tf.random_crop``: every offset
+  in ``0 .. 32`` equally likely), a random left-right flip, then ``random_brightness(max_delta=63)``
+  (one delta uniform in [-63, 63] on the 0-255 scale added to every pixel) and *then*
+  ``random_contrast(0.2, 1.8)`` (``(x - m) * f + m`` with ``m`` the mean of each channel);
+  evaluation takes the centre crop (``resize_image_with_crop_or_pad``: offset ``(256 - 224) // 2``).
+  Other sizes keep their ratio (crop = ``round(size * 224 / 256)``, brightness ``63 / 255`` of the
+  range). Their code never clips and ends with ``per_image_standardization``, which removes a
+  uniform brightness shift exactly (and a contrast factor almost): in their training, brightness
+  jitter had no effect. Our models take [0, 1] images and normalize with fixed statistics
+  (ARCHITECTURE.md), so we clip to [0, 1] once, after both jitters, and the jitter does act.
+* ``"demo"``, the embedded world's: a reflected shift by up to ``h // 8`` pixels at full size,
+  flip, brightness and contrast factors in [0.8, 1.2) around the image mean. Kept for the demo
+  book because its 64 px frames leave little room to crop, and its numbers were made with it.
+
+``"none"`` leaves training images as they are (evaluation still takes the configured crop).
 """
 from __future__ import annotations
 
 import contextlib
 
 import torch
+
+from camtrap_ssl.core.profiles import AUGMENTATIONS  # noqa: F401  (re-exported: the names here)
+
+# Norouzzadeh et al.'s sizes and jitter, on the 0-255 scale where they are stated
+NOROUZZADEH_RESIZE, NOROUZZADEH_CROP = 256, 224
+BRIGHTNESS_MAX_DELTA = 63.0 / 255.0
+CONTRAST_RANGE = (0.2, 1.8)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -18,7 +46,8 @@ def augment_params(n: int, seed: int, epoch: int) -> torch.Tensor:
     """Augmentation draws of every sample of an ``n``-sample dataset for one epoch, ``n x 5``.
 
     Columns: flip (< 0.5 flips), horizontal and vertical crop offset, brightness, contrast, each
-    uniform in [0, 1); :func:`augment_batch` maps them to pixels and factors. Drawn from
+    uniform in [0, 1); :func:`augment_batch` (demo) and :func:`norouzzadeh_batch` map them to
+    pixels and factors. Drawn from
     ``(seed, epoch)`` only, and looked up by dataset index, so the same image gets the same
     augmentation whatever the batch, the rank or the number of processes.
     """
@@ -59,6 +88,71 @@ def augment_batch(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     # (x - mean) * contrast + mean * bright, as three in-place passes over the gathered copy
     return x.mul_(contrast).add_(mean * (bright - contrast)).clamp_(0, 1)
+
+
+def default_crop(size: int, augmentation: str) -> int:
+    """The side a network sees of a ``size``-pixel stored image: Norouzzadeh's 224/256, else all."""
+    if augmentation == "norouzzadeh":
+        return max(1, round(size * NOROUZZADEH_CROP / NOROUZZADEH_RESIZE))
+    return size
+
+
+def _check_crop(x: torch.Tensor, crop: int) -> None:
+    h, w = x.shape[-2:]
+    if not 1 <= crop <= min(h, w):
+        raise ValueError(f"crop={crop} must lie in [1, {min(h, w)}] for {h} x {w} images")
+
+
+def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """The centre ``crop x crop`` of a batch, offset ``(size - crop) // 2`` as TensorFlow's
+    ``resize_image_with_crop_or_pad`` (Norouzzadeh et al.'s evaluation crop)."""
+    _check_crop(x, crop)
+    h, w = x.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[..., top:top + crop, left:left + crop]
+
+
+def norouzzadeh_batch(x: torch.Tensor, params: torch.Tensor, crop: int) -> torch.Tensor:
+    """Norouzzadeh et al.'s training augmentation of a batch in [0, 1] (see the module docstring).
+
+    Per sample: a ``crop x crop`` window at integer offsets uniform in ``0 .. size - crop``, a
+    left-right flip with probability 1/2, brightness ``+ delta`` with delta uniform in
+    ``[-63/255, 63/255]``, then contrast ``(x - m) * f + m`` with ``m`` the per-channel mean of the
+    brightened crop and ``f`` uniform in [0.2, 1.8], then one clip to [0, 1]. Done as one gather
+    for the whole batch (the flip folds into the index map), like :func:`augment_batch`.
+    """
+    n, c, h, w = x.shape
+    if params.shape != (n, 5):
+        raise ValueError(f"params must be {n} x 5 (see augment_params), got {tuple(params.shape)}")
+    _check_crop(x, crop)
+    params = params.to(x.device, torch.float32)
+    left = (params[:, 1] * (w - crop + 1)).long().clamp_(max=w - crop)
+    top = (params[:, 2] * (h - crop + 1)).long().clamp_(max=h - crop)
+    ar = torch.arange(crop, device=x.device)
+    rows = top[:, None] + ar[None]  # n x crop
+    cols = left[:, None] + ar[None]
+    flip = params[:, 0:1] < 0.5
+    cols = torch.where(flip, left[:, None] + crop - 1 - ar[None], cols)
+    src = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, crop * crop).expand(n, c, crop * crop)
+    x = x.reshape(n, c, h * w).gather(2, src).view(n, c, crop, crop)
+    delta = (BRIGHTNESS_MAX_DELTA * (2 * params[:, 3] - 1)).view(n, 1, 1, 1).to(x.dtype)
+    lo, hi = CONTRAST_RANGE
+    factor = (lo + (hi - lo) * params[:, 4]).view(n, 1, 1, 1).to(x.dtype)
+    mean = x.mean(dim=(2, 3), keepdim=True)  # per channel, before brightness: it shifts both alike
+    # ((x + d) - (m + d)) * f + (m + d) = x * f + (m * (1 - f) + d), in two in-place passes
+    return x.mul_(factor).add_(mean * (1 - factor) + delta).clamp_(0, 1)
+
+
+def train_transform(x: torch.Tensor, params: torch.Tensor | None, augmentation: str,
+                    crop: int) -> torch.Tensor:
+    """A training batch as the network sees it: augmented (unless ``"none"``) and ``crop`` wide."""
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation={augmentation!r}; allowed: {list(AUGMENTATIONS)}")
+    if augmentation == "norouzzadeh":
+        return norouzzadeh_batch(x, params, crop)
+    if augmentation == "demo":
+        x = augment_batch(x, params)
+    return center_crop(x, crop)
 
 
 @contextlib.contextmanager

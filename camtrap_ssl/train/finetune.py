@@ -1,10 +1,12 @@
 """Fine-tuning: the study's protocol as defaults, one loop you can read top to bottom.
 
 SPEC section 4: Adam, learning rate 1e-5, weight decay 5e-4, batch size 128, 25 epochs (50 on
-ENA24), the whole network trained, Norouzzadeh-style augmentation (random crops, horizontal flips,
-brightness and contrast changes). Each epoch ends with a validation pass (top-1, top-5, per-class
-precision and recall, confusion matrix), an atomic rewrite of the metrics log and a checkpoint, so
-a killed run resumes from its last epoch.
+ENA24), the whole network trained, Norouzzadeh et al.'s augmentation (random 224 crops of 256
+frames, horizontal flips, brightness and contrast jitter; the centre crop for evaluation; see
+:mod:`camtrap_ssl.train.augment`). ``augmentation`` and ``crop`` are part of the run's identity,
+and ``params.json`` records the crops actually taken in training and evaluation. Each epoch ends
+with a validation pass (top-1, top-5, per-class precision and recall, confusion matrix), an atomic
+rewrite of the metrics log and a checkpoint, so a killed run resumes from its last epoch.
 
 Determinism, and why it is built this way:
 
@@ -42,10 +44,13 @@ from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train.augment import (
-    augment_batch,
+    AUGMENTATIONS,
     augment_params,
+    center_crop,
+    default_crop,
     epoch_seed,
     single_threaded,
+    train_transform,
 )
 
 # Convergence epochs recorded in every summary (points of top-1 below the best), for the tables.
@@ -61,7 +66,11 @@ class FinetuneConfig:
     lr: float = 1e-5
     weight_decay: float = 5e-4
     seed: int = 0
-    augment: bool = True
+    # "norouzzadeh" (the study's), "demo" (the embedded world's) or "none"; see train.augment
+    augmentation: str = "norouzzadeh"
+    # side the network sees, cut from each stored image (random in training, centred in
+    # evaluation); None: 224/256 of the stored side for "norouzzadeh", the whole image otherwise
+    crop: int | None = None
     convergence_tolerance: float = 0.5  # points of top-1, see metrics.convergence_epoch
     device: str = "auto"
     sync_bn: bool = True  # SyncBatchNorm under multi-process CUDA (gloo/CPU cannot sync BN)
@@ -79,6 +88,10 @@ class FinetuneConfig:
             raise ValueError(f"convergence_tolerance must be >= 0, got {self.convergence_tolerance}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation={self.augmentation!r}; allowed: {list(AUGMENTATIONS)}")
+        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
+            raise ValueError(f"crop must be None or a positive int, got {self.crop!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}; allowed: auto, cpu, cuda")
 
@@ -163,8 +176,8 @@ def _collated(batch):
 
 @torch.no_grad()
 def predict(model, dataset, batch_size: int = 256, device: str | torch.device = "cpu",
-            num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a whole dataset, in order."""
+            num_workers: int = 0, crop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole dataset, in order; ``crop``: its centre crop (evaluation)."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     model.eval()
@@ -174,6 +187,8 @@ def predict(model, dataset, batch_size: int = 256, device: str | torch.device = 
                                          collate_fn=_collated)
     for x, y, _ in loader:
         x = x.to(device, non_blocking=True)
+        if crop is not None:
+            x = center_crop(x, crop)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -224,7 +239,16 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
     if cfg.batch_size % dist.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the world size "
                          f"{dist.world_size} (it is the global batch, split over the ranks)")
-    params = _jsonable({"finetune": cfg.identity(), "num_classes": len(class_names),
+    stored = int(torch.as_tensor(train_set[0][0]).shape[-1])
+    crop = cfg.crop or default_crop(stored, cfg.augmentation)
+    if crop > stored:
+        raise ValueError(f"crop={crop} is larger than the {stored}-pixel training images")
+    kind = "random" if cfg.augmentation == "norouzzadeh" else "centre"
+    preprocessing = {"augmentation": cfg.augmentation, "stored_size": stored,
+                     "train_crop": "none" if crop == stored else f"{kind} {crop} of {stored}",
+                     "eval_crop": "none" if crop == stored else f"centre {crop} of {stored}"}
+    params = _jsonable({"finetune": cfg.identity(), "preprocessing": preprocessing,
+                        "num_classes": len(class_names),
                         "classes": list(class_names), "n_train": len(train_set),
                         "n_val": len(val_set), **(extra_params or {})})
     if run.file(rundir.PARAMS).exists():
@@ -276,16 +300,15 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
     t0 = time.time() - elapsed
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
-        aug = augment_params(len(train_set), cfg.seed, epoch) if cfg.augment else None
+        aug = augment_params(len(train_set), cfg.seed, epoch) if cfg.augmentation != "none" else None
         model.train()
         # running sums stay on the device: no host synchronisation per step
         stats = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
         seen = 0
         for step, (x, y, idx) in enumerate(loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if aug is not None:
-                with single_threaded(not cuda):
-                    x = augment_batch(x, aug[idx])
+            with single_threaded(not cuda):
+                x = train_transform(x, None if aug is None else aug[idx], cfg.augmentation, crop)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -307,7 +330,8 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
         loss_sum, correct, seen = stats.tolist()
         row = None
         if dist.is_main:
-            logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers)
+            logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers,
+                                       crop=crop)
             report = M.classification_report(logits_v, labels_v, class_names)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
                    "val_top1": report["top1"], "val_top5": report["top5"],
