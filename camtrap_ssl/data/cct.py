@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camtrap_ssl.data.strip import strip_rows
+
 __all__ = [
     "CCTFormatError", "CCTIndex", "CCTDataset", "load_cct", "sample_list", "decode_image",
     "check_image_file", "EMPTY_NAMES", "MULTI_LABEL_POLICIES",
@@ -282,8 +284,11 @@ def check_image_file(path: Path) -> str | None:
     return None
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decode to RGB and squash-resize to ``size x size``; uint8 HWC. Raises on bad files."""
+def decode_image(path: Path, size: int, strip_fraction: float = 0.0) -> np.ndarray:
+    """Decode to RGB, cut the bottom ``strip_fraction`` of the rows (the information strip, see
+    :mod:`camtrap_ssl.data.strip`) and squash-resize to ``size x size``; uint8 HWC. Raises on bad
+    files. The strip goes *before* resizing, as Norouzzadeh et al. did, so no strip row is
+    blended into the frame."""
     reason = check_image_file(path)
     if reason is not None:
         raise OSError(f"{path}: {reason}")
@@ -291,19 +296,24 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         if im.format == "JPEG":
             im.draft("RGB", (size, size))
         im = im.convert("RGB")
+        rows = strip_rows(im.height, strip_fraction)
+        if rows:
+            im = im.crop((0, 0, im.width, im.height - rows))
         if im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.BILINEAR)
         return np.array(im, dtype=np.uint8)  # a writable copy for torch.from_numpy
 
 
-def _decode_mask(index: CCTIndex, iid, category_id, size: int) -> np.ndarray:
+def _decode_mask(index: CCTIndex, iid, category_id, size: int, strip_fraction: float = 0.0) -> np.ndarray:
     anns = [a for a in index.annotations_by_image.get(iid, []) if a["category_id"] == category_id]
     mask = np.zeros((size, size), dtype=bool)
     for a in anns:
         if "mask_file" not in a:
             continue
         with Image.open(index.image_root / a["mask_file"]) as m:
-            m = m.convert("L").resize((size, size), Image.Resampling.NEAREST)
+            m = m.convert("L")
+            m = m.crop((0, 0, m.width, m.height - strip_rows(m.height, strip_fraction)))
+            m = m.resize((size, size), Image.Resampling.NEAREST)
             mask |= np.asarray(m) > 0
     return mask
 
@@ -334,16 +344,18 @@ class CCTDataset(torch.utils.data.Dataset):
     So that a file without any masks (every real LILA set) is not silently read as "animal
     nowhere", ``return_mask=True`` refuses a selection in which no annotation has a mask.
     ``transform`` acts on the image tensor only (geometric transforms would misalign the mask).
+    ``strip_fraction``: the bottom share of each frame cut off before resizing (mask alike).
     """
 
     def __init__(self, index: CCTIndex, split_ids: Iterable | None, size: int,
                  transform: Callable | None = None, return_mask: bool = False,
-                 scan: str = "quick", progress: bool = False):
+                 scan: str = "quick", progress: bool = False, strip_fraction: float = 0.0):
         if not isinstance(size, int) or size <= 0:
             raise ValueError(f"size={size!r} must be a positive int")
         if scan not in ("quick", "full", "none"):
             raise ValueError(f"scan={scan!r}; allowed: ['quick', 'full', 'none']")
         self.index, self.size, self.transform = index, size, transform
+        self.strip_fraction = strip_fraction
         self.return_mask = return_mask
         self.class_names = list(index.class_names)
         candidates = sample_list(index, split_ids)
@@ -363,7 +375,7 @@ class CCTDataset(torch.utils.data.Dataset):
                     reason = check_image_file(path)
                 else:
                     try:
-                        decode_image(path, size)
+                        decode_image(path, size, strip_fraction)
                         reason = None
                     except Exception as e:
                         reason = str(e)
@@ -382,14 +394,14 @@ class CCTDataset(torch.utils.data.Dataset):
 
     def _load(self, k: int):
         iid, label = self.samples[k]
-        img = torch.from_numpy(decode_image(self.index.path_of(iid), self.size))
+        img = torch.from_numpy(decode_image(self.index.path_of(iid), self.size, self.strip_fraction))
         img = img.permute(2, 0, 1).float().div_(255.0)
         if self.transform is not None:
             img = self.transform(img)
         if not self.return_mask:
             return img, label
         cid = self.index.category_ids[label]
-        mask = _decode_mask(self.index, iid, cid, self.size)
+        mask = _decode_mask(self.index, iid, cid, self.size, self.strip_fraction)
         return img, label, torch.from_numpy(mask).float().unsqueeze(0)
 
     def __getitem__(self, k: int):

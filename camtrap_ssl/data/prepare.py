@@ -36,10 +36,11 @@ FORMAT_VERSION = 1
 RESIZE_METHOD = "squash; PIL draft(RGB) then bilinear"
 
 
-def cache_key(index: CCTIndex, samples: list, size: int) -> str:
-    """Identity of a prepared cache: data file, sample list, classes, size, method, format."""
+def cache_key(index: CCTIndex, samples: list, size: int, strip_fraction: float = 0.0) -> str:
+    """Identity of a prepared cache: data file, sample list, classes, size, strip, method, format."""
     h = hashlib.sha256()
     h.update(json.dumps({"json_sha256": index.json_sha256, "size": size,
+                         "strip_fraction": strip_fraction,
                          "classes": index.class_names, "method": RESIZE_METHOD,
                          "format": FORMAT_VERSION}, sort_keys=True).encode())
     for iid, label in samples:
@@ -73,8 +74,12 @@ def _shrink_npy(path: Path, rows: int) -> None:
 
 
 def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
-            workers: int | None = None, progress: bool = True) -> "PreparedDataset":
+            workers: int | None = None, progress: bool = True,
+            strip_fraction: float = 0.0) -> "PreparedDataset":
     """Decode and resize the samples of ``split_ids`` once into ``out_dir``; reuse if current.
+
+    ``strip_fraction``: the bottom share of each frame's rows cut off before resizing (the
+    information strip, :mod:`camtrap_ssl.data.strip`).
 
     ``workers`` decoding threads (Pillow releases the GIL while decoding and resizing); default
     ``min(8, cpu_count)``. Returns the :class:`PreparedDataset` over the cache.
@@ -86,7 +91,7 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
     samples = sample_list(index, split_ids)
     if not samples:
         raise ValueError("split_ids selects no labelled sample; nothing to prepare")
-    key = cache_key(index, samples, size)
+    key = cache_key(index, samples, size, strip_fraction)
     manifest_path = out_dir / "manifest.json"
     if manifest_path.exists():
         try:
@@ -109,7 +114,7 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
         def work(sample):
             path = index.path_of(sample[0])
             try:
-                return sample, decode_image(path, size), None
+                return sample, decode_image(path, size, strip_fraction), None
             except Exception as e:
                 return sample, None, f"{path}: {e}"
 
@@ -139,6 +144,7 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
     atomic_write_json(manifest_path, {
         "format": FORMAT_VERSION, "key": key, "source_json": str(index.json_path),
         "source_json_sha256": index.json_sha256, "size": size, "method": RESIZE_METHOD,
+        "strip_fraction": strip_fraction,
         "class_names": index.class_names, "n": row, "image_ids": ids, "bad_files": bad,
     })
     return PreparedDataset(out_dir)
