@@ -140,8 +140,8 @@ def test_splits_never_cross_sequences_or_locations(tmp_path):
     b = splits.split(idx, by="location", val_fraction=0.3, seed=1)
     c = splits.split(idx, by="location", val_fraction=0.3, seed=2)
     assert a.val == b.val and (a.val != c.val or a.train != c.train)
-    with pytest.raises(ValueError, match="never by frame"):
-        splits.split(idx, by="frame")
+    with pytest.raises(ValueError, match="'frame' leaks bursts"):
+        splits.split(idx, by="image")
     with pytest.raises(ValueError, match="val_fraction"):
         splits.split(idx, val_fraction=1.0)
 

@@ -140,7 +140,7 @@ def test_missing_data_names_path_and_download_command(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="allowed"):
         P.load_paper_target("imagenet")
     with pytest.raises(ValueError, match="split_by"):
-        P.load_paper_target("serengeti", split_by="frame")
+        P.load_paper_target("serengeti", split_by="per_frame")
 
 
 def test_study3_images_come_from_a_lila_format_dataset(tmp_path, monkeypatch):
@@ -157,3 +157,51 @@ def test_study3_images_come_from_a_lila_format_dataset(tmp_path, monkeypatch):
     assert [classes[int(c)] for c in y] == sorted([classes[int(c)] for c in y], key=["zebra", "wildebeest"].index)
     assert {classes[int(c)] for c in y} <= {"zebra", "wildebeest"} and len(y) >= 2
     assert all(int(img.mean((1, 2)).argmax()) == int(lbl) for img, lbl in zip(x, y))  # colour = label
+
+
+def test_gold_standard_is_scored_with_the_experts_labels(tmp_path):
+    """Fabricated expert labels that disagree with the volunteers' (whose label is the colour)."""
+    make_lila(tmp_path / "serengeti")
+    # seq0_1 = img2 (volunteers: wildebeest), img3 (zebra); seq1_2 = img10 (wildebeest), img11
+    # (two species: left out by the selection); seq2_1 = img14, img15: the experts could not tell
+    (tmp_path / "serengeti" / "gold_standard_data.csv").write_text(
+        "CaptureEventID,NumSpecies,Species,Count\n"
+        "seq0_1,1,zebra,2\nseq1_2,1,wildebeest,1\nseq2_1,1,impossible,1\n")
+    t = load_quiet("serengeti", data_root=tmp_path, size=8)
+    assert t.identity["split"] == "gold_standard"
+    assert t.identity["val_labels"].startswith("experts")
+    rep = t.identity["gold_standard"]
+    assert (rep["scored_events"], rep["impossible"], rep["events"]) == (2, 1, 3)
+    assert sorted(t.val.image_ids) == ["img10", "img2", "img3"]
+    label = dict(zip(t.val.image_ids, (t.classes[k] for k in t.val.labels)))
+    assert label == {"img2": "zebra", "img3": "zebra", "img10": "wildebeest"}
+    # the colours (the volunteers' labels) disagree where the experts relabelled
+    colour = {i: t.classes[int(t.val[k][0].mean((1, 2)).argmax())] for k, i in enumerate(t.val.image_ids)}
+    assert colour == {"img2": "wildebeest", "img3": "zebra", "img10": "wildebeest"}
+    assert rep["relabelled_frames"] == 1
+    impossible = {"img14", "img15"}  # seq2_1
+    assert not impossible & set(t.train.image_ids) and not impossible & set(t.val.image_ids)
+
+
+def test_no_location_and_no_sequence_is_refused_unless_a_frame_split_is_asked(tmp_path):
+    path, _ = make_lila(tmp_path / "ena24", name="ena24")
+    data = json.loads(path.read_text())
+    for im in data["images"]:
+        del im["location"], im["seq_id"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="split_by='frame'"):
+        load_quiet("ena24", data_root=tmp_path, size=8)
+    t = load_quiet("ena24", data_root=tmp_path, size=8, split_by="frame")
+    assert t.identity["split"] == "frame" and len(t.train) + len(t.val) == 23  # 24, one two-species
+
+
+def test_the_strip_cut_is_recorded_and_changes_the_prepared_cache(tmp_path):
+    path, images = make_lila(tmp_path / "serengeti")
+    t = load_quiet("serengeti", data_root=tmp_path, size=8)
+    assert t.identity["strip_fraction"] == 100 / 1536 and "bottom 100 of 1536" in t.identity["strip"]
+    kept = load_quiet("serengeti", data_root=tmp_path, size=8, strip_fraction=0.0)
+    assert kept.identity["strip_fraction"] == 0.0
+    manifests = list((tmp_path / "serengeti" / "prepared").rglob("manifest.json"))
+    assert len(manifests) == 4  # two sides, each with and without the cut
+    with pytest.raises(ValueError, match="strip_fraction"):
+        load_quiet("serengeti", data_root=tmp_path, size=8, strip_fraction=0.7)

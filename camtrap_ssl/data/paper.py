@@ -13,11 +13,19 @@ fine-tuning code runs on the embedded stand-ins and on the real data.
 * **Selection** as the study: Serengeti through :func:`camtrap_ssl.data.selection.serengeti_filter`
   (Norouzzadeh et al.'s seasons 1-6, single-species, no empty frames); NACTI as a 750,000-sample
   stratified draw (:func:`camtrap_ssl.data.selection.sample_keep_distribution`); ENA24 whole.
-* **Validation.** Serengeti's is the expert "gold standard" set when a list of its ids sits in the
-  dataset folder (``gold_standard_ids.txt``/``.json``/``.csv``, see
-  :func:`camtrap_ssl.data.splits.gold_standard_split`); otherwise, and for the other camera-trap sets, a
-  split by location (by sequence where a file has no locations), never by frame. CIFAR uses its
-  official test set.
+* **Validation.** Serengeti's is the expert "gold standard" set where the dataset folder holds
+  it. Best, the experts' labels themselves (Swanson et al. 2015, Dryad: ``gold_standard_data.csv``
+  with ``CaptureEventID`` and ``Species`` columns, optionally ``gold_standard_events.csv`` mapping
+  capture events to LILA sequences; see :func:`camtrap_ssl.data.splits.expert_gold_standard`):
+  validation is then scored with the experts' species, "impossible" events dropped. A plain list
+  of ids (``gold_standard_ids.txt``/``.json``/``.csv``, :func:`~camtrap_ssl.data.splits.gold_standard_split`)
+  keeps the volunteers' labels, and ``identity["val_labels"]`` says so. Otherwise, and for the
+  other camera-trap sets, a split by location, by sequence where a file has no locations, and by
+  frame only when asked for (``split_by="frame"``): a file with neither is refused. CIFAR uses
+  its official test set.
+* **Information strip.** The bottom ``strip_fraction`` of every frame (100/1536, Norouzzadeh et
+  al.'s 100 rows of a 2048 x 1536 Serengeti frame) is cut off before resizing
+  (:mod:`camtrap_ssl.data.strip`).
 * **Resize once.** Each side is decoded and resized once into a :mod:`camtrap_ssl.data.prepare` cache
   (``<dataset folder>/prepared/<size>px/<side>-<key>``, keyed by data, samples and size), so 25-50
   epochs read memory-mapped arrays instead of multi-megapixel JPEGs. Images that fail to decode
@@ -29,7 +37,8 @@ import warnings
 from pathlib import Path
 
 from camtrap_ssl.core import paths
-from camtrap_ssl.data import cct, selection, splits
+from camtrap_ssl.core.profiles import SERENGETI_STRIP_FRACTION
+from camtrap_ssl.data import cct, selection, splits, strip
 from camtrap_ssl.data.cifar import cifar_dataset, expected_files
 from camtrap_ssl.data.datasets import Target
 from camtrap_ssl.data.lila import CATALOGUE
@@ -40,8 +49,11 @@ __all__ = ["PAPER_TARGETS", "CAMTRAP_TARGETS", "SPLIT_CHOICES", "PaperTarget", "
 
 CAMTRAP_TARGETS = ("serengeti", "nacti", "ena24")
 PAPER_TARGETS = CAMTRAP_TARGETS + ("cifar10", "cifar100")
-SPLIT_CHOICES = ("auto", "gold_standard", "location", "sequence")
-GOLD_STANDARD_FILES = ("gold_standard_ids.txt", "gold_standard_ids.json", "gold_standard_ids.csv")
+SPLIT_CHOICES = ("auto", "gold_standard", "location", "sequence", "frame")
+# the experts' labels first (Dryad's file name), then plain id lists
+GOLD_STANDARD_FILES = ("gold_standard_data.csv", "gold_standard_ids.txt", "gold_standard_ids.json",
+                       "gold_standard_ids.csv")
+GOLD_STANDARD_EVENTS = "gold_standard_events.csv"
 NACTI_SAMPLE = 750_000
 ENV = "CAMTRAP_SSL_DATA"
 
@@ -110,6 +122,27 @@ def _gold_standard_file(folder: Path, given) -> Path | None:
     return next((folder / f for f in GOLD_STANDARD_FILES if (folder / f).is_file()), None)
 
 
+def _has_expert_labels(path: Path) -> bool:
+    """Whether a gold-standard file carries labels (``CaptureEventID`` and ``Species`` columns)."""
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8-sig") as f:
+        header = {splits._norm(h) for h in f.readline().split(",")}
+    return {"captureeventid", "species"} <= header
+
+
+def _split_kind(index) -> str:
+    """Location where every image has one, else sequence where every image has one, else refuse."""
+    ims = [index.images[i] for i in index.image_ids]
+    if all(im.get("location") is not None for im in ims):
+        return "location"
+    if all(im.get("seq_id") is not None for im in ims):
+        return "sequence"
+    raise ValueError(f"{index.json_path}: images carry neither 'location' nor 'seq_id' throughout, "
+                     "so a split would separate frames of one burst (leaking it across train and "
+                     "validation); pass split_by='frame' to accept a per-frame split explicitly")
+
+
 def _select(name: str, index, seed: int, nacti_sample: int):
     if name == "serengeti":
         return selection.serengeti_filter(index), "serengeti_filter (Norouzzadeh 2018: S1-S6, single species, no empty)"
@@ -120,9 +153,7 @@ def _select(name: str, index, seed: int, nacti_sample: int):
 
 
 def _load_camtrap(name, root, size, seed, split_by, val_fraction, gold_standard, nacti_sample,
-                  progress) -> PaperTarget:
-
-
+                  progress, strip_fraction) -> PaperTarget:
     json_path = find_json(name, root)
     folder = json_path.parent
     gold = _gold_standard_file(folder, gold_standard) if name == "serengeti" else None
@@ -134,25 +165,33 @@ def _load_camtrap(name, root, size, seed, split_by, val_fraction, gold_standard,
     if index.num_classes < 2:
         raise ValueError(f"{json_path}: {index.num_classes} class(es) left after selection "
                          f"({selection}); a classifier needs at least 2")
+    val_labels, expert_report = "volunteers", None
     if split_by in ("auto", "gold_standard") and gold is not None:
-        parts = splits.gold_standard_split(index, gold)
+        if _has_expert_labels(gold):
+            events = folder / GOLD_STANDARD_EVENTS
+            index, parts, expert_report = splits.expert_gold_standard(
+                index, gold, events if events.is_file() else None)
+            val_labels = "experts (Swanson et al. 2015 gold standard)"
+        else:
+            parts = splits.gold_standard_split(index, gold)
     else:
-        by = split_by
-        if by in ("auto", "gold_standard"):
-            has_location = all(index.images[i].get("location") is not None for i in index.image_ids)
-            by = "location" if has_location else "sequence"
+        by = _split_kind(index) if split_by in ("auto", "gold_standard") else split_by
         parts = splits.split(index, by=by, val_fraction=val_fraction, seed=seed)
 
     sides, bad = {}, []
     for side, ids in (("train", parts.train), ("val", parts.val)):
-        key = cache_key(index, cct.sample_list(index, ids), size)[:16]
+        key = cache_key(index, cct.sample_list(index, ids), size, strip_fraction)[:16]
         out = folder / "prepared" / f"{size}px" / f"{side}-{key}"
-        sides[side] = prepare(index, ids, size, out, progress=progress)
+        sides[side] = prepare(index, ids, size, out, progress=progress,
+                              strip_fraction=strip_fraction)
         bad.extend(sides[side].bad_files)
     identity = {
         "dataset": name, "json": str(json_path), "json_sha256": index.json_sha256,
         "selection": selection, "split": parts.by, "val_fraction": None if parts.by == "gold_standard"
         else val_fraction, "gold_standard_file": str(gold) if parts.by == "gold_standard" else None,
+        "val_labels": val_labels, "gold_standard": expert_report,
+        "strip_fraction": strip_fraction,
+        "strip": strip.describe(strip_fraction, 1536) + " on a 2048 x 1536 original",
         "excluded_for_leakage": len(parts.excluded), "seed": seed, "size": size,
         "n_train": len(sides["train"]), "n_val": len(sides["val"]), "bad_files": sorted(bad),
     }
@@ -171,13 +210,16 @@ def _load_cifar(name, root, size, verify_md5) -> PaperTarget:
 def load_paper_target(name: str, data_root=None, size: int = 224, seed: int = 0,
                       split_by: str = "auto", val_fraction: float = 0.1, gold_standard=None,
                       nacti_sample: int = NACTI_SAMPLE, verify_md5: bool = True,
-                      progress: bool = True) -> PaperTarget:
+                      progress: bool = True,
+                      strip_fraction: float = SERENGETI_STRIP_FRACTION) -> PaperTarget:
     """One of :data:`PAPER_TARGETS` at ``size`` pixels, ready for :func:`finetune`.
 
-    ``split_by``: ``auto`` (gold standard where available, else location, else sequence),
-    ``gold_standard``, ``location`` or ``sequence``; CIFAR always uses its test set.
-    ``val_fraction`` applies to location/sequence splits; ``seed`` draws them (and NACTI's
-    sample). ``verify_md5=False`` only for fabricated CIFAR test files.
+    ``split_by``: ``auto`` (gold standard where available, else location, else sequence, else
+    refused), ``gold_standard``, ``location``, ``sequence`` or ``frame`` (explicitly only);
+    CIFAR always uses its test set. ``val_fraction`` applies to location/sequence/frame splits;
+    ``seed`` draws them (and NACTI's sample). ``strip_fraction``: the bottom share of each
+    camera-trap frame cut off before resizing (0 keeps it). ``verify_md5=False`` only for
+    fabricated CIFAR test files.
     """
     _check_name(name)
     if split_by not in SPLIT_CHOICES:
@@ -186,9 +228,10 @@ def load_paper_target(name: str, data_root=None, size: int = 224, seed: int = 0,
         raise ValueError(f"size={size!r} must be a positive int")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} must lie strictly between 0 and 1")
+    strip.strip_rows(1536, strip_fraction)  # validates it before any work
     if name in CAMTRAP_TARGETS:
         return _load_camtrap(name, data_root, size, seed, split_by, val_fraction, gold_standard,
-                             nacti_sample, progress)
+                             nacti_sample, progress, strip_fraction)
     if split_by not in ("auto",):
         warnings.warn(f"{name}: split_by={split_by!r} ignored; CIFAR uses its official test set",
                       stacklevel=2)

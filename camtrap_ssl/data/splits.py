@@ -2,13 +2,20 @@
 
 With ``by="sequence"`` a group is a sequence; with ``by="location"`` images that share a location
 *or* a sequence are merged (union-find), so neither a location nor a sequence can straddle train
-and validation. The Serengeti gold standard is a fixed validation set (:func:`gold_standard_split`).
+and validation. A split by frame leaks the frames of one burst across the sides, so it is never a
+fallback: ``by="sequence"`` refuses images without a ``seq_id``, and only an explicit
+``by="frame"`` splits frame by frame (recorded as such in ``Split.by``, hence in every run record).
+
+The Serengeti gold standard is a fixed validation set: :func:`gold_standard_split` from a list of
+ids, :func:`expert_gold_standard` from the experts' labels themselves (Swanson et al. 2015).
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +57,8 @@ def _groups(index: CCTIndex, ids: list, by: str) -> dict:
         im = index.images[iid]
         node = ("img", iid)
         uf.find(node)
+        if by == "frame":
+            continue
         if im.get("seq_id") is not None:
             uf.union(("seq", im["seq_id"]), node)
         if by == "location":
@@ -64,6 +73,18 @@ def _groups(index: CCTIndex, ids: list, by: str) -> dict:
     return groups
 
 
+SPLIT_KINDS = ("location", "sequence", "frame")
+
+
+def _check_sequences(index: CCTIndex, ids: list) -> None:
+    missing = [i for i in ids if index.images[i].get("seq_id") is None]
+    if missing:
+        raise ValueError(f"split(by='sequence'): {len(missing)} of the {len(ids)} labelled images "
+                         f"of {index.json_path.name} have no 'seq_id' (e.g. id={missing[0]!r}), so "
+                         "their bursts are unknown and a split would leak frames of one burst "
+                         "across train and validation; pass by='frame' to accept that explicitly")
+
+
 def split(index: CCTIndex, by: str = "location", val_fraction: float = 0.2,
           seed: int = 0) -> Split:
     """Split the labelled images so that no sequence (and, by location, no location) crosses.
@@ -71,13 +92,18 @@ def split(index: CCTIndex, by: str = "location", val_fraction: float = 0.2,
     Groups are shuffled with ``seed``; walking through them, a group goes to validation when
     that brings validation's share of the samples closer to ``val_fraction``. The achieved
     fraction is therefore approximate when groups are large (a few locations); both sides are
-    never empty. Images without a ``seq_id`` are their own one-frame sequence.
+    never empty. ``by="location"`` needs a location on every image (images without a ``seq_id``
+    are then their own one-frame sequence); ``by="sequence"`` needs a ``seq_id`` on every image;
+    ``by="frame"`` makes every image its own group and must be asked for.
     """
-    if by not in ("location", "sequence"):
-        raise ValueError(f"by={by!r}; allowed: ['location', 'sequence'] (never by frame)")
+    if by not in SPLIT_KINDS:
+        raise ValueError(f"by={by!r}; allowed: {list(SPLIT_KINDS)} ('frame' leaks bursts: only "
+                         "when asked for)")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} must lie strictly between 0 and 1")
     ids = index.image_ids
+    if by == "sequence":
+        _check_sequences(index, ids)
     weight: dict = {}
     for iid, _ in index.samples:
         weight[iid] = weight.get(iid, 0) + 1
@@ -146,3 +172,132 @@ def gold_standard_split(index: CCTIndex, ids) -> Split:
             continue
         (excluded if index.images[i].get("seq_id") in val_seqs else train).append(i)
     return Split(train=train, val=val, by="gold_standard", excluded=excluded)
+
+
+# -- the Serengeti gold standard, scored with the experts' labels --------------------------------
+IMPOSSIBLE = "impossible"
+
+
+def _norm(name: str) -> str:
+    """Species names compared without case or punctuation (Swanson's ``gazelleThomsons`` is
+    LILA's ``gazellethomsons``)."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def _read_csv(path: Path, need: dict[str, tuple[str, ...]]) -> tuple[list[dict], dict[str, str]]:
+    """Rows of a CSV and, for each role in ``need``, the header that fills it (case-insensitive)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+        header = rows[0].keys() if rows else []
+    by_norm = {_norm(h): h for h in header}
+    found = {}
+    for role, names in need.items():
+        col = next((by_norm[_norm(n)] for n in names if _norm(n) in by_norm), None)
+        if col is None:
+            raise ValueError(f"{path}: needs a column {' or '.join(names)}; it has {list(header)}")
+        found[role] = col
+    return rows, found
+
+
+def read_expert_labels(path) -> dict[str, set[str]]:
+    """Capture event id -> the species the experts saw, from Swanson et al.'s gold standard.
+
+    Format (Dryad doi:10.5061/dryad.5pt92, "Gold Standard Data", as its description gives the
+    fields): a CSV with one row per (capture event, species) and columns ``CaptureEventID``,
+    ``NumSpecies``, ``Species`` ("one of the 48 possibilities or 'impossible'") and ``Count``.
+    Only ``CaptureEventID`` and ``Species`` are read; headers match without case or punctuation.
+    We could not open the file itself here, so this is the format we accept, checked on load.
+    """
+    rows, col = _read_csv(path, {"event": ("CaptureEventID",), "species": ("Species",)})
+    events: dict[str, set[str]] = {}
+    for r in rows:
+        event, species = str(r[col["event"]]).strip(), str(r[col["species"]]).strip()
+        if event and species:
+            events.setdefault(event, set()).add(species)
+    if not events:
+        raise ValueError(f"{path}: no (CaptureEventID, Species) row")
+    return events
+
+
+def read_event_map(path) -> dict[str, list[str]]:
+    """Capture event id -> LILA sequence or image ids, from a CSV with ``CaptureEventID`` and
+    ``seq_id`` (or ``image_id``) columns: one row per pair."""
+    rows, col = _read_csv(path, {"event": ("CaptureEventID",), "id": ("seq_id", "image_id")})
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(str(r[col["event"]]).strip(), []).append(str(r[col["id"]]).strip())
+    return out
+
+
+def expert_gold_standard(index: CCTIndex, labels, events=None) -> tuple[CCTIndex, Split, dict]:
+    """Validate on the gold standard *with the experts' labels* (Swanson et al. 2015).
+
+    ``labels``: the experts' CSV (:func:`read_expert_labels`). Capture events map to images so:
+    a Snapshot Serengeti capture event is the burst of frames one trigger of one camera took, which
+    LILA's COCO Camera Traps file calls a sequence (``seq_id``). With ``events`` (a CSV,
+    :func:`read_event_map`) each event names its LILA sequence or image ids; without it the
+    event ids must *be* LILA sequence (or image) ids. Every labelled frame of a matched sequence
+    takes the experts' species in place of the volunteers'. Events the experts called
+    "impossible" are dropped, as are events with several species (the single-species selection
+    of Norouzzadeh et al.), events whose species is not a category of the file, and events with no
+    labelled image here; all their frames stay out of training too (``Split.excluded``), as do
+    the other frames of validation sequences. Returns ``(relabelled index, split, report)``; the
+    report (counts of each case and of frames whose label changed) goes into the target identity.
+    """
+    experts = read_expert_labels(labels)
+    mapping = read_event_map(events) if events is not None else None
+    labelled = index.image_ids
+    by_key: dict[str, list] = {}
+    for i in labelled:
+        by_key.setdefault(str(i), []).append(i)
+        seq = index.images[i].get("seq_id")
+        if seq is not None:
+            by_key.setdefault(str(seq), []).append(i)
+    cat_of = {_norm(name): cid for cid, name in index.categories.items()}
+    report = {"labels_file": str(labels), "events_file": None if events is None else str(events),
+              "events": len(experts), "impossible": 0, "multi_species": 0,
+              "unknown_species": 0, "unmatched": 0, "scored_events": 0, "relabelled_frames": 0}
+    expert_label: dict = {}
+    held_out: set = set()
+    for event, species in experts.items():
+        keys = mapping.get(event, []) if mapping is not None else [event]
+        frames = list(dict.fromkeys(i for k in keys for i in by_key.get(str(k), [])))
+        held_out.update(frames)
+        if any(_norm(s) == IMPOSSIBLE for s in species):
+            report["impossible"] += 1
+        elif len(species) > 1:
+            report["multi_species"] += 1
+        elif _norm(next(iter(species))) not in cat_of:
+            report["unknown_species"] += 1
+        elif not frames:
+            report["unmatched"] += 1
+        else:
+            report["scored_events"] += 1
+            cid = cat_of[_norm(next(iter(species)))]
+            for i in frames:
+                expert_label[i] = cid
+    if not expert_label:
+        raise ValueError(f"gold standard {labels}: none of its {len(experts)} capture events "
+                         f"matches a labelled image or sequence of {index.json_path.name} with a "
+                         f"usable expert label ({report})")
+    samples = []
+    for i, c in index.samples:
+        if i in expert_label:
+            report["relabelled_frames"] += c != expert_label[i]
+            if (i, expert_label[i]) not in samples[-1:]:
+                samples.append((i, expert_label[i]))
+        else:
+            samples.append((i, c))
+    relabelled = index.with_samples(list(dict.fromkeys(samples)))
+    val = [i for i in labelled if i in expert_label]
+    val_seqs = {index.images[i].get("seq_id") for i in val} - {None}
+    train, excluded = [], []
+    for i in labelled:
+        if i in expert_label:
+            continue
+        out = i in held_out or index.images[i].get("seq_id") in val_seqs
+        (excluded if out else train).append(i)
+    return relabelled, Split(train=train, val=val, by="gold_standard", excluded=excluded), report
