@@ -140,3 +140,56 @@ def test_a_run_made_from_a_replaced_backbone_is_kept_aside_and_run_again(tmp_pat
     assert rundir.RunDir(rd).params()["pretraining"]["sha256"] == fileio.sha256_file(ckpt)
     kept = rd.with_name("seed0.stale-1")
     assert rundir.RunDir(kept).summary() == first  # the old run is kept, not deleted
+
+
+def test_camera_trap_frames_lose_their_timestamp_strip():
+    """Each loaded frame is its JPEG without the generator's strip rows, squashed to the size."""
+    import numpy as np
+    from PIL import Image
+
+    from camtrap_ssl.core.profiles import get_profile
+    from camtrap_ssl.data import cct, splits, synthetic
+    from camtrap_ssl.data.synthetic.scenes import strip_height
+
+    p = get_profile("tiny")
+    w, h = p.camtrap_size
+    assert round(embedded.world_strip_fraction(p) * h) == strip_height(h)
+    index = cct.load_cct(synthetic.camtrap_world("serengeti", "tiny"))
+    t = embedded.load_target("syn_serengeti", "tiny")
+    assert "bottom %d of %d rows" % (strip_height(h), h) in t.identity["strip"]
+    train = set(splits.split(index, by="location", val_fraction=0.25, seed=0).train)
+    first = next(i for i, _ in index.samples if i in train)  # rows follow the label table
+    with Image.open(index.path_of(first)) as im:
+        frame = np.asarray(im.convert("RGB"))
+    assert (frame[h - strip_height(h):] < 16).mean() > 0.7  # the strip is there in the file (black)
+    scene = Image.fromarray(frame[: h - strip_height(h)]).resize((32, 32), Image.Resampling.BILINEAR)
+    assert np.array_equal(t.train.images[0].permute(1, 2, 0).numpy(), np.asarray(scene))
+
+
+def test_load_target_decodes_the_jpegs_once(monkeypatch):
+    import os
+
+    from camtrap_ssl.core import paths
+    from camtrap_ssl.data import cct, synthetic
+
+    first = embedded.load_target("syn_ena24", "tiny", masks=True)
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again although the decoded cache was current")
+
+    monkeypatch.setattr(cct, "decode_image", boom)
+    again = embedded.load_target("syn_ena24", "tiny", masks=True)
+    for a, b in ((first.train, again.train), (first.val, again.val)):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+        assert torch.equal(a.masks, b.masks)
+    assert again.identity == first.identity
+    # a frame rewritten on disk (new mtime) is decoded afresh, never served from the cache
+    index = cct.load_cct(synthetic.camtrap_world("ena24", "tiny"))
+    frame = index.path_of(index.samples[0][0])
+    stat = frame.stat()
+    monkeypatch.undo()
+    cached = lambda: set((paths.cache_dir() / "targets").glob("ena24-32px-*.npz"))  # noqa: E731
+    before = cached()
+    os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    embedded.load_target("syn_ena24", "tiny", masks=True)
+    assert len(cached() - before) == 1

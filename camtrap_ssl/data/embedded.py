@@ -3,19 +3,33 @@
 ``load_target("syn_serengeti", profile)`` returns the same :class:`~camtrap_ssl.data.datasets.Target`
 whether the data were generated a second ago or read from the cache. Each ``syn_*`` target names
 the study dataset it stands in for, so tables can set our numbers beside the study's.
+
+The camera-trap stand-ins are read as the real sets are: through the COCO Camera Traps reader,
+split by location, with the timestamp strip the generator stamps into every frame cut off before
+resizing (:mod:`camtrap_ssl.data.strip`), so no model and no saliency map can use its digits.
+Their JPEGs are decoded once: the uint8 arrays of every labelled sample are cached under
+``<cache>/targets/`` (:func:`decoded_samples`), keyed by what determines their pixels, and every
+later call reads that file.
 """
 from __future__ import annotations
+
+import hashlib
+import io
+import json
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import Profile, get_profile
-from camtrap_ssl.data import cct, splits, synthetic
+from camtrap_ssl.data import cct, splits, strip, synthetic
 from camtrap_ssl.data.datasets import ArrayDataset, Target
+from camtrap_ssl.data.synthetic.scenes import strip_height
 
 TARGETS = ("syn_serengeti", "syn_ena24", "syn_cifar")
-
+CACHE_FORMAT = 1  # bump when the decoding below changes pixels
 
 STANDS_IN_FOR = {"syn_serengeti": "serengeti", "syn_ena24": "ena24", "syn_cifar": "cifar10"}
 
@@ -31,12 +45,73 @@ def _resize_uint8(images_nhwc: np.ndarray, size: int) -> torch.Tensor:
     return _to_uint8_nchw(x)
 
 
-def load_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False) -> Target:
-    """The named fine-tuning target at the profile's input size, generated on first use."""
+def world_strip_fraction(profile: Profile) -> float:
+    """The share of a generated frame's rows that its timestamp strip fills (cut off on loading)."""
+    height = profile.camtrap_size[1]
+    return strip_height(height) / height
+
+
+def _cache_key(index: cct.CCTIndex, size: int, strip_fraction: float, masks: bool) -> str:
+    """What the decoded pixels depend on: the JSON, every file's size and mtime, size, strip, masks."""
+    h = hashlib.sha256(json.dumps({"json_sha256": index.json_sha256, "size": size,
+                                   "strip_fraction": strip_fraction, "masks": masks,
+                                   "format": CACHE_FORMAT}, sort_keys=True).encode())
+    for iid, label in index.samples:
+        files = [index.images[iid]["file_name"]]
+        if masks:
+            files += [a["mask_file"] for a in index.annotations_by_image.get(iid, []) if "mask_file" in a]
+        for f in files:
+            st = (index.image_root / f).stat()
+            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        h.update(f"{iid!r}\t{label}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks: bool = False,
+                    progress: bool = True) -> dict[str, np.ndarray]:
+    """uint8 ``images`` (N x 3 x size x size), ``labels``, ``ids`` (and ``masks``) of every sample.
+
+    Rows follow ``index.samples``. The first call decodes the JPEGs (and mask PNGs) and writes the
+    arrays atomically to ``<cache>/targets/<world>-<size>px-<key>.npz``; a call whose key matches
+    reads that file instead. The key covers the JSON's sha256, every image (and mask) file's size
+    and modification time, the size, the strip cut and whether masks are included, so a rewritten
+    world or another cut is decoded afresh and never served stale pixels.
+    """
+    key = _cache_key(index, size, strip_fraction, masks)
+    path = paths.cache_dir() / "targets" / f"{index.json_path.stem}-{size}px-{key}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    ds = cct.CCTDataset(index, None, size, return_mask=masks, strip_fraction=strip_fraction)
+    if len(ds) != len(index.samples):
+        raise RuntimeError(f"{index.json_path}: {len(index.samples) - len(ds)} generated frames "
+                           f"are unreadable ({ds.bad_files[:1]}); delete the world's cache folder "
+                           f"{index.json_path.parent} to generate it again")
+    images = np.empty((len(ds), 3, size, size), np.uint8)
+    mask_arr = np.empty((len(ds), 1, size, size), np.uint8) if masks else None
+    for k in tqdm(range(len(ds)), desc=f"decoding {index.json_path.stem} {size}px",
+                  disable=not progress or len(ds) < 500):
+        item = ds[k]
+        images[k] = _to_uint8_nchw(item[0]).numpy()
+        if masks:
+            mask_arr[k] = item[2].numpy().astype(np.uint8)
+    out = {"images": images, "labels": ds.labels,
+           "ids": np.array([str(i) for i, _ in ds.samples])}
+    if masks:
+        out["masks"] = mask_arr
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    fileio.atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def load_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False,
+                progress: bool = True) -> Target:
+    """The named fine-tuning target at the profile's stored size, generated on first use."""
     profile = get_profile(profile)
     if name not in TARGETS:
         raise ValueError(f"target={name!r}; allowed: {list(TARGETS)}")
-    size = profile.input_size
+    size = profile.resize_size
     if name == "syn_cifar":
         world = synthetic.similar_world(profile, seed=seed)
         return Target(name,
@@ -46,14 +121,16 @@ def load_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks
     json_path = synthetic.camtrap_world(name.removeprefix("syn_"), profile, seed=seed)
     index = cct.load_cct(json_path)
     parts = splits.split(index, by="location", val_fraction=0.25, seed=seed)
+    fraction = world_strip_fraction(profile)
+    data = decoded_samples(index, size, fraction, masks, progress)
     sets = []
     for ids in (parts.train, parts.val):
-        ds = cct.CCTDataset(index, ids, size, return_mask=masks)
-        items = [ds[i] for i in range(len(ds))]
-        x = _to_uint8_nchw(torch.stack([it[0] for it in items]))
-        y = torch.tensor([it[1] for it in items])
-        m = torch.stack([it[2] for it in items]) if masks else None
-        sets.append(ArrayDataset(x, y, m))
+        wanted = set(ids)
+        rows = torch.tensor([k for k, (iid, _) in enumerate(index.samples) if iid in wanted])
+        m = torch.from_numpy(data["masks"][rows.numpy()]).float() if masks else None
+        sets.append(ArrayDataset(torch.from_numpy(data["images"][rows.numpy()]),
+                                 torch.from_numpy(data["labels"][rows.numpy()]), m))
     return Target(name, sets[0], sets[1], list(index.class_names),
-                  {"json": str(json_path), "json_sha256": index.json_sha256, "split": "location",
-                   "profile": profile.name, "seed": seed})
+                  {"json": str(json_path), "json_sha256": index.json_sha256, "split": parts.by,
+                   "strip": strip.describe(fraction, profile.camtrap_size[1]),
+                   "size": size, "profile": profile.name, "seed": seed})

@@ -21,5 +21,6 @@ def stands_in_for(name: str) -> str:
 def get_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False):
     """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset (:mod:`camtrap_ssl.data.paper`)."""
     if name in PAPER_TARGETS:
-        return load_paper_target(name, size=get_profile(profile).input_size, seed=seed)
+        p = get_profile(profile)
+        return load_paper_target(name, size=p.resize_size, seed=seed, strip_fraction=p.strip_fraction)
     return load_target(name, profile, seed, masks=masks)

@@ -74,8 +74,10 @@ def is_stale(run_dir: str | Path, backbone: str, profile: str | Profile, seed: i
 def finetune_config(target: str, profile: Profile, seed: int, epochs: int | None = None,
                     convergence_tolerance: float = 0.5) -> FinetuneConfig:
     default = profile.finetune_epochs_small if target in SMALL_TARGETS else profile.finetune_epochs
+    # the network sees the profile's input_size, cut from frames stored at its resize_size
     return FinetuneConfig(epochs=epochs or default, batch_size=profile.batch_size, lr=profile.lr,
                           weight_decay=profile.weight_decay, seed=seed,
+                          augmentation=profile.augmentation, crop=profile.input_size,
                           convergence_tolerance=convergence_tolerance)
 
 
@@ -95,7 +97,8 @@ def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "
     if rundir.RunDir(rd).is_complete:
         return rundir.RunDir(rd).summary(), rd
     tgt = tgt or (load_target(name, profile, seed) if name in TARGETS
-                  else load_paper_target(name, size=profile.input_size, seed=seed, progress=progress))
+                  else load_paper_target(name, size=profile.resize_size, seed=seed, progress=progress,
+                                      strip_fraction=profile.strip_fraction))
     cfg = finetune_config(name, profile, seed, epochs, convergence_tolerance)
     model = create_backbone(backbone, len(tgt.classes), profile, seed)
     record = getattr(model, "pretrained_record", {})

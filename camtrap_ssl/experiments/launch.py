@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     def load_target():
         if args.target in embedded.TARGETS:
             return embedded.load_target(args.target, prof, args.seed)
-        return paper.load_paper_target(args.target, size=prof.input_size, seed=args.seed,
-                                               progress=ctx.is_main)
+        return paper.load_paper_target(args.target, size=prof.resize_size, seed=args.seed,
+                                       progress=ctx.is_main, strip_fraction=prof.strip_fraction)
 
     try:
         # data caches and embedded backbones are written on first use: rank 0 fills them first
