@@ -163,3 +163,16 @@ def test_finetune_crops_and_records_the_preprocessing(tmp_path):
                                                       device="cpu"), tmp_path / "demo", progress=False)
     assert demo.sides == {True: {(32, 32)}, False: {(32, 32)}}
     assert rundir.RunDir(tmp_path / "demo").params()["preprocessing"]["eval_crop"] == "none"
+
+
+def test_the_strip_of_a_real_serengeti_frame_is_cut(serengeti_samples):
+    """S1_F10_R1_PICT0104 (a 409 x 307 copy) carries a white 20-row strip with date and time."""
+    path = serengeti_samples / "S1_F10_R1_PICT0104.JPG"
+    with Image.open(path) as im:
+        frame = np.asarray(im.convert("RGB"))
+    white = (frame > 190).all(-1).mean(1)
+    rows = strip_rows(frame.shape[0], SERENGETI_STRIP_FRACTION)
+    assert rows == 20 and white[-rows:].min() > 0.6 and white[-rows - 1] < 0.05
+    cut = decode_image(path, 224, SERENGETI_STRIP_FRACTION)
+    assert (cut > 190).all(-1)[-10:].mean() < 0.02  # the bottom rows are ground, not strip
+    assert (decode_image(path, 224) > 190).all(-1)[-10:].mean() > 0.6  # kept without the cut
