@@ -33,6 +33,7 @@ fine-tuning code runs on the embedded stand-ins and on the real data.
 """
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
@@ -126,8 +127,8 @@ def _has_expert_labels(path: Path) -> bool:
     """Whether a gold-standard file carries labels (``CaptureEventID`` and ``Species`` columns)."""
     if path.suffix.lower() != ".csv" or not path.is_file():
         return False
-    with open(path, encoding="utf-8-sig") as f:
-        header = {splits._norm(h) for h in f.readline().split(",")}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = {splits.species_key(h) for h in next(csv.reader(f), [])}
     return {"captureeventid", "species"} <= header
 
 

@@ -178,7 +178,7 @@ def gold_standard_split(index: CCTIndex, ids) -> Split:
 IMPOSSIBLE = "impossible"
 
 
-def _norm(name: str) -> str:
+def species_key(name: str) -> str:
     """Species names compared without case or punctuation (Swanson's ``gazelleThomsons`` is
     LILA's ``gazellethomsons``)."""
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
@@ -190,12 +190,13 @@ def _read_csv(path: Path, need: dict[str, tuple[str, ...]]) -> tuple[list[dict],
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-        header = rows[0].keys() if rows else []
-    by_norm = {_norm(h): h for h in header}
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    by_norm = {species_key(h): h for h in header}
     found = {}
     for role, names in need.items():
-        col = next((by_norm[_norm(n)] for n in names if _norm(n) in by_norm), None)
+        col = next((by_norm[species_key(n)] for n in names if species_key(n) in by_norm), None)
         if col is None:
             raise ValueError(f"{path}: needs a column {' or '.join(names)}; it has {list(header)}")
         found[role] = col
@@ -256,7 +257,7 @@ def expert_gold_standard(index: CCTIndex, labels, events=None) -> tuple[CCTIndex
         seq = index.images[i].get("seq_id")
         if seq is not None:
             by_key.setdefault(str(seq), []).append(i)
-    cat_of = {_norm(name): cid for cid, name in index.categories.items()}
+    cat_of = {species_key(name): cid for cid, name in index.categories.items()}
     report = {"labels_file": str(labels), "events_file": None if events is None else str(events),
               "events": len(experts), "impossible": 0, "multi_species": 0,
               "unknown_species": 0, "unmatched": 0, "scored_events": 0, "relabelled_frames": 0}
@@ -266,32 +267,30 @@ def expert_gold_standard(index: CCTIndex, labels, events=None) -> tuple[CCTIndex
         keys = mapping.get(event, []) if mapping is not None else [event]
         frames = list(dict.fromkeys(i for k in keys for i in by_key.get(str(k), [])))
         held_out.update(frames)
-        if any(_norm(s) == IMPOSSIBLE for s in species):
+        if any(species_key(s) == IMPOSSIBLE for s in species):
             report["impossible"] += 1
         elif len(species) > 1:
             report["multi_species"] += 1
-        elif _norm(next(iter(species))) not in cat_of:
+        elif species_key(next(iter(species))) not in cat_of:
             report["unknown_species"] += 1
         elif not frames:
             report["unmatched"] += 1
         else:
             report["scored_events"] += 1
-            cid = cat_of[_norm(next(iter(species)))]
+            cid = cat_of[species_key(next(iter(species)))]
             for i in frames:
                 expert_label[i] = cid
     if not expert_label:
         raise ValueError(f"gold standard {labels}: none of its {len(experts)} capture events "
                          f"matches a labelled image or sequence of {index.json_path.name} with a "
                          f"usable expert label ({report})")
-    samples = []
+    volunteers: dict = {}
     for i, c in index.samples:
-        if i in expert_label:
-            report["relabelled_frames"] += c != expert_label[i]
-            if (i, expert_label[i]) not in samples[-1:]:
-                samples.append((i, expert_label[i]))
-        else:
-            samples.append((i, c))
-    relabelled = index.with_samples(list(dict.fromkeys(samples)))
+        volunteers.setdefault(i, set()).add(c)
+    report["relabelled_frames"] = sum(volunteers[i] != {c} for i, c in expert_label.items())
+    # one sample per validation frame, the experts' (dict.fromkeys keeps order, drops repeats)
+    samples = dict.fromkeys((i, expert_label.get(i, c)) for i, c in index.samples)
+    relabelled = index.with_samples(list(samples))
     val = [i for i in labelled if i in expert_label]
     val_seqs = {index.images[i].get("seq_id") for i in val} - {None}
     train, excluded = [], []
