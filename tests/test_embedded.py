@@ -152,11 +152,11 @@ def test_camera_trap_frames_lose_their_timestamp_strip():
     from camtrap_ssl.data.synthetic.scenes import strip_height
 
     p = get_profile("tiny")
-    w, h = p.camtrap_size
+    h = p.camtrap_size[1]
     assert round(embedded.world_strip_fraction(p) * h) == strip_height(h)
     index = cct.load_cct(synthetic.camtrap_world("serengeti", "tiny"))
     t = embedded.load_target("syn_serengeti", "tiny")
-    assert "bottom %d of %d rows" % (strip_height(h), h) in t.identity["strip"]
+    assert f"bottom {strip_height(h)} of {h} rows" in t.identity["strip"]
     train = set(splits.split(index, by="location", val_fraction=0.25, seed=0).train)
     first = next(i for i, _ in index.samples if i in train)  # rows follow the label table
     with Image.open(index.path_of(first)) as im:

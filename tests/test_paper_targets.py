@@ -196,7 +196,7 @@ def test_no_location_and_no_sequence_is_refused_unless_a_frame_split_is_asked(tm
 
 
 def test_the_strip_cut_is_recorded_and_changes_the_prepared_cache(tmp_path):
-    path, images = make_lila(tmp_path / "serengeti")
+    make_lila(tmp_path / "serengeti")
     t = load_quiet("serengeti", data_root=tmp_path, size=8)
     assert t.identity["strip_fraction"] == 100 / 1536 and "bottom 100 of 1536" in t.identity["strip"]
     kept = load_quiet("serengeti", data_root=tmp_path, size=8, strip_fraction=0.0)

@@ -30,7 +30,7 @@ import contextlib
 
 import torch
 
-from camtrap_ssl.core.profiles import AUGMENTATIONS  # noqa: F401  (re-exported: the names here)
+from camtrap_ssl.core.profiles import AUGMENTATIONS  # the names, beside their code
 
 # Norouzzadeh et al.'s sizes and jitter, on the 0-255 scale where they are stated
 NOROUZZADEH_RESIZE, NOROUZZADEH_CROP = 256, 224
