@@ -4,9 +4,10 @@ Each method is an :class:`Objective`: an ``nn.Module`` holding its heads and its
 ``objective(backbone, views, labels, index) -> loss``, with class attributes and hooks for what
 differs between methods (whether it needs labels, the input statistics its backbone is trained
 with, work before each epoch). The shared loop (:mod:`camtrap_ssl.pretrain.loop`) calls those and
-never names a method, in the manner of solo-learn's method classes (github.com/vturrisi/solo-learn,
-``solo/methods/base.py``: one base with per-method overrides). :data:`OBJECTIVES` is the list of
-methods; their paradigm and family come from :data:`camtrap_ssl.models.registry.METHOD_TABLE`.
+never names a method. The design follows solo-learn (github.com/vturrisi/solo-learn): one base
+method class, and e.g. ``solo/methods/deepclusterv2.py`` reclusters in its own
+``on_train_epoch_start`` override. :data:`OBJECTIVES` lists the methods; their paradigm and family
+come from :data:`camtrap_ssl.models.registry.METHOD_TABLE`.
 
 Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, the projection
 heads); SwAV's codes come from a log-domain Sinkhorn written here (see :class:`SwAV`).
