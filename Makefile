@@ -1,10 +1,11 @@
-# Two commands for a fresh clone: `make book` and `make test` (README.md).
+# Two commands for a fresh clone: `make book` and `make test` (README.md); `make test-fast` for
+# the inner loop.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= demo
 SEED    ?= 0
 
-.PHONY: book test browser clean
+.PHONY: book test test-fast browser clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +31,10 @@ browser:
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the tests marked slow (notebooks, book, browser, spawned processes).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf book/_build book/studies/*.ipynb runs

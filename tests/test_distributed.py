@@ -64,6 +64,7 @@ def _weights(run_dir):
     return torch.load(run_dir / rundir.CHECKPOINT, weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_without_batchnorm_two_ranks_equal_one_process(two_process_runs, tmp_path):
     root = two_process_runs
     single = run("plain", tmp_path / "single")
@@ -80,6 +81,7 @@ def test_without_batchnorm_two_ranks_equal_one_process(two_process_runs, tmp_pat
     assert rundir.RunDir(root / "ddp_plain").summary() == ddp
 
 
+@pytest.mark.slow
 def test_resnet_with_per_rank_batchnorm_is_close(two_process_runs, tmp_path):
     root = two_process_runs
     single = run("resnet", tmp_path / "single")

@@ -186,6 +186,7 @@ def test_bad_config_fails_before_work(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     code = ("import sys; from tests.test_finetune import small_run; "

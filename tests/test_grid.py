@@ -40,6 +40,7 @@ def test_unknown_names_fail_before_any_execution(tmp_path, count_executions):
     assert count_executions == [] and not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_grid_executes_once_then_skips(tmp_path, count_executions):
     df = grid.run_grid(["supervised"], ["syn_cifar"], "tiny", seed=0, runs_root=tmp_path, epochs=1,
                        progress=False)

@@ -37,6 +37,7 @@ def test_unknown_study_lists_the_studies():
         studies.check_params("5", {})
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_input_before_any_compute(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "camtrap_ssl.cli", *args], capture_output=True,
@@ -68,6 +69,7 @@ def test_explain_runs_on_real_camera_trap_jpegs(serengeti_samples, tmp_path):
     assert (tmp_path / "out" / "predictions.csv").exists()
 
 
+@pytest.mark.slow
 def test_explain_cli_names_bad_methods_before_loading_anything(tmp_path):
     r = subprocess.run([sys.executable, "-m", "camtrap_ssl.cli", "explain", str(tmp_path), "--out",
                         str(tmp_path / "o"), "--methods", "lime", "--profile", "tiny"],

@@ -54,7 +54,7 @@ def entry():
     def make(name, url, key_map, builder=resnet, arch=TINY, sha256=None, filename=None, **kw):
         register_model(ModelEntry(
             name=name, builder=builder, arch=arch, method=kw.pop("method", "swav"),
-            paradigm="SSL", family="cluster", num_features=kw.pop("num_features", 64),
+            num_features=kw.pop("num_features", 64),
             weights=WeightSource(url, filename or url.rsplit("/", 1)[-1], sha256, key_map), **kw),
             overwrite=True)
         names.append(name)

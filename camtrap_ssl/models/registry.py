@@ -21,8 +21,20 @@ from torch import nn
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, resnet
 from .weights import fetch_weights, load_checkpoint, resolve_url, sha256_file
 
-PARADIGMS = ("SL", "SSL")
-FAMILIES = ("instance", "cluster", None)
+#: The one table of pretraining methods: method -> (paradigm "SL" or "SSL", SSL family "instance"
+#: or "cluster", None for SL). Registry entries (here and in :mod:`camtrap_ssl.models.zoo`) and the
+#: embedded pretraining methods (:mod:`camtrap_ssl.pretrain.methods`) both read it, so a method is
+#: classified once; it lives in the models layer, the lowest that needs it. ``none`` is a random
+#: initialization, filed under SL as it always was so that the paradigm column keeps two values.
+METHOD_TABLE: dict[str, tuple[str, str | None]] = {
+    "none": ("SL", None),
+    "supervised": ("SL", None),
+    "simclr": ("SSL", "instance"),  # the embedded SimCLR (v2 recipe) of camtrap_ssl.pretrain
+    "simclrv2": ("SSL", "instance"),
+    "barlowtwins": ("SSL", "instance"),
+    "swav": ("SSL", "cluster"),
+    "deepclusterv2": ("SSL", "cluster"),
+}
 
 
 def identity_keys(state_dict: dict) -> dict:
@@ -61,9 +73,9 @@ class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     arch: dict
-    method: str  # "supervised", "simclrv2", "swav", "deepclusterv2", "barlowtwins", "simclr", ...
-    paradigm: str  # "SL" or "SSL"
-    family: str | None = None  # "instance", "cluster" or None (SL)
+    method: str  # a key of METHOD_TABLE
+    paradigm: str | None = None  # "SL" or "SSL": filled in from METHOD_TABLE
+    family: str | None = None  # "instance", "cluster" or None (SL): filled in from METHOD_TABLE
     weights: WeightSource | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -74,10 +86,15 @@ class ModelEntry:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.paradigm not in PARADIGMS:
-            raise ValueError(f"{self.name}: paradigm must be one of {PARADIGMS}, got {self.paradigm!r}")
-        if self.family not in FAMILIES:
-            raise ValueError(f"{self.name}: family must be one of {FAMILIES}, got {self.family!r}")
+        if self.method not in METHOD_TABLE:
+            raise ValueError(f"{self.name}: method={self.method!r} is not in METHOD_TABLE; allowed: "
+                             f"{list(METHOD_TABLE)} (a new method gets its row there)")
+        paradigm, family = METHOD_TABLE[self.method]
+        if self.paradigm not in (None, paradigm) or self.family not in (None, family):
+            raise ValueError(f"{self.name}: method {self.method!r} is ({paradigm}, {family}) in "
+                             f"METHOD_TABLE, not ({self.paradigm}, {self.family}); leave both out")
+        object.__setattr__(self, "paradigm", paradigm)
+        object.__setattr__(self, "family", family)
         if self.num_features <= 0:
             raise ValueError(f"{self.name}: num_features must be positive")
 
@@ -205,7 +222,7 @@ def _resnet_entry(name: str, depth: int, width: float, small_stem: bool, input_s
     feats = max(1, int(round(512 * width))) * expansion
     return ModelEntry(name=name, builder=resnet,
                       arch={"depth": depth, "width": width, "small_stem": small_stem},
-                      method="none", paradigm="SL", family=None, input_size=input_size,
+                      method="none", input_size=input_size,
                       num_features=feats, description=description)
 
 

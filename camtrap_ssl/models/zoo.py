@@ -68,19 +68,18 @@ def simclrv2_instructions(tag: str) -> str:
         f"weights_url='file:///absolute/path/{tag}.pth'.")
 
 
-def _r50_like(name, builder, arch, method, paradigm, family, weights, mean, std, feats, params,
-              description):
+def _r50_like(name, builder, arch, method, weights, mean, std, feats, params, description):
+    """One 224-px entry; its paradigm and family come from the method (registry.METHOD_TABLE)."""
     return register_model(ModelEntry(
-        name=name, builder=builder, arch=arch, method=method, paradigm=paradigm, family=family,
-        weights=weights, mean=mean, std=std, input_size=224, num_features=feats,
-        params_m=params, description=description))
+        name=name, builder=builder, arch=arch, method=method, weights=weights, mean=mean, std=std,
+        input_size=224, num_features=feats, params_m=params, description=description))
 
 
 # --- supervised (SL), torchvision IMAGENET1K_V1: file names embed the sha256 prefix -----------
-_r50_like("supervised_r50", resnet, {"depth": 50}, "supervised", "SL", None,
+_r50_like("supervised_r50", resnet, {"depth": 50}, "supervised",
           WeightSource(TORCHVISION + "resnet50-0676ba61.pth", "resnet50-0676ba61.pth", "0676ba61"),
           IMAGENET_MEAN, IMAGENET_STD, 2048, 24, "torchvision ResNet-50 IMAGENET1K_V1")
-_r50_like("supervised_r152", resnet, {"depth": 152}, "supervised", "SL", None,
+_r50_like("supervised_r152", resnet, {"depth": 152}, "supervised",
           WeightSource(TORCHVISION + "resnet152-394f9c45.pth", "resnet152-394f9c45.pth", "394f9c45"),
           IMAGENET_MEAN, IMAGENET_STD, 2048, 58, "torchvision ResNet-152 IMAGENET1K_V1")
 
@@ -90,28 +89,28 @@ _SIMCLR_PARAMS = {(50, 1, 0): 24, (50, 1, 1): 34, (50, 2, 0): 94, (50, 2, 1): 14
 for (_depth, _width, _sk), _params in _SIMCLR_PARAMS.items():
     _tag = f"r{_depth}_{_width}x_sk{_sk}"
     _r50_like(f"simclrv2_{_tag}", simclrv2_resnet, {"depth": _depth, "width": _width, "sk": bool(_sk)},
-              "simclrv2", "SSL", "instance",
+              "simclrv2",
               WeightSource(SIMCLR_GS + _tag, f"{_tag}.pth", None, simclrv2_keys,
                            simclrv2_instructions(_tag)),
               (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 2048 * _width, _params,
               f"SimCLRv2 ResNet-{_depth} {_width}x, selective kernels {'on' if _sk else 'off'}")
 
 # --- SwAV and DeepCluster-v2 (SSL, cluster) ------------------------------------------------------
-_r50_like("swav_r50", resnet, {"depth": 50}, "swav", "SSL", "cluster",
+_r50_like("swav_r50", resnet, {"depth": 50}, "swav",
           WeightSource(FAIR_SWAV + "swav_800ep_pretrain.pth.tar", "swav_800ep_pretrain.pth.tar",
                        None, swav_keys),
           IMAGENET_MEAN, IMAGENET_STD, 2048, 24, "SwAV ResNet-50, 800 epochs")
-_r50_like("swav_r50w2", resnet, {"depth": 50, "width": 2}, "swav", "SSL", "cluster",
+_r50_like("swav_r50w2", resnet, {"depth": 50, "width": 2}, "swav",
           WeightSource(FAIR_SWAV + "swav_RN50w2_400ep_pretrain.pth.tar",
                        "swav_RN50w2_400ep_pretrain.pth.tar", None, swav_keys),
           IMAGENET_MEAN, IMAGENET_STD, 4096, 94, "SwAV ResNet-50 w2 (every channel doubled), 400 ep")
-_r50_like("deepclusterv2_r50", resnet, {"depth": 50}, "deepclusterv2", "SSL", "cluster",
+_r50_like("deepclusterv2_r50", resnet, {"depth": 50}, "deepclusterv2",
           WeightSource(FAIR_SWAV + "deepclusterv2_800ep_pretrain.pth.tar",
                        "deepclusterv2_800ep_pretrain.pth.tar", None, swav_keys),
           IMAGENET_MEAN, IMAGENET_STD, 2048, 24, "DeepCluster-v2 ResNet-50, 800 epochs")
 
 # --- Barlow Twins (SSL, instance) ----------------------------------------------------------------
-_r50_like("barlowtwins_r50", resnet, {"depth": 50}, "barlowtwins", "SSL", "instance",
+_r50_like("barlowtwins_r50", resnet, {"depth": 50}, "barlowtwins",
           WeightSource(BARLOW, "barlowtwins_resnet50.pth", None, barlowtwins_keys),
           IMAGENET_MEAN, IMAGENET_STD, 2048, 24, "Barlow Twins ResNet-50, 1000 epochs")
 

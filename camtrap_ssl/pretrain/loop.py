@@ -1,17 +1,14 @@
-"""Pretraining the embedded backbones: supervised and four self-supervised methods, one loop.
+"""The pretraining loop: one backbone, one method, the same steps for every method.
 
 The study compares representations pretrained on ImageNet. Here the same five kinds of
 representation are pretrained on the embedded source world (or, unlabelled, on a camera-trap
-target: in-domain SSL). Each method is a small ``nn.Module`` holding its heads and its loss; the
-loop in :func:`pretrain` is the same for all of them and reads top to bottom.
-
-Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, the projection
-heads); SwAV's codes come from a log-domain Sinkhorn written here (see :class:`SwAV`). The views
-follow the SimCLR and SwAV multi-crop recipes but are computed on whole batches
-(:mod:`camtrap_ssl.pretrain.views`), because lightly's per-image PIL transforms dominated the step time on
-a CPU. DeepCluster-v2, which lightly lacks, is written here: its prototypes are the k-means
-centroids of the previous epoch's embeddings, and each crop is trained to predict its image's
-cluster.
+target: in-domain SSL). What differs between methods (heads, loss, labels, input statistics, work
+before an epoch such as DeepCluster-v2's k-means) lives on the method objects of
+:mod:`camtrap_ssl.pretrain.methods`; :func:`pretrain` calls their hooks and never names a method,
+so it reads top to bottom. The views follow the SimCLR and SwAV multi-crop recipes but are computed
+on whole batches (:mod:`camtrap_ssl.pretrain.views`), because lightly's per-image PIL transforms
+dominated the step time on a CPU. The schedule is AdamW with a cosine learning rate; the state is
+saved after every epoch, so a killed run resumes.
 """
 from __future__ import annotations
 
@@ -22,17 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.models import create_model
 from camtrap_ssl.pretrain.methods import (
     FAMILY,
-    METHODS,
     PARADIGM,
-    DeepClusterV2,
     make_objective,
+    objective_class,
     preprocessing_for,
 )
 from camtrap_ssl.pretrain.views import recipe_for
@@ -50,18 +45,11 @@ class PretrainConfig:
     input_size: int = 64
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not a pretraining method; allowed: {list(METHODS)}")
+        objective_class(self.method)  # refuses an unknown method, naming the allowed ones
         for name in ("epochs", "batch_size", "input_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-
-# ---------------------------------------------------------------------------------------------
-# Objectives: each holds its heads and returns a scalar loss from the backbone and the views.
-
-
-# ---------------------------------------------------------------------------------------------
 
 def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None, out: str | Path,
              num_classes: int | None = None, progress: bool = True, data_identity: dict | None = None,
@@ -76,9 +64,9 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     out = Path(out)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
-    if cfg.method == "supervised":
+    if objective_class(cfg.method).needs_labels:
         if labels is None:
-            raise ValueError("method='supervised' needs labels")
+            raise ValueError(f"method={cfg.method!r} needs labels")
         num_classes = num_classes or int(labels.max()) + 1
     torch.manual_seed(cfg.seed)
     mean, std = preprocessing_for(cfg.method)
@@ -107,7 +95,7 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
             loader_gen.set_state(state["loader_gen"])
             start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
 
-    cluster_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    hook_gen = torch.Generator().manual_seed(cfg.seed + 1)  # for the methods' epoch hooks
     t0 = time.time() - elapsed
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"pretrain {cfg.method}")
@@ -115,10 +103,7 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     objective.train()
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        if isinstance(objective, DeepClusterV2):
-            if epoch == 0:
-                objective.bank.copy_(_embed_bank(backbone, objective, images, cfg))
-            objective.recluster(cluster_gen)
+        objective.on_epoch_start(backbone, images, epoch, cfg, hook_gen)
         losses = []
         order = torch.randperm(len(images), generator=loader_gen)
         for step in range(steps_per_epoch):
@@ -155,19 +140,6 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     fileio.atomic_torch_save({"state_dict": sd, "record": record}, out)
     state_path.unlink(missing_ok=True)
     return out
-
-
-@torch.no_grad()
-def _embed_bank(backbone, objective, images, cfg) -> torch.Tensor:
-    """First epoch of DeepCluster-v2: embed every image once so the first k-means has data."""
-    backbone.eval()
-    out = []
-    for i in range(0, len(images), 256):
-        x = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 255
-        x = F.interpolate(x, size=cfg.input_size, mode="bilinear", align_corners=False)
-        out.append(F.normalize(objective.head(backbone.forward_features(x)), dim=1))
-    backbone.train()
-    return torch.cat(out)
 
 
 def backbone_from_checkpoint(path: str | Path, num_classes: int | None = None):

@@ -1,8 +1,13 @@
 """The pretraining methods: supervised and four self-supervised objectives, each a small module.
 
-Each method is an ``nn.Module`` holding its heads and its loss, called as
-``objective(backbone, views, labels, index) -> loss``; the shared loop
-(:mod:`camtrap_ssl.pretrain.loop`) never special-cases a method.
+Each method is an :class:`Objective`: an ``nn.Module`` holding its heads and its loss, called as
+``objective(backbone, views, labels, index) -> loss``, with class attributes and hooks for what
+differs between methods (whether it needs labels, the input statistics its backbone is trained
+with, work before each epoch). The shared loop (:mod:`camtrap_ssl.pretrain.loop`) calls those and
+never names a method. The design follows solo-learn (github.com/vturrisi/solo-learn): one base
+method class, and e.g. ``solo/methods/deepclusterv2.py`` reclusters in its own
+``on_train_epoch_start`` override. :data:`OBJECTIVES` lists the methods; their paradigm and family
+come from :data:`camtrap_ssl.models.registry.METHOD_TABLE`.
 
 Losses and heads come from lightly where it has them (NT-Xent, Barlow Twins, the projection
 heads); SwAV's codes come from a log-domain Sinkhorn written here (see :class:`SwAV`).
@@ -13,39 +18,60 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camtrap_ssl.models import IMAGENET_MEAN, IMAGENET_STD
-
-METHODS = ("supervised", "simclr", "barlowtwins", "swav", "deepclusterv2")
-
-
-PARADIGM = {"supervised": "SL", "simclr": "SSL", "barlowtwins": "SSL", "swav": "SSL",
-            "deepclusterv2": "SSL"}
+from camtrap_ssl.models.registry import METHOD_TABLE
 
 
-FAMILY = {"supervised": None, "simclr": "instance", "barlowtwins": "instance", "swav": "cluster",
-          "deepclusterv2": "cluster"}
+class Objective(nn.Module):
+    """What every method shares; subclasses override the attributes and hooks they need.
+
+    ``needs_labels``: the loop refuses to run without labels and sizes the head from them.
+    ``mean``/``std``: the preprocessing the backbone is built with (and records in its checkpoint).
+    """
+
+    needs_labels = False
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    @classmethod
+    def create(cls, dim: int, num_classes: int, n_images: int) -> Objective:
+        """Build from the sizes the loop knows; most methods need only the feature dimension."""
+        return cls(dim)
+
+    def on_epoch_start(self, backbone: nn.Module, images: np.ndarray, epoch: int, cfg,
+                       generator: torch.Generator) -> None:
+        """Called before each epoch with the uint8 NHWC images, the 0-based epoch, the
+        :class:`~camtrap_ssl.pretrain.loop.PretrainConfig` and a generator seeded from its seed
+        (the only randomness a hook may draw). Nothing by default."""
 
 
-def preprocessing_for(method: str) -> tuple[tuple, tuple]:
-    """SimCLR models see unnormalized [0, 1] RGB (as the official SimCLRv2 ones); others ImageNet."""
-    return ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)) if method == "simclr" else (IMAGENET_MEAN, IMAGENET_STD)
+class Supervised(Objective):
+    needs_labels = True
 
-
-class Supervised(nn.Module):
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
         self.head = nn.Linear(dim, num_classes)
+
+    @classmethod
+    def create(cls, dim, num_classes, n_images):
+        return cls(dim, num_classes)
 
     def forward(self, backbone, views, labels, index):
         return F.cross_entropy(self.head(backbone.forward_features(views[0])), labels)
 
 
-class SimCLR(nn.Module):
-    """SimCLRv2: a deeper (3-layer) projection head and NT-Xent."""
+class SimCLR(Objective):
+    """SimCLRv2: a deeper (3-layer) projection head and NT-Xent.
+
+    Its backbone sees unnormalized [0, 1] RGB, as the official SimCLRv2 models do.
+    """
+
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
     def __init__(self, dim: int, temperature: float = 0.2):
         super().__init__()
@@ -59,7 +85,7 @@ class SimCLR(nn.Module):
         return self.loss(z[0], z[1])
 
 
-class BarlowTwins(nn.Module):
+class BarlowTwins(Objective):
     def __init__(self, dim: int, proj: int = 512):
         super().__init__()
         from lightly.loss import BarlowTwinsLoss
@@ -72,7 +98,7 @@ class BarlowTwins(nn.Module):
         return self.loss(z[0], z[1])
 
 
-class SwAV(nn.Module):
+class SwAV(Objective):
     """SwAV: multi-crop views, online Sinkhorn-Knopp codes, swapped prediction.
 
     Each large crop's scores against the prototypes are turned into codes that split the batch
@@ -137,7 +163,7 @@ def sinkhorn_codes(scores: torch.Tensor, epsilon: float, iterations: int = 3) ->
     return torch.exp(log_q + math.log(n))
 
 
-class DeepClusterV2(nn.Module):
+class DeepClusterV2(Objective):
     """DeepCluster-v2 (Caron et al. 2020, written here: lightly lacks it).
 
     A memory bank keeps each image's latest embedding of its two large crops. Before every epoch
@@ -155,6 +181,28 @@ class DeepClusterV2(nn.Module):
         self.register_buffer("bank", F.normalize(torch.randn(n_images, 128), dim=1))
         self.register_buffer("assignments", torch.zeros(n_images, dtype=torch.long))
         self.register_buffer("centroids", F.normalize(torch.randn(n_clusters, 128), dim=1))
+
+    @classmethod
+    def create(cls, dim, num_classes, n_images):
+        return cls(dim, n_images)
+
+    def on_epoch_start(self, backbone, images, epoch, cfg, generator):
+        """Fill the bank once before the first epoch, then re-cluster it before every epoch."""
+        if epoch == 0:
+            self.bank.copy_(self.embed(backbone, images, cfg.input_size))
+        self.recluster(generator)
+
+    @torch.no_grad()
+    def embed(self, backbone, images: np.ndarray, input_size: int) -> torch.Tensor:
+        """Every image's unit embedding at ``input_size``, so that the first k-means has data."""
+        backbone.eval()
+        out = []
+        for i in range(0, len(images), 256):
+            x = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 255
+            x = F.interpolate(x, size=input_size, mode="bilinear", align_corners=False)
+            out.append(F.normalize(self.head(backbone.forward_features(x)), dim=1))
+        backbone.train()
+        return torch.cat(out)
 
     @torch.no_grad()
     def recluster(self, generator: torch.Generator, iters: int = 10):
@@ -184,15 +232,26 @@ def spherical_kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Gener
     return centroids
 
 
-def make_objective(method: str, dim: int, num_classes: int, n_images: int) -> nn.Module:
-    if method == "supervised":
-        return Supervised(dim, num_classes)
-    if method == "simclr":
-        return SimCLR(dim)
-    if method == "barlowtwins":
-        return BarlowTwins(dim)
-    if method == "swav":
-        return SwAV(dim)
-    if method == "deepclusterv2":
-        return DeepClusterV2(dim, n_images)
-    raise ValueError(f"method={method!r}; allowed: {list(METHODS)}")
+OBJECTIVES: dict[str, type[Objective]] = {
+    "supervised": Supervised, "simclr": SimCLR, "barlowtwins": BarlowTwins, "swav": SwAV,
+    "deepclusterv2": DeepClusterV2,
+}
+METHODS = tuple(OBJECTIVES)
+PARADIGM = {m: METHOD_TABLE[m][0] for m in METHODS}
+FAMILY = {m: METHOD_TABLE[m][1] for m in METHODS}
+
+
+def objective_class(method: str) -> type[Objective]:
+    if method not in OBJECTIVES:
+        raise ValueError(f"method={method!r} is not a pretraining method; allowed: {list(METHODS)}")
+    return OBJECTIVES[method]
+
+
+def make_objective(method: str, dim: int, num_classes: int, n_images: int) -> Objective:
+    return objective_class(method).create(dim, num_classes, n_images)
+
+
+def preprocessing_for(method: str) -> tuple[tuple, tuple]:
+    """The (mean, std) a backbone pretrained with ``method`` normalizes its [0, 1] input with."""
+    cls = objective_class(method)
+    return cls.mean, cls.std

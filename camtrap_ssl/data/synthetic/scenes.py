@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .pen import dk
 from .render import Canvas, jitter_color, smooth_noise
-from .species import SPECIES, dk, extent, paint
+from .species import SPECIES, extent, paint
 
 
 @dataclass
