@@ -204,3 +204,23 @@ def test_the_launcher_takes_the_same_options_and_lands_in_the_same_run(tmp_path,
     assert capsys.readouterr().out.splitlines()[0] == str(rd)  # reused, not trained again
     assert finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
                                    epochs=1, progress=False) == (summary, rd)
+
+
+def test_a_real_dataset_is_identified_by_its_files_and_fine_tunes(tmp_path, monkeypatch):
+    """A paper target on a fabricated LILA folder: its JSON and gold-standard list are identity."""
+    import warnings
+
+    from test_paper_targets import make_lila
+
+    monkeypatch.setenv("CAMTRAP_SSL_DATA", str(tmp_path / "data"))
+    json_path, images = make_lila(tmp_path / "data" / "serengeti")
+    spec = RunSpec("supervised", "serengeti", "tiny", epochs=1, runs_root=tmp_path / "runs")
+    rd = spec.run_dir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 classes, not the study's 48
+        summary, got = finetuning.run(spec, progress=False)
+    assert got == rd and summary["epochs"] == 1
+    assert finetuning.run(spec, progress=False) == (summary, rd)  # reused
+    (json_path.parent / "gold_standard_ids.txt").write_text(images[1]["id"] + "\n")
+    assert RunSpec("supervised", "serengeti", "tiny", epochs=1,
+                   runs_root=tmp_path / "runs").run_dir() != rd
