@@ -56,7 +56,7 @@ CONVERGENCE_TOLERANCES = (0.5, 1.0, 2.0)
 # Config fields that never change what is trained: recorded, but not part of a run's identity.
 # num_workers changes speed only; convergence_tolerance only how the summary reads the finished
 # metrics (a reused run's convergence epoch is recomputed for the tolerance asked, see
-# _finished), so asking for another tolerance never retrains.
+# finished_summary), so asking for another tolerance never retrains.
 _RUNTIME_FIELDS = ("num_workers", "convergence_tolerance")
 MAX_EPOCHS = 10_000  # far above any study's budget; a larger count is a typo (1e20)
 
