@@ -30,7 +30,7 @@ import argparse
 import math
 import os
 import tempfile
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -231,13 +231,6 @@ class RunSpec:
             raise ValueError(f"runs_root={str(root)!r} cannot be written ({e.strerror or e}); give "
                              "a writable folder (--runs-root or $CAMTRAP_SSL_RUNS)") from None
         return rd
-
-    def describe(self) -> dict:
-        """The request as JSON (recorded in ``params.json`` beside the identity)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["profile"] = self.profile.name
-        out["runs_root"] = str(self.root)
-        return out
 
 
 def _weights_identity(spec: RunSpec) -> dict:
