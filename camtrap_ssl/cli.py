@@ -1,7 +1,10 @@
 """``camtrap-ssl``: the command line over the package.
 
-Every option is checked by argparse (``choices``, typed values) before anything is computed, so a
-typo fails in a second with the allowed values instead of an hour into a run.
+Every option is checked before anything is computed, so a typo fails in a second with the allowed
+values instead of an hour into a run. The run options of ``finetune`` and ``grid`` are those of
+:func:`camtrap_ssl.experiments.spec.add_arguments`, checked by one
+:class:`~camtrap_ssl.experiments.spec.RunSpec`; a refused value prints ``camtrap-ssl <command>:
+<message>`` (the parameter, the value, what is allowed) and exits with status 2, like argparse.
 """
 from __future__ import annotations
 
@@ -11,17 +14,19 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from camtrap_ssl.analysis import attribution
-from camtrap_ssl.core.profiles import PROFILES, get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
-from camtrap_ssl.experiments import grid
+from camtrap_ssl.experiments import finetuning, grid
 from camtrap_ssl.experiments.backbones import (
     backbone_names,
     describe_backbone,
     pretrain_and_probe,
 )
-from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.studies import comparison
 from camtrap_ssl.studies.book import build_book
@@ -61,26 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: generate the embedded world, download LILA data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     g = data_sub.add_parser("generate", help="write the embedded synthetic worlds into the cache")
-    g.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    g.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     g.add_argument("--seed", type=_nonneg_int, default=0)
     lila.add_cli(data_sub)
 
     pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world")
     pt.add_argument("--method", choices=METHODS, required=True)
-    pt.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    pt.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     pt.add_argument("--seed", type=_nonneg_int, default=0)
     pt.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
     pt.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     pt.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     pt.add_argument("--no-probe", action="store_true", help="skip the linear/k-NN probes")
 
-    ft = sub.add_parser("finetune", help="fine-tune one backbone on one target (resumes, skips if done)")
-    ft.add_argument("--backbone", required=True, help="a pretraining method or a registry name")
-    ft.add_argument("--target", choices=TARGETS, required=True)
-    ft.add_argument("--profile", choices=sorted(PROFILES), default="demo")
-    ft.add_argument("--seed", type=_nonneg_int, default=0)
-    ft.add_argument("--epochs", type=_positive_int, default=None)
-    ft.add_argument("--runs-root", type=Path, default=None)
+    ft = sub.add_parser("finetune", help="fine-tune one backbone on one target (resumes; reuses "
+                                         "a finished run only if it is exactly the one asked for)")
+    add_arguments(ft)
+    ft.add_argument("--restart", action="store_true",
+                    help="discard what the run directory holds (e.g. a truncated checkpoint) and "
+                         "train it from scratch")
+
+    gr = sub.add_parser("grid", help="fine-tune backbones x targets as papermill runs "
+                                     "(skips complete runs, resumes interrupted ones)")
+    add_arguments(gr, many=True)
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     st = sub.add_parser("study", help="run one study notebook with papermill")
     st.add_argument("number", choices=list(STUDIES), help="which notebook")
@@ -89,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="notebook parameter (VALUE parsed as JSON when it can be)")
 
     b = sub.add_parser("book", help="run the four studies and build the Jupyter Book")
-    b.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    b.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     b.add_argument("--seed", type=_nonneg_int, default=0)
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
 
@@ -108,46 +117,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered backbones")
 
-    grid.add_cli(sub)
     return p
+
+
+# subcommands whose refusals (ValueError, missing data, a busy run) become one line and status 2
+_REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "grid":
-        return args.func(args)
     if args.command == "data" and args.data_command != "generate":
         return args.func(args)
+    if args.command not in _REFUSING:
+        return _run(args)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, TimeoutError) as e:
+        print(f"camtrap-ssl {args.command}: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # a failed study or grid cell: the message names what it left
+        print(f"camtrap-ssl {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "data":
-
-
         prof = get_profile(args.profile)
         synthetic.source_world(prof, seed=args.seed)
         synthetic.similar_world(prof, seed=args.seed)
         for name in ("serengeti", "ena24"):
             print(synthetic.camtrap_world(name, prof, seed=args.seed))
     elif args.command == "pretrain":
-
         rec = pretrain_and_probe(args.method, args.profile, args.seed, args.out, epochs=args.epochs,
                                  max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                                  probe=not args.no_probe)
         print(json.dumps({k: rec[k] for k in ("wall_seconds", "epochs_done", "probes") if k in rec}, indent=2))
     elif args.command == "finetune":
-
-        if args.backbone not in backbone_names():
-            raise SystemExit(f"camtrap-ssl finetune: --backbone {args.backbone!r} is not known; "
-                             f"allowed: {backbone_names()}")
-        summary, rd = finetune_run(args.backbone, args.target, args.profile, args.seed,
-                                   args.runs_root, epochs=args.epochs)
+        spec, = specs_from_args(args)
+        summary, rd = finetuning.run(spec, restart=args.restart)
         print(rd)
         print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    elif args.command == "grid":
+        df = grid.run_specs(specs_from_args(args), progress=not args.quiet)
+        cols = [c for c in ("backbone", "target", "executed", "final_top1", "final_top5", "best_top1",
+                            "convergence_epoch", "run_dir") if c in df.columns]
+        with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+            print(df[cols].to_string(index=False))
     elif args.command == "study":
 
         params = {name: _json_value(value) for name, value in args.param}
-        try:
-            print(execute_study(args.number, args.output_dir, **params))
-        except ValueError as e:
-            raise SystemExit(f"camtrap-ssl study: {e}") from None
+        print(execute_study(args.number, args.output_dir, **params))
     elif args.command == "book":
 
         t0 = time.time()

@@ -3,7 +3,7 @@ import torch
 
 from camtrap_ssl.core import fileio
 from camtrap_ssl.data import embedded
-from camtrap_ssl.experiments import backbones, finetuning
+from camtrap_ssl.experiments import backbones, finetuning, grid
 from camtrap_ssl.pretrain import methods
 from camtrap_ssl.train import rundir
 
@@ -106,40 +106,58 @@ def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
     assert backbones.describe_backbone(str(own))["paradigm"] == "SSL"
     summary, rd = finetuning.finetune_run(str(own), "syn_cifar", "tiny", runs_root=tmp_path / "runs",
                                         epochs=1, progress=False)
-    assert rd.parent.name.startswith("my_simclr-") and (rd / "summary.json").exists()
+    assert rd.parent.name == "my_simclr" and (rd / "summary.json").exists()
+    assert rundir.RunDir(rd).params()["identity"]["backbone"]["weights"]["sha256"] == \
+        fileio.sha256_file(own)
     from camtrap_ssl.studies import params as studies
-    studies.check_params("3", {"ssl_backbone": str(own)})
+    studies.check_request("3", {"ssl_backbone": str(own)})
     with pytest.raises(ValueError, match="ssl_backbone"):
-        studies.check_params("3", {"ssl_backbone": str(tmp_path / "missing.pt")})
+        studies.check_request("3", {"ssl_backbone": str(tmp_path / "missing.pt")})
 
 
-def test_a_run_made_from_a_replaced_backbone_is_kept_aside_and_run_again(tmp_path, monkeypatch):
-    """A backbone keeps its name when its checkpoint changes; its old runs must not be reused."""
-    from camtrap_ssl.data import embedded
-    from camtrap_ssl.experiments import backbones, finetuning, grid
-    from camtrap_ssl.train import rundir
-
+def test_a_run_made_from_a_replaced_backbone_is_kept_and_never_reused(tmp_path, monkeypatch):
+    """A backbone keeps its name when its checkpoint changes; the weights' hash is part of the
+    run's identity, so the new weights train into a new directory and the old run stays."""
     ckpt = tmp_path / "simclr.pt"
     ckpt.write_bytes(backbones.backbone_checkpoint("simclr", "tiny").read_bytes())
     monkeypatch.setattr(backbones, "backbone_checkpoint", lambda *a, **k: ckpt)
     root = tmp_path / "runs"
     first, rd = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
-                                      progress=False)
-    again, rd_again = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
-                                            progress=False)
-    assert rd_again == rd and again == first and not list(rd.parent.glob("*.stale-*"))
+                                        progress=False)
+    again, rd_again = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root,
+                                              epochs=1, progress=False)
+    assert rd_again == rd and again == first
+    old_files = {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()}
 
     state = torch.load(ckpt, weights_only=True)
     state["record"]["wall_seconds"] += 1  # same name, other content: a new version of the backbone
     torch.save(state, ckpt)
-    assert not grid.plan_grid(["simclr"], ["syn_cifar"], "tiny", runs_root=root)["complete"][0]
-    with pytest.warns(UserWarning, match="another version of backbone 'simclr'"):
-        _, rd_new = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
-                                          progress=False)
-    assert rd_new == rd and rundir.RunDir(rd).is_complete
-    assert rundir.RunDir(rd).params()["pretraining"]["sha256"] == fileio.sha256_file(ckpt)
-    kept = rd.with_name("seed0.stale-1")
-    assert rundir.RunDir(kept).summary() == first  # the old run is kept, not deleted
+    assert not grid.plan_grid(["simclr"], ["syn_cifar"], "tiny", runs_root=root, epochs=1)["complete"][0]
+    _, rd_new = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
+                                        progress=False)
+    assert rd_new != rd and rd_new.parent == rd.parent and rundir.RunDir(rd_new).is_complete
+    assert rundir.RunDir(rd_new).params()["pretraining"]["sha256"] == fileio.sha256_file(ckpt)
+    assert {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()} == old_files  # kept
+
+
+def test_a_finished_run_is_returned_only_for_exactly_what_was_asked(tmp_path):
+    """Issue 14: fewer epochs after a longer run must train them, not report the longer run."""
+    run = lambda **kw: finetuning.finetune_run("supervised", "syn_cifar", "tiny",  # noqa: E731
+                                               runs_root=tmp_path, progress=False, **kw)
+    long, rd_long = run(epochs=2)
+    short, rd_short = run(epochs=1)
+    assert rd_short != rd_long and short["epochs"] == 1
+    assert len(rundir.RunDir(rd_short).metrics()) == 1 and len(rundir.RunDir(rd_long).metrics()) == 2
+    _, rd_lr = run(epochs=1, lr=5e-4)
+    assert rd_lr not in (rd_long, rd_short)
+    assert rundir.RunDir(rd_lr).params()["finetune"]["lr"] == 5e-4
+    stamp = (rd_long / rundir.SUMMARY).stat().st_mtime_ns
+    assert run(epochs=2) == (long, rd_long)  # the same request again: reused, untouched
+    assert run() == (long, rd_long)  # the profile's budget (2) by default is the same run
+    assert (rd_long / rundir.SUMMARY).stat().st_mtime_ns == stamp
+    reread, rd = run(epochs=2, convergence_tolerance=100.0)  # not identity: reread, not retrained
+    assert rd == rd_long and reread["convergence_epoch"] == 1
+    assert (rd_long / rundir.SUMMARY).stat().st_mtime_ns == stamp
 
 
 def test_camera_trap_frames_lose_their_timestamp_strip():

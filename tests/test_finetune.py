@@ -164,6 +164,24 @@ def test_complete_run_is_returned_without_retraining(trained):
     assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items())
 
 
+def test_another_convergence_tolerance_rereads_the_run_without_training(trained):
+    """The tolerance only reads the finished metrics: not part of the run's identity."""
+    rd, summary, _ = trained
+    before = {p.name: p.stat().st_mtime_ns for p in rd.iterdir()}
+    top1 = [r["val_top1"] for r in rundir.RunDir(rd).metrics()]
+    cfg = FinetuneConfig(epochs=5, batch_size=16, lr=1e-3, seed=3, device="cpu",
+                         convergence_tolerance=100.0)
+    again = finetune(small_model(), *train_val(), CLASSES, cfg, rd,
+                     extra_params={"test": "squares"}, progress=False)
+    assert again["convergence_tolerance"] == 100.0 and again["convergence_epoch"] == 1  # all within 100
+    assert again["convergence_epoch"] == M.convergence_epoch(top1, 100.0)
+    assert {k: v for k, v in again.items() if not k.startswith("convergence_e")
+            and k != "convergence_tolerance"} == {k: v for k, v in summary.items()
+                                                  if not k.startswith("convergence_e")
+                                                  and k != "convergence_tolerance"}
+    assert {p.name: p.stat().st_mtime_ns for p in rd.iterdir()} == before
+
+
 def test_run_with_other_parameters_is_refused_naming_the_dir(trained):
     rd, _, _ = trained
     before = (rd / rundir.PARAMS).read_bytes()
@@ -176,8 +194,11 @@ def test_run_with_other_parameters_is_refused_naming_the_dir(trained):
 
 
 def test_bad_config_fails_before_work(tmp_path):
-    for kw in ({"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}, {"device": "tpu"}, {"num_workers": -1}):
-        with pytest.raises(ValueError, match=next(iter(kw))):
+    for kw in ({"epochs": 0}, {"epochs": 10 ** 20}, {"epochs": 2.5}, {"epochs": True},
+               {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"lr": float("inf")},
+               {"lr": "1e-3"}, {"weight_decay": float("nan")}, {"seed": -1}, {"seed": "0"},
+               {"device": "tpu"}, {"num_workers": -1}, {"convergence_tolerance": -1}):
+        with pytest.raises(ValueError, match=f"^{next(iter(kw))}="):
             FinetuneConfig(**kw)
     empty = torch.utils.data.TensorDataset(torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="val_set"):

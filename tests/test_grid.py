@@ -5,6 +5,7 @@ import papermill
 import pytest
 
 from camtrap_ssl.experiments import grid
+from camtrap_ssl.experiments.spec import RunSpec, specs_from_args
 from camtrap_ssl.train import rundir
 
 
@@ -23,29 +24,34 @@ def count_executions(monkeypatch):
 
 def test_notebook_declares_the_grid_parameters():
     declared = papermill.inspect_notebook(str(grid.NOTEBOOK))
-    assert set(declared) == {"backbone", "target", "profile", "seed", "epochs", "runs_root"}
+    assert set(declared) == {"backbone", "target", "profile", "seed", "epochs", "lr", "runs_root",
+                             "lock_timeout"}
 
 
 def test_unknown_names_fail_before_any_execution(tmp_path, count_executions):
-    with pytest.raises(ValueError, match="backbones: unknown.*allowed"):
+    with pytest.raises(ValueError, match="backbone='simclrr' is not allowed.*supervised"):
         grid.run_grid("supervised,simclrr", "syn_cifar", "tiny", runs_root=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="targets: unknown \\['syn_cifra'\\]"):
+    with pytest.raises(ValueError, match="target='syn_cifra' is not allowed"):
         grid.run_grid(["supervised"], ["syn_cifar", "syn_cifra"], "tiny", runs_root=tmp_path,
                       progress=False)
-    with pytest.raises(ValueError, match="profile"):
+    with pytest.raises(ValueError, match="profile='huge' is not allowed"):
         grid.run_grid(["supervised"], ["syn_cifar"], "huge", runs_root=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="epochs=0 is not allowed"):
+        grid.run_grid(["supervised"], ["syn_cifar"], "tiny", runs_root=tmp_path, epochs=0,
+                      progress=False)
     with pytest.raises(FileNotFoundError, match="camtrap-ssl data download ena24"):
         grid.run_grid(["supervised"], ["syn_cifar", "ena24"], "tiny", runs_root=tmp_path,
                       progress=False)
     assert count_executions == [] and not any(tmp_path.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two notebook executions
 def test_grid_executes_once_then_skips(tmp_path, count_executions):
     df = grid.run_grid(["supervised"], ["syn_cifar"], "tiny", seed=0, runs_root=tmp_path, epochs=1,
                        progress=False)
     assert len(count_executions) == 1 and count_executions[0]["epochs"] == 1
-    rd = tmp_path / "tiny" / "syn_cifar" / "supervised" / "seed0"
+    rd = RunSpec("supervised", "syn_cifar", "tiny", epochs=1, runs_root=tmp_path).run_dir()
+    assert rd.parent == tmp_path / "tiny" / "syn_cifar" / "supervised"
     assert df.loc[0, "run_dir"] == str(rd) and bool(df.loc[0, "executed"])
     assert rundir.RunDir(rd).is_complete and len(rundir.RunDir(rd).metrics()) == 1
     assert df.loc[0, "final_top1"] == rundir.RunDir(rd).summary()["final_top1"]
@@ -60,18 +66,27 @@ def test_grid_executes_once_then_skips(tmp_path, count_executions):
     assert len(count_executions) == 1 and not bool(again.loc[0, "executed"])
     assert again.drop(columns="executed").equals(df.drop(columns="executed"))
     assert {p.name: p.stat().st_mtime_ns for p in rd.iterdir()} == stamps
-    plan = grid.plan_grid("supervised", "syn_cifar", "tiny", runs_root=tmp_path)
+    plan = grid.plan_grid("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
     assert plan["complete"].tolist() == [True]
 
+    # other epochs are another run: executed, not reported from the 1-epoch one (issue 14)
+    assert grid.plan_grid("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
+                          epochs=2)["complete"].tolist() == [False]
+    longer = grid.run_grid("supervised", "syn_cifar", "tiny", seed=0, runs_root=tmp_path, epochs=2,
+                           progress=False)
+    assert len(count_executions) == 2 and bool(longer.loc[0, "executed"])
+    assert longer.loc[0, "epochs"] == 2 and longer.loc[0, "run_dir"] != str(rd)
+    assert len(rundir.RunDir(longer.loc[0, "run_dir"]).metrics()) == 2
 
-def test_cli_parser(tmp_path):
-    import argparse
 
-    p = argparse.ArgumentParser()
-    grid.add_cli(p.add_subparsers(dest="command"))
+def test_cli_parser_is_the_run_specs(capsys):
+    from camtrap_ssl import cli
+
+    p = cli.build_parser()
     args = p.parse_args(["grid", "--backbones", "a,b", "--targets", "syn_cifar", "--profile", "tiny"])
-    assert args.func is grid._cli_grid and args.epochs is None
-    with pytest.raises(SystemExit, match="backbones: unknown"):
-        args.func(args)
-    with pytest.raises(SystemExit):
-        p.parse_args(["grid", "--backbones", "a", "--targets", "x", "--profile", "huge"])
+    assert args.epochs is None and args.lr is None and args.runs_root is None
+    with pytest.raises(ValueError, match="backbone='a' is not allowed"):
+        specs_from_args(args)
+    assert cli.main(["grid", "--backbones", "supervised", "--targets", "syn_cifar",
+                     "--profile", "huge"]) == 2
+    assert capsys.readouterr().err.startswith("camtrap-ssl grid: profile='huge' is not allowed")

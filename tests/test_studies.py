@@ -1,3 +1,5 @@
+import ast
+import os
 import subprocess
 import sys
 
@@ -7,37 +9,87 @@ from camtrap_ssl.studies import params as studies
 
 
 def test_every_notebook_declares_only_checkable_parameters():
-    rules = studies.allowed_values()
+    checks = studies.rules()
     for name in studies.STUDIES:
         declared = studies.notebook_parameters(name)
         assert "profile" in declared and "seed" in declared
-        assert set(declared) <= set(rules), (name, set(declared) - set(rules))
-        studies.check_params(name, declared)  # the defaults themselves are valid
+        assert set(declared) <= set(checks), (name, set(declared) - set(checks))
+        assert declared.get("runs_root", None) is None  # resolved, never a relative "runs"
+        studies.check_request(name, {})  # the defaults themselves are valid
+
+
+def test_notebook_parameters_read_as_papermill_reads_them():
+    import papermill
+
+    for name, notebook in studies.STUDIES.items():
+        info = papermill.inspect_notebook(str(studies.NOTEBOOKS / notebook))
+        assert studies.notebook_parameters(name) == {k: ast.literal_eval(v["default"])
+                                                     for k, v in info.items()}
+
+
+def test_a_notebook_checks_its_own_globals(tmp_path, monkeypatch):
+    """What a study notebook does: pass globals(); only its declared parameters are picked."""
+    monkeypatch.setenv("CAMTRAP_SSL_RUNS", str(tmp_path / "elsewhere"))
+    namespace = {**studies.notebook_parameters(2), "In": [], "get_ipython": print, "_": None}
+    checked = studies.check_params(2, namespace)
+    assert set(checked) == set(studies.notebook_parameters(2))
+    assert checked["runs_root"] == str(tmp_path / "elsewhere")  # None resolved like every run
+    assert studies.check_params(2, {**namespace, "runs_root": "x/y"})["runs_root"] == "x/y"
+    with pytest.raises(ValueError, match=r"study 2: seed='0' is not allowed; seed must be"):
+        studies.check_params(2, {**namespace, "seed": "0"})
+    with pytest.raises(ValueError, match="study 2: parameter 'datasets' has no value"):
+        studies.check_params(2, {k: v for k, v in namespace.items() if k != "datasets"})
 
 
 def test_unknown_parameter_is_named_with_the_allowed_ones():
     with pytest.raises(ValueError, match=r"no parameter 'epoch'.*'epochs'"):
-        studies.check_params("1", {"epoch": 3})
+        studies.check_request("1", {"epoch": 3})
 
 
 @pytest.mark.parametrize("params, word", [
     ({"profile": "huge"}, "profile"),
     ({"seed": -1}, "seed"),
+    ({"seed": "0"}, "seed"),
     ({"backbones": ["supervised", "mocov3"]}, "backbones"),
     ({"datasets": []}, "datasets"),
     ({"epochs": 0}, "epochs"),
+    ({"epochs": 1e20}, "epochs"),
+    ({"runs_root": 5}, "runs_root"),
 ])
 def test_out_of_range_values_are_refused(params, word):
-    with pytest.raises(ValueError, match=rf"parameter {word}=.*must be"):
-        studies.check_params("2", params)
+    with pytest.raises(ValueError, match=rf"{word}=.* is not allowed; {word} must be"):
+        studies.check_request("2", params)
+
+
+def test_study_settings_accept_what_a_run_spec_accepts():
+    studies.check_request("2", {"datasets": ["serengeti", "syn_cifar"], "epochs": 10_000})
+    with pytest.raises(ValueError, match="epochs=10001"):
+        studies.check_request("2", {"epochs": 10_001})
 
 
 def test_unknown_study_lists_the_studies():
     with pytest.raises(ValueError, match="allowed"):
-        studies.check_params("5", {})
+        studies.check_request("5", {})
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts a kernel
+def test_a_failed_study_names_the_partial_notebook_it_left(tmp_path):
+    """Study 3's appendix needs Study 3's curves: with an empty runs root it fails in its checks."""
+    r = subprocess.run([sys.executable, "-m", "camtrap_ssl.cli", "study", "3-appendix", "-p",
+                        "profile", '"tiny"', "--output-dir", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1",
+                            "CAMTRAP_SSL_RUNS": str(tmp_path / "runs")})
+    failed = tmp_path / "out" / "study3_appendix.failed.ipynb"
+    assert r.returncode == 1 and failed.is_file(), r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("camtrap-ssl study: study 3-appendix failed (FileNotFoundError")
+    assert last.endswith(str(failed))
+    assert str(tmp_path / "runs") in failed.read_text()  # the notebook resolved $CAMTRAP_SSL_RUNS
+    assert not (tmp_path / "out" / "study3_appendix.ipynb").exists()
+
+
+@pytest.mark.slow  # four CLI processes
 def test_cli_refuses_bad_input_before_any_compute(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "camtrap_ssl.cli", *args], capture_output=True,
@@ -47,7 +99,7 @@ def test_cli_refuses_bad_input_before_any_compute(tmp_path):
     assert r.returncode != 0 and "profile" in r.stderr and "tiny" in r.stderr
     assert not any(tmp_path.iterdir())  # nothing was executed or written
     r = run("finetune", "--backbone", "supervised", "--target", "mnist")
-    assert r.returncode == 2 and "syn_serengeti" in r.stderr
+    assert r.returncode == 2 and "target='mnist'" in r.stderr and "syn_serengeti" in r.stderr
     r = run("pretrain", "--method", "byol", "--out", str(tmp_path / "x.pt"))
     assert r.returncode == 2 and "simclr" in r.stderr
     r = run("--help")

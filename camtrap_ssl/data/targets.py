@@ -1,7 +1,7 @@
 """Every fine-tuning target by name: the embedded stand-ins and the study's real datasets."""
 from __future__ import annotations
 
-from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from camtrap_ssl.data.embedded import STANDS_IN_FOR, TARGETS, load_target
 from camtrap_ssl.data.paper import PAPER_TARGETS, load_paper_target
 
@@ -18,9 +18,12 @@ def stands_in_for(name: str) -> str:
     return STANDS_IN_FOR.get(name, name)
 
 
-def get_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False):
-    """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset (:mod:`camtrap_ssl.data.paper`)."""
+def get_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0, masks: bool = False,
+               progress: bool = True):
+    """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset
+    (:mod:`camtrap_ssl.data.paper`, stored at the profile's ``resize_size`` with its strip cut)."""
     if name in PAPER_TARGETS:
         p = get_profile(profile)
-        return load_paper_target(name, size=p.resize_size, seed=seed, strip_fraction=p.strip_fraction)
+        return load_paper_target(name, size=p.resize_size, seed=seed, strip_fraction=p.strip_fraction,
+                                 progress=progress)
     return load_target(name, profile, seed, masks=masks)

@@ -1,125 +1,86 @@
-"""Fine-tuning runs by name: one call from (backbone, target, profile, seed) to a finished run.
+"""Fine-tuning runs by specification: one call from a :class:`~camtrap_ssl.experiments.spec.RunSpec`
+to a finished run.
 
 A notebook asks for ``finetune_run("simclr", "syn_serengeti", profile)`` and gets the same summary
-whether the run was just trained or completed last week. The run directory's place and identity
-are decided here (``runs/<profile>/<target>/<backbone>/seed<k>/``), as is the policy for a run made
-from since-replaced weights (moved aside, never reused).
+whether the run was just trained or completed last week, and only when the finished run is the
+one asked for: the run directory is named by the spec's identity (everything that changes the
+numbers, see :mod:`camtrap_ssl.experiments.spec`), so another epoch budget, learning rate, seed or
+backbone checkpoint trains into its own directory instead of returning someone else's numbers.
+
+Order of work, cheapest checks first: the spec (names, types, ranges), then whether the runs root
+can be written, then (only for a run that is not finished) the data and the model; training holds
+the run directory's lock (:func:`camtrap_ssl.train.rundir.locked`), so two processes asking for
+the same run train it once.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 
-from camtrap_ssl.core import fileio, paths
-from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile
 from camtrap_ssl.data.datasets import Target
-from camtrap_ssl.data.embedded import TARGETS, load_target
-from camtrap_ssl.data.paper import PAPER_TARGETS, load_paper_target
-from camtrap_ssl.data.targets import SMALL_TARGETS, stands_in_for
+from camtrap_ssl.data.targets import get_target, stands_in_for
 from camtrap_ssl.experiments.backbones import (
-    backbone_names,
     backbone_sha256,
     create_backbone,
     describe_backbone,
-    is_backbone,
-    is_checkpoint_file,
 )
+from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.distributed import main_first
-from camtrap_ssl.train.finetune import FinetuneConfig, finetune, load_finetuned
+from camtrap_ssl.train.finetune import finetune, finished_summary, load_finetuned
 
 
-def run_dir_for(backbone: str, target: str, profile: Profile, seed: int, runs_root=None) -> Path:
-    if is_checkpoint_file(backbone):  # one folder per checkpoint content, named by its file
-        backbone = f"{Path(backbone).stem}-{fileio.sha256_file(backbone)[:8]}"
-    return paths.runs_root(runs_root) / profile.name / target / backbone / f"seed{seed}"
+def run(spec: RunSpec, data: Target | None = None, progress: bool = True,
+        restart: bool = False) -> tuple[dict, Path]:
+    """Run ``spec`` (skipped when its run is complete); (summary, run dir).
 
-
-def current_run_dir(backbone: str, target: str, profile: str | Profile, seed: int = 0,
-                    runs_root=None) -> Path:
-    """The run directory of a cell, after moving aside a run there made from another backbone.
-
-    An embedded backbone keeps its name when its checkpoint is replaced (a new shipped version,
-    ``retrain``), so a finished run under that name may have fine-tuned the old weights. Such a
-    run is renamed ``seed<k>.stale-<n>`` (kept, never deleted) and the cell counts as not run.
+    ``data``: the target already loaded (the torchrun launcher loads it on rank 0 first).
+    ``restart=True`` discards what the run directory holds and trains from scratch.
     """
-    profile = get_profile(profile)
-    rd = run_dir_for(backbone, target, profile, seed, runs_root)
-    if not is_stale(rd, backbone, profile, seed):
-        return rd
-    n = 1
-    while rd.with_name(f"{rd.name}.stale-{n}").exists():
-        n += 1
-    aside = rd.rename(rd.with_name(f"{rd.name}.stale-{n}"))
-    warnings.warn(f"{rd} was fine-tuned from another version of backbone {backbone!r}; "
-                  f"kept as {aside}, running it again", stacklevel=2)
-    return rd
-
-
-def is_stale(run_dir: str | Path, backbone: str, profile: str | Profile, seed: int = 0) -> bool:
-    """Whether ``run_dir`` holds a run of ``backbone`` made from other weights than its current ones.
-
-    Never for a checkpoint file: its run directory is already named by the file's content.
-    """
-    run = rundir.RunDir(run_dir)
-    if is_checkpoint_file(backbone) or not run.file(rundir.PARAMS).exists():
-        return False
-    current = backbone_sha256(backbone, get_profile(profile), seed)
-    recorded = (run.params().get("pretraining") or {}).get("sha256")
-    return current is not None and recorded != current
-
-
-def finetune_config(target: str, profile: Profile, seed: int, epochs: int | None = None,
-                    convergence_tolerance: float = 0.5) -> FinetuneConfig:
-    default = profile.finetune_epochs_small if target in SMALL_TARGETS else profile.finetune_epochs
-    # the network sees the profile's input_size, cut from frames stored at its resize_size
-    return FinetuneConfig(epochs=epochs or default, batch_size=profile.batch_size, lr=profile.lr,
-                          weight_decay=profile.weight_decay, seed=seed,
-                          augmentation=profile.augmentation, crop=profile.input_size,
-                          convergence_tolerance=convergence_tolerance)
-
-
-def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "demo", seed: int = 0,
-                 runs_root=None, epochs: int | None = None, convergence_tolerance: float = 0.5,
-                 progress: bool = True) -> tuple[dict, Path]:
-    """Fine-tune ``backbone`` on ``target`` (skipped when the run is complete); (summary, run dir)."""
-    profile = get_profile(profile)
-    tgt = target if isinstance(target, Target) else None
-    name = tgt.name if tgt else target
-    if name not in TARGETS and name not in PAPER_TARGETS:
-        raise ValueError(f"target={name!r}; allowed: {list(TARGETS) + list(PAPER_TARGETS)}")
-    if not is_backbone(backbone):
-        raise ValueError(f"backbone={backbone!r}; allowed: {backbone_names()} or a pretraining "
-                         "checkpoint file (.pt)")
-    rd = main_first(current_run_dir, backbone, name, profile, seed, runs_root)
-    if rundir.RunDir(rd).is_complete:
-        return rundir.RunDir(rd).summary(), rd
-    tgt = tgt or (load_target(name, profile, seed) if name in TARGETS
-                  else load_paper_target(name, size=profile.resize_size, seed=seed, progress=progress,
-                                      strip_fraction=profile.strip_fraction))
-    cfg = finetune_config(name, profile, seed, epochs, convergence_tolerance)
-    model = create_backbone(backbone, len(tgt.classes), profile, seed)
+    if data is not None and data.name != spec.target:
+        raise ValueError(f"data is target {data.name!r} but the spec asks for {spec.target!r}")
+    # rank 0 first: the identity may pretrain a missing embedded backbone into the cache
+    rd = main_first(spec.check_writable)
+    done = None if restart else finished_summary(rd, spec.convergence_tolerance)
+    if done is not None:
+        return done, rd
+    profile = spec.profile
+    tgt = data or get_target(spec.target, profile, spec.seed, progress=progress)
+    model = create_backbone(spec.backbone, len(tgt.classes), profile, spec.seed)
     record = getattr(model, "pretrained_record", {})
-    extra = {"backbone": describe_backbone(backbone), "target": name,
-             "stands_in_for": stands_in_for(name), "profile": profile.name,
-             "data": tgt.identity,
+    extra = {"identity": spec.identity, "backbone": describe_backbone(spec.backbone),
+             "target": spec.target, "stands_in_for": stands_in_for(spec.target),
+             "profile": profile.name, "data": tgt.identity,
              "pretraining": {**{k: record.get(k) for k in ("config", "code_version", "wall_seconds",
                                                             "epochs_done", "probes")},
-                             "sha256": backbone_sha256(backbone, profile, seed)}}
-    summary = finetune(model, tgt.train, tgt.val, tgt.classes, cfg, rd, extra_params=extra,
-                       progress=progress)
+                             "sha256": backbone_sha256(spec.backbone, profile, spec.seed)}}
+    summary = finetune(model, tgt.train, tgt.val, tgt.classes, spec.config(), rd, extra_params=extra,
+                       progress=progress, restart=restart, lock_timeout=spec.lock_timeout)
     return summary, rd
 
 
-def finetuned_model(backbone: str, target: str, profile: str | Profile = "demo", seed: int = 0,
-                    runs_root=None, progress: bool = True) -> torch.nn.Module:
+def finetune_run(backbone: str, target: str | Target, profile: str | Profile = DEFAULT_PROFILE,
+                 seed: int = 0, runs_root=None, epochs: int | None = None, lr: float | None = None,
+                 convergence_tolerance: float = 0.5, lock_timeout: float | None = None,
+                 progress: bool = True, restart: bool = False) -> tuple[dict, Path]:
+    """Fine-tune ``backbone`` on ``target`` (skipped when that exact run is complete); (summary,
+    run dir). The arguments are :class:`RunSpec`'s fields; ``target`` may be a loaded target."""
+    data = target if isinstance(target, Target) else None
+    spec = RunSpec(backbone, data.name if data else target, profile, seed, epochs, lr, runs_root,
+                   convergence_tolerance, lock_timeout)
+    return run(spec, data, progress=progress, restart=restart)
+
+
+def finetuned_model(backbone: str, target: str, profile: str | Profile = DEFAULT_PROFILE,
+                    seed: int = 0, runs_root=None, progress: bool = True,
+                    **spec_fields) -> torch.nn.Module:
     """The fine-tuned classifier of a run (trained first if the run is missing)."""
-    profile = get_profile(profile)
-    summary, rd = finetune_run(backbone, target, profile, seed, runs_root, progress=progress)
+    spec = RunSpec(backbone, target, profile, seed, runs_root=runs_root, **spec_fields)
+    _, rd = run(spec, progress=progress)
     params = rundir.RunDir(rd).params()
-    model = create_backbone(backbone, params["num_classes"], profile, seed)
+    model = create_backbone(backbone, params["num_classes"], spec.profile, seed)
     model = load_finetuned(rd, model)
     model.class_names = params["classes"]
     return model

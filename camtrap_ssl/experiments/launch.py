@@ -1,7 +1,9 @@
 """``torchrun ... -m camtrap_ssl.experiments.launch``: one data-parallel fine-tuning run.
 
 The fine-tuning loop detects the process group by itself (:mod:`camtrap_ssl.train.distributed`);
-this launcher only joins the group, fills the caches on rank 0 first, and runs the cell.
+this launcher only joins the group, fills the caches on rank 0 first, and runs the cell. Its run
+options are ``camtrap-ssl finetune``'s (:func:`camtrap_ssl.experiments.spec.add_arguments`), checked
+by the same :class:`~camtrap_ssl.experiments.spec.RunSpec` before the process group starts.
 
 Command line (one node, two GPUs)::
 
@@ -11,46 +13,43 @@ Command line (one node, two GPUs)::
 from __future__ import annotations
 
 import argparse
+import sys
 
-from camtrap_ssl.core.profiles import get_profile
-from camtrap_ssl.data import embedded, paper
+from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments import backbones
-from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.experiments.finetuning import run
+from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
 from camtrap_ssl.train.distributed import BACKENDS, init_from_env, main_first, teardown
+from camtrap_ssl.train.finetune import finished_summary
+
+PROG = "torchrun ... -m camtrap_ssl.experiments.launch"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="torchrun ... -m camtrap_ssl.experiments.launch",
-                                description="one data-parallel fine-tuning run (see module doc)")
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--target", required=True)
-    p.add_argument("--profile", default="paper")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--runs-root", default=None)
+    p = argparse.ArgumentParser(prog=PROG, description="one data-parallel fine-tuning run (see module doc)")
+    add_arguments(p)
+    p.set_defaults(profile="paper")  # a data-parallel run is the study's scale
     p.add_argument("--backend", choices=BACKENDS, default=None)
     args = p.parse_args(argv)
-    if args.backbone not in backbones.backbone_names():
-        p.error(f"--backbone {args.backbone!r}; allowed: {backbones.backbone_names()}")
-    prof = get_profile(args.profile)
-    known = list(embedded.TARGETS) + list(paper.PAPER_TARGETS)
-    if args.target not in known:
-        p.error(f"--target {args.target!r}; allowed: {known}")
+    try:
+        spec, = specs_from_args(args)
+    except ValueError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
     ctx = init_from_env(args.backend)
+    prof = spec.profile
 
     def load_target():
-        if args.target in embedded.TARGETS:
-            return embedded.load_target(args.target, prof, args.seed)
-        return paper.load_paper_target(args.target, size=prof.resize_size, seed=args.seed,
-                                       progress=ctx.is_main, strip_fraction=prof.strip_fraction)
+        return get_target(spec.target, prof, spec.seed, progress=ctx.is_main)
 
     try:
         # data caches and embedded backbones are written on first use: rank 0 fills them first
-        main_first(backbones.create_backbone, args.backbone, None, prof, args.seed)
-        target = main_first(load_target)
-        summary, rd = finetune_run(args.backbone, target, prof, args.seed,
-                                            args.runs_root, epochs=args.epochs,
-                                            progress=ctx.is_main)
+        rd = main_first(spec.check_writable)
+        target = None
+        if finished_summary(rd, spec.convergence_tolerance) is None:  # else nothing to load
+            main_first(backbones.create_backbone, spec.backbone, None, prof, spec.seed)
+            target = main_first(load_target)
+        summary, rd = run(spec, target, progress=ctx.is_main)
         if ctx.is_main:
             print(rd)
             print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

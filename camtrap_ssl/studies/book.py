@@ -67,8 +67,8 @@ def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = No
     timings = {}
     for number in studies:
         params = {"profile": profile, "seed": seed}
-        if number != "worlds":
-            params["runs_root"] = str(runs_root or Path("runs"))
+        if number != "worlds" and runs_root is not None:  # else the notebooks resolve it
+            params["runs_root"] = str(runs_root)
         t0 = time.time()
         print(f"[book] study {number}: {STUDIES[number]}", flush=True)
         execute_study(number, output_dir, progress=False, **params)

@@ -2,19 +2,22 @@
 
 Each study is one parameterized notebook in ``notebooks/``. Papermill only warns about a
 parameter the notebook does not declare, and a wrong value would surface deep inside a long run;
-so every parameter is checked here, against the notebook's own ``parameters`` cell and against the
-allowed values below, before a kernel starts.
+so every parameter is checked here, against the notebook's own ``parameters`` cell, before a
+kernel starts (:func:`check_request`), and again by the notebook itself, which passes its
+``globals()`` to :func:`check_params` instead of re-listing its parameters. The run settings
+(profile, seed, epochs, backbones, targets, runs root) are checked by the very functions that
+check a :class:`~camtrap_ssl.experiments.spec.RunSpec`, so a study accepts exactly what
+``camtrap-ssl finetune`` and ``grid`` accept.
 """
 from __future__ import annotations
 
+import ast
+import json
 import os
 from pathlib import Path
 
 from camtrap_ssl.core import paths
-from camtrap_ssl.core.profiles import PROFILES
-from camtrap_ssl.data.embedded import TARGETS
-from camtrap_ssl.data.paper import PAPER_TARGETS
-from camtrap_ssl.experiments.backbones import backbone_names, is_backbone
+from camtrap_ssl.experiments import spec as S
 
 ROOT = paths.REPOSITORY
 NOTEBOOKS = paths.NOTEBOOKS
@@ -28,86 +31,138 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
 }
 
 
-def allowed_values() -> dict:
-    """Parameter name -> (description, check) shared by all study notebooks."""
-    def one_of(options):
-        options = list(options)
-        return (f"one of {options}", lambda v: v in options)
+def _rule(desc: str, ok):
+    def check(value, name):
+        if not ok(value):
+            raise ValueError(f"{name}={value!r} is not allowed; {name} must be {desc}")
+    return check
 
-    def subset_of(options):
-        options = list(options)
-        return (f"a list drawn from {options}",
-                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(x in options for x in v))
 
-    def int_at_least(lo):
-        return (f"an integer >= {lo}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+def _int_at_least(lo: int, optional: bool = False):
+    return _rule(("None or " if optional else "") + f"an integer >= {lo}",
+                 lambda v: (optional and v is None)
+                 or (isinstance(v, int) and not isinstance(v, bool) and v >= lo))
 
-    def optional(spec):
-        desc, ok = spec
-        return (f"None or {desc}", lambda v: v is None or ok(v))
 
+def _each(check):
+    def check_all(value, name):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name}={value!r} is not allowed; {name} must be a non-empty list")
+        for v in value:
+            check(v, name)
+    return check_all
+
+
+def rules() -> dict:
+    """Parameter name -> ``check(value, name)`` (raises ``ValueError``), for every study notebook."""
     return {
-        "profile": one_of(PROFILES),
-        "seed": int_at_least(0),
-        "backbones": subset_of(backbone_names()),
-        "datasets": subset_of([*TARGETS, *PAPER_TARGETS]),
-        "epochs": optional(int_at_least(1)),
-        "ssl_backbone": (f"one of {backbone_names()} or a pretraining checkpoint file (.pt)", is_backbone),
-        "sl_backbone": (f"one of {backbone_names()} or a pretraining checkpoint file (.pt)", is_backbone),
-        "dataset": one_of([*TARGETS, *PAPER_TARGETS]),
-        "images_per_class": optional(int_at_least(1)),
-        "n_images": int_at_least(1),
-        "n_metric_images": int_at_least(2),
-        "featvis_steps": optional(int_at_least(0)),
-        "live_explorers": ("True or False", lambda v: isinstance(v, bool)),
-        "n_boot": int_at_least(10),
-        "convergence_tolerance": ("a number >= 0", lambda v: isinstance(v, (int, float)) and v >= 0),
-        "image_folder": ("None or an existing folder of images",
-                         lambda v: v is None or Path(v).is_dir()),
-        "runs_root": ("a folder path (string)", lambda v: isinstance(v, str) and len(v) > 0),
+        "profile": S.check_profile,
+        "seed": S.check_seed,
+        "epochs": S.check_epochs,
+        "runs_root": S.check_runs_root,
+        "convergence_tolerance": S.check_nonneg_number,
+        "backbones": _each(S.check_backbone),
+        "datasets": _each(S.check_target),
+        "ssl_backbone": S.check_backbone,
+        "sl_backbone": S.check_backbone,
+        "dataset": S.check_target,
+        "images_per_class": _int_at_least(1, optional=True),
+        "n_images": _int_at_least(1),
+        "n_metric_images": _int_at_least(2),
+        "featvis_steps": _int_at_least(0, optional=True),
+        "live_explorers": _rule("True or False", lambda v: isinstance(v, bool)),
+        "n_boot": _int_at_least(10),
+        "image_folder": _rule("None or an existing folder of images",
+                              lambda v: v is None or (isinstance(v, (str, os.PathLike))
+                                                      and Path(v).is_dir())),
     }
 
 
-def check_params(study: str | int, params: dict, declared: dict | None = None) -> None:
-    """Raise ``ValueError`` naming the first unknown or out-of-range parameter."""
+def _study(study) -> str:
     study = str(study)
     if study not in STUDIES:
-        raise ValueError(f"study={study!r}; allowed: {sorted(STUDIES)}")
-    if declared is None:
-        declared = notebook_parameters(study)
+        raise ValueError(f"study={study!r} is not a study; allowed: {sorted(STUDIES)}")
+    return study
+
+
+def notebook_parameters(study: str | int) -> dict:
+    """The parameters a study notebook declares (name -> default), read from its tagged cell.
+
+    Read as literals from the notebook file (what papermill's ``inspect_notebook`` reports),
+    without papermill, so a notebook can check itself cheaply.
+    """
+    nb = json.loads((NOTEBOOKS / STUDIES[_study(study)]).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def check_params(study: str | int, namespace: dict) -> dict:
+    """Check the parameters a study declares, taking their values from ``namespace`` (the
+    notebook's ``globals()``); return them, with ``runs_root`` resolved through
+    :func:`camtrap_ssl.core.paths.runs_root` (``None``: ``$CAMTRAP_SSL_RUNS`` or ``runs/``).
+
+    Raises ``ValueError`` naming the first bad parameter and what it may be.
+    """
+    study = _study(study)
+    declared = notebook_parameters(study)
+    missing = sorted(set(declared) - set(namespace))
+    if missing:
+        raise ValueError(f"study {study}: parameter {missing[0]!r} has no value")
+    values = {name: namespace[name] for name in declared}
+    checks = rules()
+    for name, value in values.items():
+        if name not in checks:
+            raise ValueError(f"study {study}: parameter {name!r} has no check in "
+                             "camtrap_ssl.studies.params.rules()")
+        try:
+            checks[name](value, name)
+        except ValueError as e:
+            raise ValueError(f"study {study}: {e}") from None
+    if "runs_root" in values:
+        values["runs_root"] = str(paths.runs_root(values["runs_root"]))
+    return values
+
+
+def check_request(study: str | int, params: dict) -> dict:
+    """Check parameters asked for a study run: unknown names refused with the declared ones,
+    values as :func:`check_params` (over the notebook's defaults)."""
+    study = _study(study)
+    declared = notebook_parameters(study)
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(f"study {study} has no parameter {unknown[0]!r}; "
                          f"its parameters are {sorted(declared)}")
-    rules = allowed_values()
-    for name, value in params.items():
-        if name in rules:
-            desc, ok = rules[name]
-            if not ok(value):
-                raise ValueError(f"parameter {name}={value!r} is out of range: it must be {desc}")
-
-
-def notebook_parameters(study: str | int) -> dict:
-    """The parameters a study notebook declares (name -> default), read from its tagged cell."""
-    import papermill as pm
-
-    info = pm.inspect_notebook(str(NOTEBOOKS / STUDIES[str(study)]))
-    # papermill reports defaults as source text; evaluate the literals
-    import ast
-    return {name: ast.literal_eval(p["default"]) for name, p in info.items()}
+    return check_params(study, {**declared, **params})
 
 
 def execute_study(study: str | int, output_dir: str | os.PathLike, progress: bool = True, **params) -> Path:
-    """Validate, then run one study notebook with papermill; return the executed notebook's path."""
+    """Validate, then run one study notebook with papermill; return the executed notebook's path.
+
+    A failed execution leaves ``<notebook>.failed.ipynb`` (the cells up to the error, with it)
+    and raises ``RuntimeError`` naming that file.
+    """
     import papermill as pm
 
     study = str(study)
-    check_params(study, params)
+    check_request(study, params)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / STUDIES[study]
-    tmp = out.with_name("." + out.name + ".running.ipynb")
-    pm.execute_notebook(str(NOTEBOOKS / STUDIES[study]), str(tmp), parameters=params,
-                        cwd=str(ROOT), progress_bar=progress, kernel_name="python3")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.running.ipynb")
+    failed = out.with_suffix(".failed.ipynb")
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / STUDIES[study]), str(tmp), parameters=params,
+                            cwd=str(ROOT), progress_bar=progress, kernel_name="python3")
+    except Exception as e:
+        if tmp.exists():
+            os.replace(tmp, failed)
+        why = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
+        raise RuntimeError(f"study {study} failed ({why[:300]}); the partly executed notebook "
+                           f"is {failed}") from e
+    failed.unlink(missing_ok=True)
     os.replace(tmp, out)  # a failed execution never leaves a notebook that looks finished
     return out

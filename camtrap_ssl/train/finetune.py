@@ -31,7 +31,10 @@ device, vectorized over the batch.
 from __future__ import annotations
 
 import json
+import math
+import pickle
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,8 +58,20 @@ from camtrap_ssl.train.augment import (
 
 # Convergence epochs recorded in every summary (points of top-1 below the best), for the tables.
 CONVERGENCE_TOLERANCES = (0.5, 1.0, 2.0)
-# Config fields that change speed, never results: recorded, but not part of a run's identity.
-_RUNTIME_FIELDS = ("num_workers",)
+# Config fields that never change what is trained: recorded, but not part of a run's identity.
+# num_workers changes speed only; convergence_tolerance only how the summary reads the finished
+# metrics (a reused run's convergence epoch is recomputed for the tolerance asked, see
+# finished_summary), so asking for another tolerance never retrains.
+_RUNTIME_FIELDS = ("num_workers", "convergence_tolerance")
+MAX_EPOCHS = 10_000  # far above any study's budget; a larger count is a typo (1e20)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -77,20 +92,24 @@ class FinetuneConfig:
     num_workers: int = 0  # DataLoader worker processes (speed only)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.convergence_tolerance < 0:
-            raise ValueError(f"convergence_tolerance must be >= 0, got {self.convergence_tolerance}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        # Refuse what would train something else than asked (a float epoch count, a NaN rate)
+        # here, before a run directory records it.
+        for name, hi in (("epochs", MAX_EPOCHS), ("batch_size", None), ("seed", None),
+                         ("num_workers", None)):
+            v, lo = getattr(self, name), 0 if name in ("seed", "num_workers") else 1
+            if not _is_int(v) or v < lo or (hi is not None and v > hi):
+                rng = f"in [{lo}, {hi}]" if hi else f">= {lo}"
+                raise ValueError(f"{name}={v!r} is not allowed; {name} must be an integer {rng}")
+        for name, lo, strict in (("lr", 0, True), ("weight_decay", 0, False),
+                                 ("convergence_tolerance", 0, False)):
+            v = getattr(self, name)
+            ok = _is_number(v) and math.isfinite(v) and (v > lo if strict else v >= lo)
+            if not ok:
+                raise ValueError(f"{name}={v!r} is not allowed; {name} must be a finite number "
+                                 f"{'>' if strict else '>='} {lo}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation={self.augmentation!r}; allowed: {list(AUGMENTATIONS)}")
-        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
+        if self.crop is not None and (not _is_int(self.crop) or self.crop < 1):
             raise ValueError(f"crop must be None or a positive int, got {self.crop!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}; allowed: auto, cpu, cuda")
@@ -222,13 +241,19 @@ def summarize(history: list[dict], cfg: FinetuneConfig, class_names: list[str]) 
 # the loop
 
 def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str], cfg: FinetuneConfig,
-             run_dir: str | Path, extra_params: dict | None = None, progress: bool = True) -> dict:
+             run_dir: str | Path, extra_params: dict | None = None, progress: bool = True,
+             restart: bool = False, lock_timeout: float | None = None) -> dict:
     """Fine-tune ``model`` (any classifier on [0, 1] images) and return the run's summary.
 
     A complete run directory is returned as it is (nothing is recomputed). An incomplete one with
     the same parameters resumes from its checkpoint; one with different parameters is refused.
+    ``restart=True`` discards what the directory holds (a truncated checkpoint, say) and trains
+    from scratch. Training holds the run directory's lock (:func:`camtrap_ssl.train.rundir.locked`):
+    a second process on the same directory waits, at most ``lock_timeout`` seconds, and then
+    returns the run the first one finished.
     Under an initialized ``torch.distributed`` process group the run is data-parallel (see the
-    module docstring); ``cfg.batch_size`` stays the global batch.
+    module docstring); ``cfg.batch_size`` stays the global batch. Only rank 0 takes the lock; it
+    tells the other ranks whether there is anything left to train.
     """
 
     dist = distributed.context()
@@ -251,15 +276,73 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
                         "num_classes": len(class_names),
                         "classes": list(class_names), "n_train": len(train_set),
                         "n_val": len(val_set), **(extra_params or {})})
-    if run.file(rundir.PARAMS).exists():
-        old = run.params()
-        if {k: old.get(k) for k in params} != params:
-            diff = sorted(k for k in params if old.get(k) != params[k])
-            raise ValueError(f"run directory {run.path} holds a run with other parameters "
-                             f"(differing: {diff}); choose another run directory or delete it")
-        if run.is_complete:
-            return run.summary()
+    if not restart:  # a finished run is read without the lock: its summary is written last
+        done = _finished(run, params, cfg)
+        if done is not None:
+            return done
+    with rundir.locked(run.path, lock_timeout) if dist.is_main else nullcontext():
+        state = None
+        if dist.is_main:
+            if restart:
+                run.clear()
+            try:  # the holder we waited for may have finished this run
+                state = ("done", _finished(run, params, cfg))
+            except ValueError as e:
+                state = ("error", str(e))
+        if dist.world_size > 1:
+            state = distributed.broadcast_object(state)
+        if state[0] == "error":
+            raise ValueError(state[1])
+        if state[1] is not None:
+            return state[1]
+        return _train(model, train_set, val_set, class_names, cfg, run, params, dist, progress, crop)
 
+
+def _finished(run: rundir.RunDir, params: dict, cfg: FinetuneConfig) -> dict | None:
+    """The summary of the complete run in ``run`` (``None`` if unfinished); refuse a run there
+    with other parameters, naming the fields that differ."""
+    if not run.file(rundir.PARAMS).exists():
+        return None
+    old = run.params()
+    if {k: old.get(k) for k in params} != params:
+        diff = sorted(k for k in params if old.get(k) != params[k])
+        raise ValueError(f"run directory {run.path} holds a run with other parameters "
+                         f"(differing: {diff}); choose another run directory or delete it")
+    return finished_summary(run.path, cfg.convergence_tolerance)
+
+
+def finished_summary(run_dir: str | Path, convergence_tolerance: float) -> dict | None:
+    """The summary of a complete run, read at ``convergence_tolerance`` (``None``: unfinished).
+
+    The tolerance is not part of a run's identity: a run finished at another one is read again
+    from its metrics log, never retrained.
+    """
+    run = rundir.RunDir(run_dir)
+    if not run.is_complete:
+        return None
+    summary = run.summary()
+    if summary.get("convergence_tolerance") != convergence_tolerance:
+        top1 = [row["val_top1"] for row in run.metrics()]
+        summary = {**summary, "convergence_tolerance": convergence_tolerance,
+                   "convergence_epoch": M.convergence_epoch(top1, convergence_tolerance)}
+    return summary
+
+
+def _load_checkpoint(path: Path, device) -> dict:
+    """The resume state, or a ``ValueError`` that names the file and says how to start over."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        # a truncated zip, a bad pickle opcode, ...: the file cannot be resumed
+        raise ValueError(
+            f"{path} cannot be read ({type(e).__name__}): the checkpoint is truncated or corrupt, "
+            "so this run cannot resume. Train it from scratch with restart=True "
+            "(camtrap-ssl finetune --restart), or delete that file") from None
+
+
+def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: rundir.RunDir,
+           params: dict, dist, progress: bool, crop: int) -> dict:
+    """The loop, under the run directory's lock: resume from its checkpoint, train, summarize."""
     device = dist.device if dist.world_size > 1 else resolve_device(cfg.device)
     cuda = device.type == "cuda"
     sync_bn = cfg.sync_bn and cuda and dist.world_size > 1
@@ -276,7 +359,7 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
     history, start, elapsed = [], 0, 0.0
     ckpt_path = run.file(rundir.CHECKPOINT)
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ckpt = _load_checkpoint(ckpt_path, device)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         history, start, elapsed = run.metrics()[: ckpt["epoch"]], ckpt["epoch"], ckpt["elapsed"]

@@ -4,11 +4,22 @@ Every number in the book comes from a run directory: the parameters that produce
 per-epoch metrics, a summary and a checkpoint. Files are written atomically (a temporary file in
 the same folder, then ``os.replace``), and ``summary.json`` is written last, so a run that was
 killed half-way never looks complete: ``is_complete`` checks for the summary alone.
+
+One writer at a time: :func:`locked` holds an OS file lock (``fcntl.flock`` on ``.lock`` in the
+run directory) for as long as a process trains into it. The kernel releases a ``flock`` when its
+holder dies, however it dies, so a SIGKILL never leaves a lock behind; that is why it is an OS lock
+and not a marker file. The lock file keeps the holder's PID, so a process that waits (or gives up)
+can say who holds it. It is never deleted: deleting a lock file lets two processes lock two
+different files of the same name.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from camtrap_ssl.core.fileio import atomic_write_bytes, atomic_write_json, read_json
@@ -17,6 +28,8 @@ PARAMS = "params.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+RECORDS = (SUMMARY, CHECKPOINT, METRICS, PARAMS)  # what a restart removes, the summary first
 
 
 class RunDir:
@@ -57,6 +70,71 @@ class RunDir:
 
     def summary(self) -> dict:
         return read_json(self.file(SUMMARY))
+
+    def clear(self) -> None:
+        """Remove the run's records (summary first, so it never looks complete on the way)."""
+        for name in RECORDS:
+            self.file(name).unlink(missing_ok=True)
+
+
+def remove_orphans(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of :mod:`camtrap_ssl.core.fileio` (``.<name>.<random>.tmp``) that a
+    killed writer left in ``path``; at paper scale each is the size of a checkpoint.
+
+    Only safe while holding :func:`locked`: the lock holder is the only writer of a run directory.
+    """
+    removed = []
+    for p in Path(path).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _holder(lock_file: Path) -> str:
+    try:
+        pid = lock_file.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid else "another process"
+
+
+@contextmanager
+def locked(path: str | os.PathLike, timeout: float | None = None, poll: float = 0.2):
+    """Hold the run directory ``path`` exclusively; wait for another holder (at most ``timeout``
+    seconds, ``None``: as long as it takes), then remove orphaned temporaries.
+
+    Raises ``TimeoutError`` naming the PID that holds the lock when ``timeout`` runs out.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock_file = path / LOCK
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        told = None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(lock_file)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"run directory {path} is being written by {holder} (it holds "
+                        f"{lock_file}); gave up after {timeout:g} s. Wait for that process to "
+                        "finish (its run is then reused) or stop it") from None
+                if holder != told:  # said once per holder
+                    print(f"waiting for {holder}, which is writing {path}", file=sys.stderr,
+                          flush=True)
+                    told = holder
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_orphans(path)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def find_runs(root: str | os.PathLike, complete_only: bool = True) -> list[RunDir]:
