@@ -14,46 +14,7 @@ from camtrap_ssl.analysis.attribution import (
     scorecam_reference,
     to_2d,
 )
-
-
-class Block(nn.Module):
-    """conv-bn-relu-conv (+ shortcut) -relu: one inplace ReLU module called twice per block,
-    as in torchvision's BasicBlock."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        out = self.conv2(self.relu(self.bn1(self.conv1(x))))
-        return self.relu(out + (out.mean(1, keepdim=True) if x.shape != out.shape else x))
-
-
-class TinyNet(nn.Module):
-    def __init__(self, n_classes=4):
-        super().__init__()
-        self.layer1 = Block(3, 8, 1)
-        self.layer2 = Block(8, 12, 2)
-        self.layer3 = Block(12, 16, 2)
-        self.layer4 = Block(16, 16, 1)
-        self.fc = nn.Linear(16, n_classes)
-
-    def forward(self, x):
-        x = (x - 0.45) / 0.25  # the model carries its own normalization
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return self.fc(x.mean((2, 3)))
-
-
-def tiny(seed=0, n_classes=4):
-    torch.manual_seed(seed)
-    m = TinyNet(n_classes)
-    with torch.no_grad():  # non-trivial BN statistics so eval differs from train
-        m.layer1.bn1.running_mean.uniform_(-0.2, 0.2)
-    return m.eval()
+from toy_networks import residual_tiny as tiny
 
 
 def images(n=2, size=32, seed=1):

@@ -5,43 +5,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from camtrap_ssl.analysis import equivariance as eq
-
-
-def conv(cin, cout, k, stride=1):
-    # leaky, so that no random block goes all-zero (its error would be undefined)
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2,
-                                   padding_mode="circular"), nn.LeakyReLU(0.1))
-
-
-class AddBias(nn.Module):
-    def __init__(self, shape):
-        super().__init__()
-        self.bias = nn.Parameter(torch.randn(*shape))
-
-    def forward(self, x):
-        return x + self.bias
-
-
-class Net(nn.Module):
-    """torchvision block names; circular 3x3 convs with strides 1, 2, 2, 2 (exactly equivariant to
-    cyclic shifts by multiples of each block's stride), or 1x1 convs with stride 1 (equivariant to
-    shifts, flips and quarter turns). ``position_bias`` adds a learned per-pixel bias inside layer1,
-    which breaks every equivariance."""
-
-    def __init__(self, kernel=3, strides=(1, 2, 2, 2), position_bias=None, width=5):
-        super().__init__()
-        self.conv1 = conv(3, width, kernel)
-        self.layer1 = conv(width, width, kernel, strides[0])
-        self.layer2 = conv(width, width, kernel, strides[1])
-        self.layer3 = conv(width, width, kernel, strides[2])
-        self.layer4 = conv(width, width, kernel, strides[3])
-        if position_bias is not None:
-            self.layer1.append(AddBias((width, *position_bias)))
-        self.fc = nn.Linear(width, 3)
-
-    def forward(self, x):
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        return self.fc(x.mean((-2, -1)))
+from toy_networks import CircularNet as Net
 
 
 @pytest.fixture

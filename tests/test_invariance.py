@@ -5,32 +5,16 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from camtrap_ssl.analysis import invariance as inv
-
-
-class TinyNet(nn.Module):
-    """A small zero-padded convnet with torchvision block names; not invariant to anything."""
-
-    def __init__(self, num_classes=4, width=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
-        self.layer1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
-        self.layer2 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.layer3 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.layer4 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.fc = nn.Linear(width * 4 * 4, num_classes)  # position-dependent head (32 px input)
-
-    def forward(self, x):
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        return self.fc(x.flatten(1)) * 5
+from camtrap_ssl.analysis import invariance_plots as invp
+from toy_networks import PositionalNet
 
 
 @pytest.fixture
 def net():
     torch.manual_seed(0)
-    return TinyNet().eval()
+    return PositionalNet().eval()
 
 
 def dot_image(size, row, col):
@@ -335,12 +319,12 @@ def test_plots_have_a_panel_per_class_and_a_curve_per_model(net):
     fams = {"flip": None, "zoom": [1, 2]}
     dfs = {m: inv.invariance_curves(net, images, labels, families=fams, class_names=["x", "y"],
                                     progress=False) for m in ("ssl", "sl")}
-    fig = inv.plot_invariance(dfs, "zoom", n_boot=50)
+    fig = invp.plot_invariance(dfs, "zoom", n_boot=50)
     axes = [a for a in fig.axes if a.get_visible()]
     assert [a.get_title() for a in axes] == ["x", "y"]
     assert all(len(a.get_lines()) == 3 for a in axes)  # two models + identity marker
     assert all(len(a.collections) == 2 for a in axes)  # two bands
-    grid = inv.plot_invariance_grid(dfs, n_boot=50)
+    grid = invp.plot_invariance_grid(dfs, n_boot=50)
     assert len(grid.axes) == 2 * 2
     with pytest.raises(ValueError, match="classes"):
-        inv.plot_invariance(dfs, "zoom", classes=["zebra"])
+        invp.plot_invariance(dfs, "zoom", classes=["zebra"])

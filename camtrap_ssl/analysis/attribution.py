@@ -24,13 +24,14 @@ deconvnet written with a custom autograd function, so no ReLU swapping is needed
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from camtrap_ssl.models.utils import check_images, eval_mode, get_layer, model_device
 
 METHODS: tuple[str, ...] = (
     "saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam", "scorecam",
@@ -39,53 +40,6 @@ METHODS: tuple[str, ...] = (
 LAYER_METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "scorecam")
 SCORECAM_BASELINES: tuple[str, ...] = ("zero", "none")
 _EPS = 1e-12
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Run ``model`` in eval mode and restore its previous mode afterwards.
-
-    Attribution must not update BatchNorm statistics or sample dropout masks, and the caller's
-    training state should survive the analysis.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def get_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
-    """Return the submodule named ``layer`` (dotted torchvision name, e.g. ``layer4`` or
-    ``layer4.1.conv2``), or ``layer`` itself when a module is given."""
-    if isinstance(layer, nn.Module):
-        return layer
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a module name (str) or an nn.Module, got {type(layer)}")
-    try:
-        return model.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(
-            f"layer={layer!r} is not a submodule of the model; top-level modules: {names} "
-            "(dotted names such as 'layer4.1.conv2' also work)"
-        ) from None
-
-
-def check_images(images: Tensor, name: str = "images") -> Tensor:
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images)
-        raise ValueError(f"{name} must be a float tensor (N, 3, H, W) in [0, 1], got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}")
-    return images
 
 
 def resolve_targets(model: nn.Module, images: Tensor, target) -> Tensor:
@@ -337,7 +291,7 @@ def normalize_map(maps: Tensor, reduce: str = "abs_max") -> Tensor:
     return torch.where(span > _EPS, (m - lo) / span.clamp(min=_EPS), torch.zeros_like(m))
 
 
-def _hwc(image) -> np.ndarray:
+def to_hwc(image) -> np.ndarray:
     a = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = a.transpose(1, 2, 0)
@@ -356,7 +310,7 @@ def overlay(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "jet",
         ax = Figure(figsize=(3, 3)).add_subplot()
     h = heatmap.detach().cpu() if isinstance(heatmap, Tensor) else torch.as_tensor(heatmap)
     h = normalize_map(h.reshape(1, 1, *h.shape[-2:]).float())[0, 0].numpy()
-    ax.imshow(_hwc(image))
+    ax.imshow(to_hwc(image))
     ax.imshow(h, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
@@ -373,7 +327,7 @@ def attribution_grid(images: Tensor, maps_by_name: dict[str, Tensor],
     fig = Figure(figsize=(1.8 * cols, 1.8 * n), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n, cols, squeeze=False))
     for i in range(n):
-        axes[i, 0].imshow(_hwc(images[i]))
+        axes[i, 0].imshow(to_hwc(images[i]))
         axes[i, 0].set_axis_off()
         if titles is not None:
             axes[i, 0].set_title(titles[i], fontsize=8)

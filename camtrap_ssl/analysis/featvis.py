@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from camtrap_ssl.analysis.attribution import eval_mode, model_device
+from camtrap_ssl.models.utils import eval_mode, model_device
 
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel", "layer", "class")
 CACHE_VERSION = 1

@@ -22,16 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camtrap_ssl.analysis.attribution import (
-    _hwc,
-    check_images,
-    eval_mode,
-    get_layer,
-    model_device,
-    overlay,
-)
-
-BLOCKS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+from camtrap_ssl.analysis.attribution import overlay, to_hwc
+from camtrap_ssl.models.utils import BLOCKS, check_images, eval_mode, get_layer, model_device
 
 
 @dataclass
@@ -56,8 +48,11 @@ class ConvMaps:
     maps_small: Tensor  # (N, k, h, w) at the layer's own resolution
 
 
-def _collect(model: nn.Module, images: Tensor, layers: Sequence[str], batch_size: int):
-    """Run ``images`` through ``model`` in batches and yield (x, {layer: activation})."""
+def collect_activations(model: nn.Module, images: Tensor, layers: Sequence[str], batch_size: int):
+    """Run ``images`` through ``model`` in batches and yield (x, {layer: activation}).
+
+    Public because the explorers read activations the same way (one hook per layer, eval mode,
+    no gradients) and must not drift from the filter analysis they display."""
     check_images(images)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -96,7 +91,7 @@ def most_activated_filters(model: nn.Module, images: Tensor, layers: Sequence[st
     val = {k: [] for k in layers}
     maps = {k: [] for k in layers}
     n_channels: dict[str, int] = {}
-    for x, acts in _collect(model, images, layers, batch_size):
+    for x, acts in collect_activations(model, images, layers, batch_size):
         for name in layers:
             a = acts[name]
             n_channels[name] = a.shape[1]
@@ -143,7 +138,7 @@ def final_conv_maps(model: nn.Module, images: Tensor, top_k: int = 8, layer: str
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     idx, val, small, big = [], [], [], []
-    for x, acts in _collect(model, images, (layer,), batch_size):
+    for x, acts in collect_activations(model, images, (layer,), batch_size):
         a = acts[layer]
         if top_k > a.shape[1]:
             raise ValueError(f"top_k={top_k} exceeds the {a.shape[1]} channels of {layer!r}")
@@ -167,7 +162,7 @@ def plot_most_activated(images: Tensor, result: FilterResult, titles: Sequence[s
     fig = Figure(figsize=(1.8 * cols, 1.9 * n), layout="constrained")
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
-        axes[i, 0].imshow(_hwc(images[i]))
+        axes[i, 0].imshow(to_hwc(images[i]))
         axes[i, 0].set_axis_off()
         axes[i, 0].set_title(titles[i] if titles is not None else f"image {i}", fontsize=8)
         for j, layer in enumerate(result.layers, start=1):
@@ -186,7 +181,7 @@ def plot_final_conv_maps(images: Tensor, maps: ConvMaps, titles: Sequence[str] |
     fig = Figure(figsize=(1.5 * (k + 1), 1.6 * n), layout="constrained")
     axes = fig.subplots(n, k + 1, squeeze=False)
     for i in range(n):
-        axes[i, 0].imshow(_hwc(images[i]))
+        axes[i, 0].imshow(to_hwc(images[i]))
         axes[i, 0].set_title(titles[i] if titles is not None else f"image {i}", fontsize=8)
         for j in range(k):
             axes[i, j + 1].imshow(maps.maps_small[i, j].numpy(), cmap="viridis")
