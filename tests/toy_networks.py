@@ -95,7 +95,7 @@ class MirrorPairConv(nn.Module):
 
     def __init__(self, cin, cout_pairs, k=3, rgb_input=False):
         super().__init__()
-        self.half = nn.Parameter(torch.randn(cout_pairs, cin, k, k) / (cin * k * k) ** 0.5)
+        self.weight = nn.Parameter(torch.randn(cout_pairs, cin, k, k) / (cin * k * k) ** 0.5)
         self.bias = nn.Parameter(torch.randn(cout_pairs) * 0.1)
         perm = torch.arange(cin)
         if not rgb_input:
@@ -104,8 +104,8 @@ class MirrorPairConv(nn.Module):
         self.k = k
 
     def forward(self, x):
-        mirror = torch.flip(self.half[:, self.perm], dims=(-1,))
-        w = torch.stack([self.half, mirror], 1).flatten(0, 1)  # (2 * pairs, cin, k, k)
+        mirror = torch.flip(self.weight[:, self.perm], dims=(-1,))
+        w = torch.stack([self.weight, mirror], 1).flatten(0, 1)  # (2 * pairs, cin, k, k)
         b = self.bias.repeat_interleave(2)
         return F.leaky_relu(F.conv2d(x, w, b, padding=self.k // 2), 0.1)
 

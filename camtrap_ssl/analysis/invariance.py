@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.covariance import LedoitWolf
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -55,7 +56,7 @@ from camtrap_ssl.analysis.transforms import (  # noqa: F401  (re-exported)
     translation_pixels,
     value_label,
 )
-from camtrap_ssl.models.utils import check_images, eval_mode, model_device
+from camtrap_ssl.models.utils import blocks, check_images, eval_mode, model_device
 
 
 def _families_arg(families) -> dict[str, list]:
@@ -302,3 +303,91 @@ def bootstrap_band(curves, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
             part[k] = v
         parts.append(part[keys + ["value", "mean", "low", "high", "n_images"]])
     return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# representation-level invariance
+# --------------------------------------------------------------------------------------------
+def pooled_features(model: nn.Module, images: torch.Tensor, batch_size: int = 64
+                    ) -> torch.Tensor:
+    """(N, C) spatial means of ``layer4``'s output: the representation a ResNet's head reads."""
+    store: list[torch.Tensor] = []
+    handle = blocks(model)["layer4"].register_forward_hook(
+        lambda m, i, o: store.append(o.detach().mean((-2, -1)).cpu()))
+    device = model_device(model)
+    try:
+        with eval_mode(model), torch.no_grad():
+            for s in range(0, len(images), batch_size):
+                model(images[s:s + batch_size].to(device))
+    finally:
+        handle.remove()
+    return torch.cat(store).double()
+
+
+def _whitener(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse square root of the Ledoit-Wolf shrunk covariance (a few dozen images
+    cannot estimate a full covariance of a hundred channels; shrinkage keeps it invertible)."""
+    lw = LedoitWolf().fit(feats)
+    vals, vecs = np.linalg.eigh(lw.covariance_)
+    return lw.location_, vecs @ np.diag(1 / np.sqrt(np.clip(vals, 1e-12, None))) @ vecs.T
+
+
+def representation_invariance(model: nn.Module, images: torch.Tensor, labels, families=None, *,
+                              fill: str = "zeros", batch_size: int = 64,
+                              model_name: str | None = None) -> pd.DataFrame:
+    """Invariance of the representation, per transformation family and value.
+
+    Ericsson, Gouk & Hospedales ("Why do self-supervised models transfer? Investigating the impact
+    of invariance on downstream tasks", CVPR 2022) measure invariance as the cosine similarity of
+    the features of an image and of its transformed copy after *whitening* with the mean and
+    covariance of the features over the dataset (a Mahalanobis cosine similarity), so that a
+    direction shared by all images (post-ReLU features are all positive) does not make every pair
+    look similar. We use :func:`pooled_features` (what the classifier reads), the untransformed
+    images' mean and Ledoit-Wolf covariance, and add the baseline the raw number needs to be read:
+    ``other_class``, the same similarity between an image and the transformed copies of every
+    image of another class (all pairs, so independent of order). ``relative`` =
+    (similarity - other_class) / (1 - other_class): 1 = the representation does not move at all,
+    0 = the transformed image is no closer than another class's.
+
+    Returns one row per (family, value) without identity values: ``family``, ``value``,
+    ``similarity`` (mean over images), ``similarity_std``, ``other_class``, ``relative``,
+    ``n_images``, plus ``model``. ``families`` as in :func:`invariance_curves`.
+    """
+    check_images(images)
+    labels = np.asarray(torch.as_tensor(labels).reshape(-1).cpu(), dtype=np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} entries for {len(images)} images")
+    if len(np.unique(labels)) < 2:
+        raise ValueError("labels: the other-class baseline needs images of >= 2 classes")
+    fams = _families_arg(families)
+    base = pooled_features(model, images, batch_size).numpy()
+    mu, w = _whitener(base)
+
+    def unit(f):
+        z = (f - mu) @ w
+        return z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-12)
+
+    z0 = unit(base)
+    other = labels[:, None] != labels[None, :]
+    rows = []
+    for fam, vals in fams.items():
+        for v in vals:
+            if is_identity(fam, v):
+                continue
+            moved = apply_transform(images, fam, v, fill=fill)
+            z1 = unit(pooled_features(model, moved, batch_size).numpy())
+            sim = z0 @ z1.T  # (i, j): image i against transformed image j
+            diag = np.diag(sim)
+            oc = float(sim[other].mean())
+            rows.append({"family": fam, "value": float(check_value(fam, v)),
+                         "similarity": float(diag.mean()),
+                         "similarity_std": float(diag.std(ddof=1)) if len(diag) > 1
+                         else float("nan"),
+                         "other_class": oc,
+                         "relative": (float(diag.mean()) - oc) / (1 - oc) if oc < 1
+                         else float("nan"),
+                         "n_images": len(diag)})
+    df = pd.DataFrame(rows)
+    if model_name is not None:
+        df.insert(0, "model", model_name)
+    return df

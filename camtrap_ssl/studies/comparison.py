@@ -70,6 +70,12 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="de
         if require_animal and getattr(val, "masks", None) is not None:
             idx = idx[val.masks[idx].flatten(1).sum(1).numpy() > 0]
         picked.extend(rng.permutation(idx)[:n_per_class].tolist())
+    if not classes:
+        raise ValueError("classes is empty: select at least one class (see "
+                         "ClassSelection.classes_or_fallback for weak models)")
+    if not picked:
+        raise ValueError(f"no validation image of {dataset} shows a visible animal of the classes "
+                         f"{list(classes)}")
     x = torch.stack([val[i][0] for i in picked])
     y = torch.as_tensor(labels_all[picked], dtype=torch.long)
     vm = getattr(val, "masks", None)
