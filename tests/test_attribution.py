@@ -1,5 +1,6 @@
 """Tests for camtrap_ssl.analysis.attribution: captum methods and the batched Score-CAM."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -23,26 +24,59 @@ def images(n=2, size=32, seed=1):
 
 
 # ------------------------------------------------------------------ Score-CAM
-@pytest.mark.parametrize("baseline,batch_size", [("zero", 5), ("none", 64)])
-def test_scorecam_batched_equals_reference(baseline, batch_size):
+@pytest.mark.parametrize("variant,batch_size", [("authors", 5), ("paper", 64),
+                                                ("pytorch_grad_cam", 3)])
+def test_scorecam_batched_equals_reference(variant, batch_size):
     m, x = tiny(), images(4)
     t = torch.tensor([0, 1, 2, 3])  # every class once
-    fast = scorecam(m, x, t, layer="layer3", batch_size=batch_size, baseline=baseline)
-    slow = scorecam_reference(m, x, t, layer="layer3", baseline=baseline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the paper variant may blank some maps
+        fast = scorecam(m, x, t, layer="layer3", batch_size=batch_size, variant=variant)
+        slow = scorecam_reference(m, x, t, layer="layer3", variant=variant)
     assert fast.shape == (4, 1, 32, 32)
     assert torch.allclose(fast, slow, atol=1e-5)
-    assert fast.min() >= 0
-    # not vacuous: some maps are non-zero (with the blank baseline a class whose masked
-    # scores all fall below the blank image's score gets an all-zero map, as it should)
     peaks = fast.amax((1, 2, 3))
     assert int((peaks > 0.99).sum()) >= 2 and torch.all((peaks == 0) | (peaks > 0.99))
 
 
-def test_scorecam_baseline_changes_weights():
+def test_scorecam_variants_differ_and_the_default_cannot_blank():
     m, x = tiny(), images(2)
-    a = scorecam(m, x, 1, layer="layer3", baseline="zero")
-    b = scorecam(m, x, 1, layer="layer3", baseline="none")
-    assert (a - b).abs().max() > 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {v: scorecam(m, x, 1, layer="layer3", variant=v) for v in ("authors", "paper")}
+    assert (out["authors"] - out["paper"]).abs().max() > 1e-4
+    # a model whose black image is more confident than any masked copy: the paper variant
+    # blanks every map (and says so), the default does not
+    torch.manual_seed(0)
+    dark = tiny(seed=3)
+    with torch.no_grad():
+        dark.fc.bias.zero_()
+    xb = images(6, seed=2)
+    t = dark(torch.zeros(1, 3, 32, 32)).argmax(1).repeat(6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paper = scorecam(dark, xb, t, layer="layer3", variant="paper")
+    blank = int((paper.flatten(1).amax(1) == 0).sum())
+    if blank:
+        assert any(f"{blank} of 6 maps are blank" in str(w.message) for w in caught)
+    default = scorecam(dark, xb, t, layer="layer3")
+    assert (default.flatten(1).amax(1) > 0.99).all()
+
+
+def test_scorecam_matches_pytorch_grad_cam_with_its_variant():
+    gc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m, x = tiny(), images(3, seed=4)
+    targets = [0, 2, 3]
+    ours = scorecam(m, x, torch.tensor(targets), layer="layer3", variant="pytorch_grad_cam")
+    with gc.ScoreCAM(model=m, target_layers=[m.layer3]) as cam:
+        cam.batch_size = 16
+        theirs = torch.as_tensor(cam(input_tensor=x, targets=[ClassifierOutputTarget(t)
+                                                              for t in targets]))
+    for i in range(3):
+        r = torch.corrcoef(torch.stack([ours[i, 0].flatten(), theirs[i].flatten()]))[0, 1]
+        assert r > 0.99, (i, float(r))
 
 
 class GridCells(nn.Module):
