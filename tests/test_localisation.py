@@ -95,3 +95,30 @@ def test_compare_models_splits_correct_and_incorrect_images():
     assert set(table["subset"]) == {"all", "correct", "incorrect"}
     with pytest.raises(ValueError, match="correct lacks model"):
         compare_models({"SSL": {"gradcam": maps}}, mask, correct={"SL": [True] * 3})
+
+
+class RegionModel(torch.nn.Module):
+    """Class 0's logit reads only the 8x8 block at rows 16..24, columns 8..16 of a 32-px image."""
+
+    def forward(self, x):
+        region = x[:, :, 16:24, 8:16].mean((1, 2, 3))
+        return torch.stack([20 * (region - 0.25), torch.zeros_like(region)], 1)
+
+
+def test_deletion_auc_is_low_for_the_map_on_what_the_model_reads():
+    from camtrap_ssl.analysis.localisation import deletion_auc
+
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x[:, :, 0, 0] = 0.0  # Quantus's "black" is the image minimum
+    on = torch.zeros(4, 1, 32, 32)
+    on[:, :, 16:24, 8:16] = 1.0 + torch.rand(4, 1, 8, 8)
+    off = torch.zeros(4, 1, 32, 32)
+    off[:, :, 0:8, 20:28] = 1.0 + torch.rand(4, 1, 8, 8)
+    off += 1e-3 * torch.rand(4, 1, 32, 32)  # the rest ranked at random
+    good = deletion_auc(RegionModel(), x, [0] * 4, on, features_in_step=64)
+    bad = deletion_auc(RegionModel(), x, [0] * 4, off, features_in_step=64)
+    assert (good < bad - 0.2).all()
+    blank = deletion_auc(RegionModel(), x, [0] * 4, torch.zeros(4, 1, 32, 32), 64)
+    assert np.isnan(blank).all()
+    with pytest.raises(ValueError, match="features_in_step"):
+        deletion_auc(RegionModel(), x, [0] * 4, on, features_in_step=5)
