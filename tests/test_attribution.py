@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_networks import residual_tiny as tiny
 
 from camtrap_ssl.analysis.attribution import (
     METHODS,
@@ -15,7 +16,6 @@ from camtrap_ssl.analysis.attribution import (
     scorecam_reference,
     to_2d,
 )
-from toy_networks import residual_tiny as tiny
 
 
 def images(n=2, size=32, seed=1):

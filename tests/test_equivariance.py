@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 from torchvision.models import resnet18
+from toy_networks import CircularNet, MirroredFilterNet, RandomFeatureNet
 
 from camtrap_ssl.analysis import equivariance as eq
-from toy_networks import CircularNet, MirroredFilterNet, RandomFeatureNet
 
 
 @pytest.fixture

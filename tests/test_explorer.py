@@ -1,9 +1,9 @@
 """Tests for camtrap_ssl.analysis.explorer: static (browser-only) and live explorers."""
 import pytest
 import torch
+from toy_networks import SmallConvNet as Net
 
 from camtrap_ssl.analysis.explorer import filter_explorer, saliency_explorer
-from toy_networks import SmallConvNet as Net
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from toy_networks import PositionalNet
 
 from camtrap_ssl.analysis import invariance as inv
 from camtrap_ssl.analysis import invariance_plots as invp
-from toy_networks import PositionalNet
 
 
 @pytest.fixture

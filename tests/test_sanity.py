@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from toy_networks import residual_tiny
 
 from camtrap_ssl.analysis.sanity import cascading_randomisation, randomise
-from toy_networks import residual_tiny
 
 
 def images(n=4, seed=1):
@@ -48,3 +48,31 @@ def test_randomise_is_seeded_and_keeps_the_original():
     assert torch.equal(m.fc.weight, w)
     with pytest.raises(ValueError, match="methods"):
         cascading_randomisation(m, images(), 1, ["magic"])
+
+
+DETERMINISM = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from toy_networks import residual_tiny
+from camtrap_ssl.analysis.filters import FilterResult, filter_agreement
+from camtrap_ssl.analysis.sanity import cascading_randomisation
+x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+r = cascading_randomisation(residual_tiny(), x, 1, ["saliency"], seed=7)
+means = torch.rand(20, 6, generator=torch.Generator().manual_seed(2))
+f = filter_agreement(FilterResult(("layer1",), {{"layer1": means.argmax(1)}}, {{}}, {{}},
+                                  {{"layer1": 6}}, {{"layer1": means}}), n_perm=50, seed=7)
+print(r["spearman_mean"].round(12).tolist(), f["perm_top_share"].round(12).tolist())
+"""
+
+
+def test_randomised_draws_repeat_in_fresh_processes():
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = DETERMINISM.format(tests=here)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, env=env, check=True).stdout for _ in range(2)]
+    assert outs[0] == outs[1] and outs[0].strip()

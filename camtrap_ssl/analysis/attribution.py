@@ -24,7 +24,7 @@ deconvnet written with a custom autograd function, so no ReLU swapping is needed
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ embedded world's exact masks (or a bounding box on real photos) we measure it in
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -58,7 +58,13 @@ from camtrap_ssl.analysis.transforms import (
     is_identity,
     translation_pixels,
 )
-from camtrap_ssl.models.utils import BLOCKS, blocks, check_images, eval_mode, model_device
+from camtrap_ssl.models.utils import (
+    BLOCKS,
+    blocks,
+    check_images,
+    eval_mode,
+    model_device,
+)
 
 CYCLIC = ("cyclic_x", "cyclic_y")
 STUDY_EQUIVARIANCE_TRANSFORMS: tuple[str, ...] = (

@@ -15,8 +15,8 @@ activations against a permutation baseline.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camtrap_ssl.analysis.attribution import overlay, to_hwc
-from camtrap_ssl.models.utils import BLOCKS, check_images, eval_mode, get_layer, model_device
+from camtrap_ssl.models.utils import (
+    BLOCKS,
+    check_images,
+    eval_mode,
+    get_layer,
+    model_device,
+)
 
 
 @dataclass

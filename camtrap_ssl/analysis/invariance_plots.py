@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from camtrap_ssl.analysis.invariance import with_model, bootstrap_band
+from camtrap_ssl.analysis.invariance import bootstrap_band, with_model
 from camtrap_ssl.analysis.transforms import (
     FAMILY_TITLES,
     IDENTITY_VALUE,

@@ -24,13 +24,13 @@ because on a wrong image the true class's evidence is a different question from 
 from __future__ import annotations
 
 import warnings
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
-from camtrap_ssl.analysis.backgrounds import maps_2d, bootstrap_ci, dilate
+from camtrap_ssl.analysis.backgrounds import bootstrap_ci, dilate, maps_2d
 
 METRICS: tuple[str, ...] = ("relevance_mass", "relevance_rank", "pointing_game")
 _EPS = 1e-12
