@@ -65,6 +65,7 @@ print(r["spearman_mean"].round(12).tolist(), f["perm_top_share"].round(12).tolis
 """
 
 
+@pytest.mark.slow
 def test_randomised_draws_repeat_in_fresh_processes():
     import os
     import subprocess
