@@ -223,3 +223,20 @@ class SmallConvNet(nn.Module):
 
     def forward(self, x):
         return self.fc(_forward_blocks(self, x).mean((2, 3)))
+
+
+class SelfNormalisingNet(nn.Module):
+    """Two blocks (the second leaky, so no channel starts dead) that normalise their own input:
+    feature visualisation must not normalise again. Weights from seed 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        # leaky, so that no channel starts dead and the test does not depend on the seed
+        self.layer2 = nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.LeakyReLU(0.1))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = (x - 0.5) / 0.25  # the model normalizes itself: lucent must not do it again
+        return self.fc(self.layer2(self.layer1(x)).mean((2, 3)))
