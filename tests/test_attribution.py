@@ -245,3 +245,15 @@ def test_to_2d_and_normalize_map():
     assert torch.count_nonzero(normalize_map(torch.ones(2, 1, 3, 3))) == 0
     with pytest.raises(ValueError, match="abs_max"):
         to_2d(maps, "max")
+
+
+def test_blank_maps_are_warned_about_with_their_count():
+    m = tiny()
+    with torch.no_grad():
+        m.fc.weight.zero_()  # logits no longer depend on the image: every gradient is zero
+    with pytest.warns(UserWarning, match="saliency: 2 of 2 maps are blank"):
+        out = attribute(m, images(2), 1, "saliency")
+    assert torch.count_nonzero(out) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attribute(tiny(), images(2), 1, "saliency")  # a working map says nothing

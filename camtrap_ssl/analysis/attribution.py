@@ -121,7 +121,12 @@ def attribute(model: nn.Module, images: Tensor, target=None, method: str = "sali
         else:  # guided_gradcam
             out = GuidedGradCam(model, module).attribute(x, target=targets,
                                                          interpolate_mode="bilinear")
-    return out.detach().to(images.device)
+    out = out.detach()
+    n_blank = int((out.flatten(1).abs().amax(1) <= 0).sum())
+    if n_blank:  # e.g. Guided Grad-CAM where Grad-CAM's ReLU left nothing
+        warnings.warn(f"{method}: {n_blank} of {len(out)} maps are blank (all zero)",
+                      stacklevel=2)
+    return out.to(images.device)
 
 
 # --------------------------------------------------------------------------------- Score-CAM
