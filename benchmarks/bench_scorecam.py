@@ -2,7 +2,7 @@
 channel (scorecam_reference), timed side by side in one run on the same model and image.
 
     .venv/bin/python benchmarks/bench_scorecam.py [--arch resnet18_w025] [--size 64]
-        [--batch-size 64] [--repeats 3] [--device cpu]
+        [--batch-size 64] [--repeats 3] [--device cpu] [--variant authors]
 
 Uses the demo profile's architecture from camtrap_ssl.models when available (random weights;
 timing does not depend on training), else torchvision's resnet18.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from camtrap_ssl.analysis.attribution import scorecam, scorecam_reference
+from camtrap_ssl.analysis.attribution import SCORECAM_VARIANTS, scorecam, scorecam_reference
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "serengeti-samples"
 
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--study4", action="store_true",
                     help="also execute the whole Study 4 notebook on the demo profile and time it")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--variant", default="authors", choices=SCORECAM_VARIANTS)
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -79,17 +80,18 @@ def main() -> None:
     live = int(((a.flatten(1).amax(1) - a.flatten(1).amin(1)) > 1e-12).sum())
 
     def fast():
-        return scorecam(model, x, target, layer=args.layer, batch_size=args.batch_size)
+        return scorecam(model, x, target, layer=args.layer, batch_size=args.batch_size,
+                        variant=args.variant)
 
     def slow():
-        return scorecam_reference(model, x, target, layer=args.layer)
+        return scorecam_reference(model, x, target, layer=args.layer, variant=args.variant)
 
     fast(), slow()  # warm-up (allocator, oneDNN / cuDNN kernel choice)
     t_fast, t_slow = best_time(fast, args.repeats), best_time(slow, args.repeats)
     diff = float((fast() - slow()).abs().max())
     print(f"model {name}, input {args.size} px, {args.layer}: {a.shape[0]} channels "
           f"({live} non-constant) at {tuple(a.shape[1:])}, device {args.device}, "
-          f"threads {torch.get_num_threads()}")
+          f"threads {torch.get_num_threads()}, variant {args.variant}")
     best = f"(best of {args.repeats})"
     print(f"batched (batch_size={args.batch_size}): {t_fast * 1e3:8.1f} ms  {best}")
     print(f"reference, one pass per channel:  {t_slow * 1e3:8.1f} ms  {best}")

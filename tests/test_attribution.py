@@ -1,10 +1,12 @@
 """Tests for camtrap_ssl.analysis.attribution: captum methods and the batched Score-CAM."""
 import copy
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from toy_networks import residual_tiny as tiny
 
 from camtrap_ssl.analysis.attribution import (
     METHODS,
@@ -16,72 +18,65 @@ from camtrap_ssl.analysis.attribution import (
 )
 
 
-class Block(nn.Module):
-    """conv-bn-relu-conv (+ shortcut) -relu: one inplace ReLU module called twice per block,
-    as in torchvision's BasicBlock."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        out = self.conv2(self.relu(self.bn1(self.conv1(x))))
-        return self.relu(out + (out.mean(1, keepdim=True) if x.shape != out.shape else x))
-
-
-class TinyNet(nn.Module):
-    def __init__(self, n_classes=4):
-        super().__init__()
-        self.layer1 = Block(3, 8, 1)
-        self.layer2 = Block(8, 12, 2)
-        self.layer3 = Block(12, 16, 2)
-        self.layer4 = Block(16, 16, 1)
-        self.fc = nn.Linear(16, n_classes)
-
-    def forward(self, x):
-        x = (x - 0.45) / 0.25  # the model carries its own normalization
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return self.fc(x.mean((2, 3)))
-
-
-def tiny(seed=0, n_classes=4):
-    torch.manual_seed(seed)
-    m = TinyNet(n_classes)
-    with torch.no_grad():  # non-trivial BN statistics so eval differs from train
-        m.layer1.bn1.running_mean.uniform_(-0.2, 0.2)
-    return m.eval()
-
-
 def images(n=2, size=32, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, size, size, generator=g)
 
 
 # ------------------------------------------------------------------ Score-CAM
-@pytest.mark.parametrize("baseline,batch_size", [("zero", 5), ("none", 64)])
-def test_scorecam_batched_equals_reference(baseline, batch_size):
+@pytest.mark.parametrize("variant,batch_size", [("authors", 5), ("paper", 64),
+                                                ("pytorch_grad_cam", 3)])
+def test_scorecam_batched_equals_reference(variant, batch_size):
     m, x = tiny(), images(4)
     t = torch.tensor([0, 1, 2, 3])  # every class once
-    fast = scorecam(m, x, t, layer="layer3", batch_size=batch_size, baseline=baseline)
-    slow = scorecam_reference(m, x, t, layer="layer3", baseline=baseline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the paper variant may blank some maps
+        fast = scorecam(m, x, t, layer="layer3", batch_size=batch_size, variant=variant)
+        slow = scorecam_reference(m, x, t, layer="layer3", variant=variant)
     assert fast.shape == (4, 1, 32, 32)
     assert torch.allclose(fast, slow, atol=1e-5)
-    assert fast.min() >= 0
-    # not vacuous: some maps are non-zero (with the blank baseline a class whose masked
-    # scores all fall below the blank image's score gets an all-zero map, as it should)
     peaks = fast.amax((1, 2, 3))
     assert int((peaks > 0.99).sum()) >= 2 and torch.all((peaks == 0) | (peaks > 0.99))
 
 
-def test_scorecam_baseline_changes_weights():
+def test_scorecam_variants_differ_and_the_default_cannot_blank():
     m, x = tiny(), images(2)
-    a = scorecam(m, x, 1, layer="layer3", baseline="zero")
-    b = scorecam(m, x, 1, layer="layer3", baseline="none")
-    assert (a - b).abs().max() > 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = {v: scorecam(m, x, 1, layer="layer3", variant=v) for v in ("authors", "paper")}
+    assert (out["authors"] - out["paper"]).abs().max() > 1e-4
+    # a model whose black image is more confident than any masked copy: the paper variant
+    # blanks every map (and says so), the default does not
+    torch.manual_seed(0)
+    dark = tiny(seed=3)
+    with torch.no_grad():
+        dark.fc.bias.zero_()
+    xb = images(6, seed=2)
+    t = dark(torch.zeros(1, 3, 32, 32)).argmax(1).repeat(6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paper = scorecam(dark, xb, t, layer="layer3", variant="paper")
+    blank = int((paper.flatten(1).amax(1) == 0).sum())
+    if blank:
+        assert any(f"{blank} of 6 maps are blank" in str(w.message) for w in caught)
+    default = scorecam(dark, xb, t, layer="layer3")
+    assert (default.flatten(1).amax(1) > 0.99).all()
+
+
+def test_scorecam_matches_pytorch_grad_cam_with_its_variant():
+    gc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m, x = tiny(), images(3, seed=4)
+    targets = [0, 2, 3]
+    ours = scorecam(m, x, torch.tensor(targets), layer="layer3", variant="pytorch_grad_cam")
+    with gc.ScoreCAM(model=m, target_layers=[m.layer3]) as cam:
+        cam.batch_size = 16
+        theirs = torch.as_tensor(cam(input_tensor=x, targets=[ClassifierOutputTarget(t)
+                                                              for t in targets]))
+    for i in range(3):
+        r = torch.corrcoef(torch.stack([ours[i, 0].flatten(), theirs[i].flatten()]))[0, 1]
+        assert r > 0.99, (i, float(r))
 
 
 class GridCells(nn.Module):
@@ -250,3 +245,15 @@ def test_to_2d_and_normalize_map():
     assert torch.count_nonzero(normalize_map(torch.ones(2, 1, 3, 3))) == 0
     with pytest.raises(ValueError, match="abs_max"):
         to_2d(maps, "max")
+
+
+def test_blank_maps_are_warned_about_with_their_count():
+    m = tiny()
+    with torch.no_grad():
+        m.fc.weight.zero_()  # logits no longer depend on the image: every gradient is zero
+    with pytest.warns(UserWarning, match="saliency: 2 of 2 maps are blank"):
+        out = attribute(m, images(2), 1, "saliency")
+    assert torch.count_nonzero(out) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attribute(tiny(), images(2), 1, "saliency")  # a working map says nothing

@@ -6,7 +6,6 @@ import torch
 from camtrap_ssl.analysis.backgrounds import (
     bbox_to_mask,
     bootstrap_ci,
-    compare_models,
     gaussian_blur,
     mask_energy_share,
     paired_difference,
@@ -107,23 +106,6 @@ def test_bootstrap_ci():
         bootstrap_ci(v, ci=95)
     d = paired_difference([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], n_boot=100)
     assert d == pytest.approx((0.5, 0.5, 0.5))
-
-
-def test_compare_models_table():
-    _, m = scene(n=4)
-    on_animal = m.float() * torch.rand(4, 1, 24, 24)
-    on_grass = (~m).float()
-    table = compare_models({"SSL": {"gradcam": on_animal}, "SL": {"gradcam": on_grass}}, m,
-                           n_boot=200)
-    assert len(table) == 4
-    t = table.set_index(["model", "metric"])
-    assert t.loc[("SSL", "energy_share"), "mean"] == pytest.approx(1.0)
-    assert t.loc[("SL", "energy_share"), "mean"] == pytest.approx(0.0)
-    assert t.loc[("SSL", "pointing_game"), "mean"] == 1.0
-    assert t.loc[("SL", "energy_share"), "chance"] == pytest.approx(64 / 576)
-    assert (t["n"] == 4).all()
-    flat = compare_models({("SSL", "gradcam"): on_animal}, m, n_boot=50)
-    assert flat["model"].tolist() == ["SSL", "SSL"]
 
 
 def test_errors_name_allowed_values():

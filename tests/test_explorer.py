@@ -1,24 +1,9 @@
 """Tests for camtrap_ssl.analysis.explorer: static (browser-only) and live explorers."""
 import pytest
 import torch
-from torch import nn
+from toy_networks import SmallConvNet as Net
 
 from camtrap_ssl.analysis.explorer import filter_explorer, saliency_explorer
-
-
-class Net(nn.Module):
-    def __init__(self, seed):
-        super().__init__()
-        torch.manual_seed(seed)
-        c = lambda i, o, s=1: nn.Sequential(nn.Conv2d(i, o, 3, s, 1), nn.ReLU())  # noqa: E731
-        self.layer1, self.layer2 = c(3, 4), c(4, 6, 2)
-        self.layer3, self.layer4 = c(6, 6), c(6, 8)
-        self.fc = nn.Linear(8, 3)
-
-    def forward(self, x):
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return self.fc(x.mean((2, 3)))
 
 
 @pytest.fixture

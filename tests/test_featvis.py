@@ -2,24 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from toy_networks import SelfNormalisingNet as Tiny
 
 from camtrap_ssl.analysis import featvis
 from camtrap_ssl.analysis.featvis import layer_names, model_fingerprint, visualize
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.layer1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
-        # leaky, so that no channel starts dead and the test does not depend on the seed
-        self.layer2 = nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.LeakyReLU(0.1))
-        self.fc = nn.Linear(8, 3)
-
-    def forward(self, x):
-        x = (x - 0.5) / 0.25  # the model normalizes itself: lucent must not do it again
-        return self.fc(self.layer2(self.layer1(x)).mean((2, 3)))
 
 
 def channel_mean(model, image_hwc, channel):

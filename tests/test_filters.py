@@ -109,3 +109,20 @@ def test_errors_and_plot():
     fig = plot_most_activated(x, res, max_images=2)
     assert len(fig.axes) == 2 * 5
     assert fig.axes[1].get_title() == "layer1 #0"
+
+
+def test_a_channel_with_a_large_offset_wins_raw_but_not_standardised():
+    # channel 0 carries a BN-like offset of 10 and no information; channels 1..7 respond to
+    # the image (each image excites a different one): raw winners agree, standardised do not
+    g = torch.Generator().manual_seed(0)
+    n, c = 40, 8
+    means = torch.rand(n, c, generator=g) * 0.1
+    means[:, 0] += 10.0
+    means[torch.arange(n), 1 + torch.arange(n) % (c - 1)] += 1.0
+    res = FilterResult(("layer4",), {"layer4": means.argmax(1)}, {}, {}, {"layer4": c},
+                       {"layer4": means})
+    row = filter_agreement(res, n_perm=100).iloc[0]
+    assert row["top_share"] == 1.0 and row["top_filter"] == 0
+    assert row["z_top_share"] < 0.25 and row["z_top_filter"] != 0
+    assert abs(row["z_top_share"] - row["perm_top_share"]) < 0.15  # no better than chance
+

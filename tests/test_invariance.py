@@ -5,32 +5,16 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from toy_networks import PositionalNet
 
 from camtrap_ssl.analysis import invariance as inv
-
-
-class TinyNet(nn.Module):
-    """A small zero-padded convnet with torchvision block names; not invariant to anything."""
-
-    def __init__(self, num_classes=4, width=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
-        self.layer1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
-        self.layer2 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.layer3 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.layer4 = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
-        self.fc = nn.Linear(width * 4 * 4, num_classes)  # position-dependent head (32 px input)
-
-    def forward(self, x):
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        return self.fc(x.flatten(1)) * 5
+from camtrap_ssl.analysis import invariance_plots as invp
 
 
 @pytest.fixture
 def net():
     torch.manual_seed(0)
-    return TinyNet().eval()
+    return PositionalNet().eval()
 
 
 def dot_image(size, row, col):
@@ -335,12 +319,73 @@ def test_plots_have_a_panel_per_class_and_a_curve_per_model(net):
     fams = {"flip": None, "zoom": [1, 2]}
     dfs = {m: inv.invariance_curves(net, images, labels, families=fams, class_names=["x", "y"],
                                     progress=False) for m in ("ssl", "sl")}
-    fig = inv.plot_invariance(dfs, "zoom", n_boot=50)
+    fig = invp.plot_invariance(dfs, "zoom", n_boot=50)
     axes = [a for a in fig.axes if a.get_visible()]
     assert [a.get_title() for a in axes] == ["x", "y"]
     assert all(len(a.get_lines()) == 3 for a in axes)  # two models + identity marker
     assert all(len(a.collections) == 2 for a in axes)  # two bands
-    grid = inv.plot_invariance_grid(dfs, n_boot=50)
+    grid = invp.plot_invariance_grid(dfs, n_boot=50)
     assert len(grid.axes) == 2 * 2
     with pytest.raises(ValueError, match="classes"):
-        inv.plot_invariance(dfs, "zoom", classes=["zebra"])
+        invp.plot_invariance(dfs, "zoom", classes=["zebra"])
+
+
+# ------------------------------------------------------------------ representation invariance
+def centred_objects(n, size=32, margin=9, seed=0):
+    """Random objects on black with a black margin: a zero-filled shift of up to ``margin`` px
+    equals a cyclic shift, so a circular-padded network is exactly invariant to it."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 3, size, size)
+    x[:, :, margin:size - margin, margin:size - margin] = torch.rand(
+        n, 3, size - 2 * margin, size - 2 * margin, generator=g)
+    return x
+
+
+def test_shift_invariant_network_scores_full_representation_invariance():
+    from toy_networks import CircularNet
+
+    torch.manual_seed(0)
+    net = CircularNet(strides=(1, 1, 1, 1), width=6).eval()
+    x = centred_objects(10)
+    fams = {"translate_x": [-50, 50], "translate_y": [25, -25]}  # 7 and 4 px at 32 px
+    df = inv.representation_invariance(net, x, [0] * 5 + [1] * 5, fams)
+    assert np.allclose(df["similarity"], 1, atol=1e-5)
+    assert np.allclose(df["relative"], 1, atol=1e-5)
+    assert (df["other_class"] < 0.5).all()  # the score could have been low
+    rot = inv.representation_invariance(net, x, [0] * 5 + [1] * 5, {"rotation": [50]})
+    assert rot["similarity"].iloc[0] < 0.999  # not invariant to what it was not built for
+
+
+def test_random_features_score_near_zero_relative_invariance():
+    from toy_networks import RandomFeatureNet
+
+    torch.manual_seed(1)
+    net = RandomFeatureNet(size=32, channels=32)
+    x = torch.rand(16, 3, 32, 32)
+    df = inv.representation_invariance(net, x, [0, 1] * 8, {"flip": None, "zoom": [2]})
+    assert (df["relative"].abs() < 0.25).all()
+
+
+def test_representation_invariance_ignores_image_order_and_batch_size(net):
+    torch.manual_seed(2)
+    x, y = torch.rand(8, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    a = inv.representation_invariance(net, x, y, {"rotation": [50, 100]}, batch_size=64)
+    perm = torch.randperm(8)
+    b = inv.representation_invariance(net, x[perm], y[perm], {"rotation": [50, 100]},
+                                      batch_size=3)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match="2 classes"):
+        inv.representation_invariance(net, x, [0] * 8)
+
+
+def test_empty_class_selection_falls_back_to_the_study_classes_in_the_target():
+    weak = {c: (0.0, 0.0) for c in ("zebra", "gnu", "lionMale")}  # nothing high, nothing low
+    sel = inv.select_classes(weak, weak, high=0.5, low=0.0)
+    assert sel.classes == []
+    classes, note = sel.classes_or_fallback(["empty", "gnu", "lionMale", "zebra"])
+    assert classes == ["zebra", "lionMale"] and "no class met any criterion" in note
+    classes, note = sel.classes_or_fallback(["a", "b", "c", "d", "e"])
+    assert classes == ["a", "b", "c", "d"] and "first classes" in note
+    good = inv.select_classes({"zebra": (0.9, 0.9), "gnu": (0.1, 0.1)},
+                              {"zebra": (0.9, 0.9), "gnu": (0.1, 0.1)})
+    assert good.classes_or_fallback(["zebra", "gnu"]) == (good.classes, None)

@@ -231,12 +231,8 @@ def test_camtrap_ssl_imports_sit_at_the_top_of_each_module():
 
 #: modules over the limit that another part of issue 10 is splitting right now; delete the entry
 #: when the split lands (strict: the test then fails as XPASS until the entry goes)
-BEING_SPLIT = {"camtrap_ssl/analysis/invariance.py": "807 lines; engineer B splits it (issue 10)"}
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(reason=BEING_SPLIT[p], strict=True)) if p in BEING_SPLIT
-    else p for p in sorted(p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.rglob("*.py"))])
+@pytest.mark.parametrize("path", sorted(p.relative_to(PACKAGE.parent).as_posix()
+                                        for p in PACKAGE.rglob("*.py")))
 def test_no_module_is_over_600_lines(path):
     n = len((PACKAGE.parent / path).read_text().splitlines())
     assert n <= MAX_LINES, f"{path} has {n} lines (at most {MAX_LINES}); split it along its layers"

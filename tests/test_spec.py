@@ -145,7 +145,7 @@ def test_finetune_run_refuses_before_writing_anything(tmp_path):
 def no_data_loading(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the target was loaded before the runs root was checked")
-    monkeypatch.setattr(finetuning, "load_target", refuse)
+    monkeypatch.setattr(finetuning, "get_target", refuse)
 
 
 def test_a_runs_root_that_is_a_file_is_refused_before_training(tmp_path, no_data_loading):

@@ -24,68 +24,24 @@ deconvnet written with a custom autograd function, so no ReLU swapping is needed
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from camtrap_ssl.models.utils import check_images, eval_mode, get_layer, model_device
 
 METHODS: tuple[str, ...] = (
     "saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam", "scorecam",
 )
 # methods that need a convolutional layer to read activations from
 LAYER_METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "scorecam")
-SCORECAM_BASELINES: tuple[str, ...] = ("zero", "none")
+SCORECAM_VARIANTS: tuple[str, ...] = ("authors", "paper", "pytorch_grad_cam")
+"""Score-CAM's published variants (see :func:`scorecam`); the first is the default."""
 _EPS = 1e-12
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Run ``model`` in eval mode and restore its previous mode afterwards.
-
-    Attribution must not update BatchNorm statistics or sample dropout masks, and the caller's
-    training state should survive the analysis.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def get_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
-    """Return the submodule named ``layer`` (dotted torchvision name, e.g. ``layer4`` or
-    ``layer4.1.conv2``), or ``layer`` itself when a module is given."""
-    if isinstance(layer, nn.Module):
-        return layer
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a module name (str) or an nn.Module, got {type(layer)}")
-    try:
-        return model.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.named_children()]
-        raise ValueError(
-            f"layer={layer!r} is not a submodule of the model; top-level modules: {names} "
-            "(dotted names such as 'layer4.1.conv2' also work)"
-        ) from None
-
-
-def check_images(images: Tensor, name: str = "images") -> Tensor:
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images)
-        raise ValueError(f"{name} must be a float tensor (N, 3, H, W) in [0, 1], got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}")
-    return images
 
 
 def resolve_targets(model: nn.Module, images: Tensor, target) -> Tensor:
@@ -119,7 +75,7 @@ def attribute(model: nn.Module, images: Tensor, target=None, method: str = "sali
     is an int, one int per image, or ``None`` (each image's predicted class). ``layer`` is the
     convolutional block read by the CAM methods (default ``layer4``, the final one; ignored by
     the others). Extra keywords: ``abs`` for ``saliency`` (default True, Simonyan et al.'s
-    magnitude); ``batch_size``, ``baseline``, ``progress`` for ``scorecam``.
+    magnitude); ``batch_size``, ``variant``, ``progress`` for ``scorecam``.
     Reduce 3-channel maps with :func:`to_2d` and scale with :func:`normalize_map` for display.
     """
     if method not in METHODS:
@@ -129,7 +85,7 @@ def attribute(model: nn.Module, images: Tensor, target=None, method: str = "sali
     x = images.detach().to(device)
     module = get_layer(model, "layer4" if layer is None else layer) \
         if method in LAYER_METHODS else None
-    allowed = {"saliency": {"abs"}, "scorecam": {"batch_size", "baseline", "progress"}}
+    allowed = {"saliency": {"abs"}, "scorecam": {"batch_size", "variant", "progress"}}
     bad = set(kw) - allowed.get(method, set())
     if bad:
         raise ValueError(f"unexpected keyword(s) {sorted(bad)} for method={method!r}; "
@@ -165,7 +121,12 @@ def attribute(model: nn.Module, images: Tensor, target=None, method: str = "sali
         else:  # guided_gradcam
             out = GuidedGradCam(model, module).attribute(x, target=targets,
                                                          interpolate_mode="bilinear")
-    return out.detach().to(images.device)
+    out = out.detach()
+    n_blank = int((out.flatten(1).abs().amax(1) <= 0).sum())
+    if n_blank:  # e.g. Guided Grad-CAM where Grad-CAM's ReLU left nothing
+        warnings.warn(f"{method}: {n_blank} of {len(out)} maps are blank (all zero)",
+                      stacklevel=2)
+    return out.to(images.device)
 
 
 # --------------------------------------------------------------------------------- Score-CAM
@@ -194,41 +155,60 @@ def _finish_cam(cam_small: Tensor, size) -> Tensor:
     return (cam - lo) / (hi - lo) if hi - lo > _EPS else torch.zeros_like(cam)
 
 
-def _check_scorecam_args(baseline: str, batch_size: int) -> None:
-    if baseline not in SCORECAM_BASELINES:
-        raise ValueError(f"baseline={baseline!r}; allowed: {list(SCORECAM_BASELINES)}")
+def _check_scorecam_args(variant: str, batch_size: int) -> None:
+    if variant not in SCORECAM_VARIANTS:
+        raise ValueError(f"variant={variant!r}; allowed: {list(SCORECAM_VARIANTS)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
-def _baseline_probs(model: nn.Module, x: Tensor, baseline: str) -> Tensor:
-    """Softmax of the blank image (zeros = black in [0, 1] pixel space), or zeros for 'none'."""
-    with torch.no_grad():
-        probs = F.softmax(model(torch.zeros_like(x[:1])), dim=1)[0]
-    return probs if baseline == "zero" else torch.zeros_like(probs)
+def _fill(model: nn.Module, x: Tensor, variant: str) -> Tensor:
+    """What a mask of 0 leaves in pixel space: the model's normalisation mean for ``authors``
+    (masking the *normalised* tensor, as their code does, is masking toward the mean colour in
+    pixel space), black otherwise."""
+    mean = getattr(model, "mean", None)
+    if variant == "authors" and isinstance(mean, Tensor):
+        return mean.reshape(1, -1, 1, 1).to(x)
+    return torch.zeros(1, x.shape[1], 1, 1, device=x.device, dtype=x.dtype)
+
+
+def _masked(x: Tensor, mask: Tensor, fill: Tensor) -> Tensor:
+    return fill + (x - fill) * mask
+
+
+def _weights(scores: Tensor, variant: str, base: float) -> Tensor:
+    """Channel weights from the masked copies' target scores (probabilities or logits)."""
+    if variant == "pytorch_grad_cam":
+        return F.softmax(scores, dim=0)
+    return scores - base if variant == "paper" else scores
 
 
 def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Module = "layer4",
-             batch_size: int = 32, baseline: str = "zero", progress: bool = False) -> Tensor:
+             batch_size: int = 32, variant: str = "authors", progress: bool = False) -> Tensor:
     """Score-CAM (Wang et al., CVPR-W 2020) maps (N, 1, H, W) in [0, 1], batched over channels.
 
-    For each channel k of ``layer``'s activation A_k: upsample to the image size, min-max scale to
-    [0, 1] to get a soft mask H_k, and score the masked image X * H_k by the softmax probability
-    of the target class. The paper defines the weight as the *increase of confidence*
-    ``w_k = f(X * H_k) - f(X_b)`` against a known baseline X_b; we take X_b = the blank (zero)
-    image, which is exactly X * H for an all-zero mask, so masking and baseline agree in pixel
-    space. (The authors' public code and pytorch-grad-cam omit the subtraction; pass
-    ``baseline="none"`` for that variant: since f(X_b) is one constant for every channel, the
-    two differ by that constant times sum_k A_k before the ReLU.) CAM = ReLU(sum_k w_k A_k) at the
-    layer's resolution, upsampled bilinearly and min-max normalized.
+    For each channel k of ``layer``'s activation A_k: upsample to the image size and min-max
+    scale to [0, 1], giving a soft mask H_k; score the masked image; CAM = ReLU(sum_k w_k A_k)
+    at the layer's resolution, upsampled bilinearly and min-max normalised. Three variants:
 
-    Channels whose activation is constant carry no spatial information and no valid mask: their
-    weight is 0 and they are not run through the network (ReLU layers of trained nets have many
-    all-zero channels, so this saves real time). The masked copies go through the network
-    ``batch_size`` channels at a time, which is what makes this practical (see
-    ``benchmarks/bench_scorecam.py``).
+    * ``"authors"`` (default): the authors' public code: mask the *normalised* input (in pixel
+      space: toward the model's mean colour) and take w_k = softmax probability of the target,
+      nothing subtracted. With post-ReLU activations every w_k A_k >= 0, so the map cannot be
+      zeroed by the final ReLU.
+    * ``"paper"``: the paper's "increase of confidence" w_k = p(X * H_k) - p(X_b) with X_b the
+      black image, masking pixels with black. When the black image scores the target higher
+      than every masked copy, every weight is negative and the ReLU blanks the whole map (2 of
+      36 real Serengeti night frames for the fine-tuned supervised demo model, most images of
+      random models). Kept for comparison, never as a default.
+    * ``"pytorch_grad_cam"``: pytorch-grad-cam's ``ScoreCAM``: black pixel masks, w_k = softmax
+      *over channels* of the target *logits*. The tests check it against that library.
+
+    Blank maps are warned about (count in the message) wherever they occur. Channels whose
+    activation is constant carry no spatial information and no valid mask: weight 0, not run
+    through the network. Masked copies go through ``batch_size`` at a time
+    (``benchmarks/bench_scorecam.py``).
     """
-    _check_scorecam_args(baseline, batch_size)
+    _check_scorecam_args(variant, batch_size)
     check_images(images)
     module = get_layer(model, layer)
     device = model_device(model)
@@ -239,32 +219,41 @@ def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Modu
         acts, logits = _layer_activations(model, module, x_all)
         targets = resolve_targets(model, x_all, target)
         _check_target_range(targets, logits.shape[1])
-        base = _baseline_probs(model, x_all, baseline)
-        from tqdm.auto import tqdm
+        fill = _fill(model, x_all, variant)
+        blank_probs = F.softmax(model(torch.zeros_like(x_all[:1])), dim=1)[0]
         for n in tqdm(range(x_all.shape[0]), desc="Score-CAM", disable=not progress):
             a, t = acts[n], int(targets[n])
             flat = a.flatten(1)
             lo, hi = flat.min(1).values, flat.max(1).values
             live = torch.nonzero(hi - lo > _EPS).flatten()
-            weights = torch.zeros(a.shape[0], device=device)
+            scores = torch.zeros(live.numel(), device=device)
             for start in range(0, live.numel(), batch_size):
                 idx = live[start:start + batch_size]
                 up = _upsample(a[idx][:, None], size)  # (B, 1, H, W)
                 mask = (up - lo[idx, None, None, None]) / (hi - lo)[idx, None, None, None]
-                probs = F.softmax(model(x_all[n:n + 1] * mask), dim=1)
-                weights[idx] = probs[:, t] - base[t]
+                out = model(_masked(x_all[n:n + 1], mask, fill))
+                scores[start:start + idx.numel()] = (out[:, t] if variant == "pytorch_grad_cam"
+                                                     else F.softmax(out, dim=1)[:, t])
+            weights = torch.zeros(a.shape[0], device=device)
+            if live.numel():
+                weights[live] = _weights(scores, variant, float(blank_probs[t]))
             cams.append(_finish_cam((weights[:, None, None] * a).sum(0), size))
-    return torch.stack(cams).to(images.device)
+    out = torch.stack(cams)
+    n_blank = int((out.flatten(1).amax(1) <= 0).sum())
+    if n_blank:
+        warnings.warn(f"Score-CAM ({variant}): {n_blank} of {len(out)} maps are blank (all "
+                      f"zero)", stacklevel=2)
+    return out.to(images.device)
 
 
 def scorecam_reference(model: nn.Module, images: Tensor, target=None,
-                       layer: str | nn.Module = "layer4", baseline: str = "zero") -> Tensor:
+                       layer: str | nn.Module = "layer4", variant: str = "authors") -> Tensor:
     """Score-CAM the slow, obvious way: one forward pass per image and channel.
 
     Written independently of :func:`scorecam` (its own hook, per-channel masks, a Python loop
     over every channel) so that the batched version can be checked against it and timed.
     """
-    _check_scorecam_args(baseline, 1)
+    _check_scorecam_args(variant, 1)
     check_images(images)
     module = get_layer(model, layer)
     device = model_device(model)
@@ -283,17 +272,27 @@ def scorecam_reference(model: nn.Module, images: Tensor, target=None,
                 t = int(target)
             else:
                 t = int(torch.as_tensor(target).flatten()[n])
-            blank = F.softmax(model(torch.zeros_like(x)), dim=1)[0, t].item() \
-                if baseline == "zero" else 0.0
-            cam = torch.zeros_like(a[0])
+            mean = getattr(model, "mean", None)
+            fill = mean.reshape(1, -1, 1, 1) if variant == "authors" and isinstance(
+                mean, Tensor) else torch.zeros(1, 3, 1, 1, device=device)
+            blank = F.softmax(model(torch.zeros_like(x)), dim=1)[0, t].item()
+            scores, channels = [], []
             for k in range(a.shape[0]):
-                m = F.interpolate(a[k][None, None], size=x.shape[-2:], mode="bilinear",
-                                  align_corners=False)
                 if a[k].max() - a[k].min() <= _EPS:
                     continue
+                m = F.interpolate(a[k][None, None], size=x.shape[-2:], mode="bilinear",
+                                  align_corners=False)
                 m = (m - a[k].min()) / (a[k].max() - a[k].min())
-                score = F.softmax(model(x * m), dim=1)[0, t].item()
-                cam = cam + (score - blank) * a[k]
+                o = model(fill + (x - fill) * m)[0]
+                scores.append(o[t].item() if variant == "pytorch_grad_cam"
+                              else F.softmax(o, dim=0)[t].item())
+                channels.append(k)
+            w = torch.tensor(scores)
+            w = (torch.softmax(w, 0) if variant == "pytorch_grad_cam"
+                 else w - blank if variant == "paper" else w)
+            cam = torch.zeros_like(a[0])
+            for wk, k in zip(w.tolist(), channels):
+                cam = cam + wk * a[k]
             cam = F.interpolate(cam.clamp(min=0)[None, None], size=x.shape[-2:],
                                 mode="bilinear", align_corners=False)[0]
             span = cam.max() - cam.min()
@@ -337,7 +336,7 @@ def normalize_map(maps: Tensor, reduce: str = "abs_max") -> Tensor:
     return torch.where(span > _EPS, (m - lo) / span.clamp(min=_EPS), torch.zeros_like(m))
 
 
-def _hwc(image) -> np.ndarray:
+def to_hwc(image) -> np.ndarray:
     a = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = a.transpose(1, 2, 0)
@@ -356,7 +355,7 @@ def overlay(image, heatmap, ax=None, alpha: float = 0.5, cmap: str = "jet",
         ax = Figure(figsize=(3, 3)).add_subplot()
     h = heatmap.detach().cpu() if isinstance(heatmap, Tensor) else torch.as_tensor(heatmap)
     h = normalize_map(h.reshape(1, 1, *h.shape[-2:]).float())[0, 0].numpy()
-    ax.imshow(_hwc(image))
+    ax.imshow(to_hwc(image))
     ax.imshow(h, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
@@ -373,7 +372,7 @@ def attribution_grid(images: Tensor, maps_by_name: dict[str, Tensor],
     fig = Figure(figsize=(1.8 * cols, 1.8 * n), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n, cols, squeeze=False))
     for i in range(n):
-        axes[i, 0].imshow(_hwc(images[i]))
+        axes[i, 0].imshow(to_hwc(images[i]))
         axes[i, 0].set_axis_off()
         if titles is not None:
             axes[i, 0].set_title(titles[i], fontsize=8)

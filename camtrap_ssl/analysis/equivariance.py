@@ -1,60 +1,104 @@
-"""Equivariance per ResNet block: does transforming the input transform the features the same way?
+"""Equivariance per ResNet block: does transforming the input transform the features?
 
-The study's framework names equivariance, f(g x) = g' f(x), but measured only invariance of the
-final prediction (SPEC section 5, Study 3; section 6 adds the measurement). This module measures it
-at the output of each block ``layer1`` .. ``layer4`` for the transformations that have an *exact*
-counterpart g' on a feature map, so that any error is the network's and not the comparison's:
+The study's framework names equivariance but measured only the final prediction (SPEC section 5,
+Study 3; section 6 adds the measurement). We follow Lenc & Vedaldi ("Understanding image
+representations by measuring their equivariance and equivalence", CVPR 2015): a representation
+phi is equivariant to a transformation g when phi(g x) ~= M_g g' phi(x), where g' is g acting on the
+feature map's grid and M_g is a *learned* linear map over channels (a 1x1 convolution). M_g
+matters: a network whose filters come in mirrored pairs is exactly flip-equivariant, yet its
+flipped features land in the partner channels, so comparing channel by channel (M_g = identity,
+the "channel-fixed" special case that is also reported) calls it not equivariant at all.
 
-* ``flip_lr``: mirror left/right; g' mirrors the feature map's width.
-* ``rot90`` / ``rot180`` / ``rot270``: counter-clockwise quarter turns (square inputs); g' turns the
-  feature map the same way.
-* ``shift_x`` / ``shift_y``: a *cyclic* shift (``torch.roll``) right / down by ``shift_cells``
-  cells of the block, i.e. ``shift_cells * stride`` input pixels, where a block's stride is input
-  size / feature-map size; g' rolls the feature map by ``shift_cells``. Cyclic, not zero-filled,
-  because zero fill destroys content at one border and creates a black band at the other, and the
-  only region that would be comparable (the interior beyond the receptive field) is empty at deep
-  blocks. A network built from circular-padded convolutions is exactly equivariant to these
-  shifts, so any error of a real ResNet measures its zero padding and its strided subsampling.
+Transformations (:func:`parse_transform`) are the study's own, in its units, as ``"family:value"``
+(``"translate_x:25"`` is 25 px at the study's 224-px input, scaled and rounded to ours;
+``"rotation:50"``, ``"zoom:2"``, ``"flip:1"``), applied to the input by
+:func:`camtrap_ssl.analysis.transforms.apply_transform` and to each feature map by the same
+transformation at the map's resolution (bilinear, sub-pixel: a 7-px input shift is 7/8 of a cell
+of a stride-8 block). Translations that are not a multiple of a block's stride are where
+subsampling aliasing shows (Azulay & Weiss, JMLR 2019; Zhang, ICML 2019). ``"cyclic_x:8"`` /
+``"cyclic_y:8"`` roll the image cyclically (no border at all; fractional cells roll the feature
+map by linear interpolation between the two neighbouring whole-cell rolls), which isolates
+padding and subsampling from the content lost at a zero-filled border. Zero-filled transforms
+leave the feature map's border undefined; errors are computed only where the transformed map is
+fully defined (positions whose bilinear footprint lies inside the map).
 
-Strided layers sample a grid that is not symmetric about the image centre (a stride-2 3x3 conv on
-an even width looks at columns 0, 2, 4, ... whose mirror images are the odd columns), so even a
-network with symmetric filters is not exactly flip- or rotation-equivariant with the natural g';
-that offset is part of what this measures.
+Per block and transformation:
 
-Error: per image ``||f(g x) - g' f(x)|| / ||f(x)||`` (Frobenius norms over channels and positions),
-then mean and standard deviation over images. It is 0 for an equivariant block. For scale, the same
-frame reports ``unmoved``: ``||f(g x) - f(x)|| / ||f(x)||``, the error of claiming the features do
-not move at all (invariance), and ``shuffled``: ``||f(g x_j) - g' f(x_i)|| / ||f(x_i)||`` for a
-different image j of the batch, the error of features that have nothing to do with the image. Both
-matter because post-ReLU features share a large image-independent component: the raw error of two
-unrelated images is then well below 1, so ``error_ratio`` = error / shuffled (0 = equivariant,
-1 = no better than another image's features) is the number that compares across blocks and models.
+* M_g (and a bias) is fit by ridge regression on the *fit* half of the images, over all defined
+  positions, and the error is measured on the *held-out* half (Lenc & Vedaldi fit on one set and
+  test on another, or a map with as many parameters as channels squared could fit anything);
+* error of image i: ``||phi(g x_i) - M_g g' phi(x_i)|| / ||phi(x_i)||`` over defined positions,
+  mean and std over held-out images; ``_fixed`` columns take M_g = identity, no bias;
+* baseline ``other_class``: the same error with phi(g x_j) of every held-out image j of *another
+  class* in place of phi(g x_i), averaged over all such pairs, so that it depends neither on the
+  order of the images nor on the batch size (the old next-image-in-the-batch baseline did: with
+  images in class order it compared mostly same-class images). ``same_class`` is reported beside
+  it. ``ratio`` = error / other_class: 0 = equivariant, 1 = no better than another animal.
+
+The fit/held-out split is by image content (a hash of each image's bytes), so it too is
+independent of order and batch size, and needs no random draw.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import nn
+from tqdm.auto import tqdm
 
-BLOCKS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
-EQUIVARIANCE_TRANSFORMS: tuple[str, ...] = ("flip_lr", "rot90", "rot180", "rot270",
-                                            "shift_x", "shift_y")
-_ROT_K = {"rot90": 1, "rot180": 2, "rot270": 3}
+from camtrap_ssl.analysis.transforms import (
+    TRANSFORM_FAMILIES,
+    apply_transform,
+    check_value,
+    is_identity,
+    translation_pixels,
+)
+from camtrap_ssl.models.utils import (
+    BLOCKS,
+    blocks,
+    check_images,
+    eval_mode,
+    model_device,
+)
+
+CYCLIC = ("cyclic_x", "cyclic_y")
+STUDY_EQUIVARIANCE_TRANSFORMS: tuple[str, ...] = (
+    "flip:1", "rotation:90", "rotation:50", "rotation:100", "translate_x:25", "translate_x:50",
+    "translate_y:25", "translate_y:100", "zoom:2", "cyclic_x:8", "cyclic_x:7",
+)
+"""Default set: the study's flip, two of its rotations (and the exact 90 degrees), its smallest and
+larger shifts (25 px at 224 is 7 px at 64: not a multiple of any stride above 1), its 2x zoom, and
+cyclic shifts by a stride-multiple and a non-multiple number of pixels."""
+_DEFINED = 0.999
 
 
-def _blocks(model: nn.Module) -> dict[str, nn.Module]:
-    out = {}
-    for name in BLOCKS:
-        block = getattr(model, name, None)
-        if not isinstance(block, nn.Module):
-            raise ValueError(f"model has no submodule {name!r}; equivariance needs torchvision-"
-                             f"style blocks {list(BLOCKS)}")
-        out[name] = block
-    return out
+def parse_transform(spec: str) -> tuple[str, float]:
+    """``"family:value"`` -> (family, value); families of the study plus ``cyclic_x/y`` (px)."""
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"transform {spec!r} must be 'family:value', e.g. 'translate_x:25'; "
+                         f"families: {sorted(TRANSFORM_FAMILIES) + list(CYCLIC)}")
+    family, raw = spec.split(":")
+    if family not in TRANSFORM_FAMILIES and family not in CYCLIC:
+        raise ValueError(f"transform {spec!r}: family {family!r} unknown; allowed: "
+                         f"{sorted(TRANSFORM_FAMILIES) + list(CYCLIC)}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"transform {spec!r}: value {raw!r} is not a number") from None
+    if family in CYCLIC:
+        if not value.is_integer() or value == 0:
+            raise ValueError(f"transform {spec!r}: cyclic shifts take a non-zero whole number "
+                             f"of input pixels")
+    else:
+        check_value(family, value)
+        if is_identity(family, value):
+            raise ValueError(f"transform {spec!r} is the identity; nothing to measure")
+    return family, value
 
 
 def block_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,7 +114,7 @@ def block_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
             captured[name] = output.detach()
         return fn
 
-    handles = [b.register_forward_hook(hook(n)) for n, b in _blocks(model).items()]
+    handles = [b.register_forward_hook(hook(n)) for n, b in blocks(model).items()]
     try:
         with torch.no_grad():
             model(images)
@@ -83,183 +127,205 @@ def block_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
     return captured
 
 
-def block_strides(input_hw: tuple[int, int], outputs: Mapping[str, torch.Tensor]
-                  ) -> dict[str, tuple[float, float]]:
-    """Stride of each block (rows, columns) = input size / feature-map size. Fractional values
-    mean the map does not tile the input evenly (odd sizes); such blocks get no shift test."""
-    h, w = input_hw
-    return {n: (h / f.shape[-2], w / f.shape[-1]) for n, f in outputs.items()}
+def _roll(x: torch.Tensor, cells: float, dim: int) -> torch.Tensor:
+    """Cyclic shift by a possibly fractional number of cells (linear between whole rolls)."""
+    lo = math.floor(cells)
+    frac = cells - lo
+    out = torch.roll(x, lo, dims=dim)
+    return out if frac == 0 else (1 - frac) * out + frac * torch.roll(x, lo + 1, dims=dim)
 
 
-def _act(name: str, x: torch.Tensor, shift: int = 0) -> torch.Tensor:
-    """Apply a transformation to (N, C, H, W) images or feature maps; ``shift`` in positions."""
-    if name == "flip_lr":
-        return torch.flip(x, dims=(-1,))
-    if name in _ROT_K:
-        return torch.rot90(x, _ROT_K[name], dims=(-2, -1))
-    if name == "shift_x":
-        return torch.roll(x, shifts=shift, dims=-1)
-    if name == "shift_y":
-        return torch.roll(x, shifts=shift, dims=-2)
-    raise AssertionError(name)
+def act_on_input(x: torch.Tensor, family: str, value: float) -> torch.Tensor:
+    """g applied to images (the study's conventions; cyclic shifts roll whole pixels)."""
+    if family in CYCLIC:
+        return torch.roll(x, int(value), dims=-1 if family == "cyclic_x" else -2)
+    return apply_transform(x, family, value)
 
 
-def _nanmean(values) -> float:
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    return float(v.mean()) if v.size else float("nan")
+def act_on_features(f: torch.Tensor, family: str, value: float, input_hw) -> torch.Tensor:
+    """g' applied to (N, C, h, w) feature maps of an input of size ``input_hw``: the same
+    transformation at the map's resolution, with the input's *actual* (rounded) pixel shift."""
+    H, W = input_hw
+    h, w = f.shape[-2:]
+    if family in CYCLIC:
+        axis_in, axis_f = (W, w) if family == "cyclic_x" else (H, h)
+        return _roll(f, value * axis_f / axis_in, -1 if family == "cyclic_x" else -2)
+    if family.startswith("translate"):
+        size = W if family == "translate_x" else H
+        pixels = translation_pixels(value, size)
+        return apply_transform(f, family, pixels, reference_size=size, subpixel=True)
+    return apply_transform(f, family, value)
 
 
-def _rel_err(a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
-    num = (a - b).flatten(1).double().norm(dim=1)
-    den = ref.flatten(1).double().norm(dim=1)
-    # A dead block (all-zero features) has no direction to compare: NaN, left out of the mean.
-    return torch.where(den > 0, num / den, torch.full_like(num, float("nan"))).cpu().numpy()
+def _defined(family, value, shape, input_hw) -> torch.Tensor:
+    """(h, w) bool: positions of g' phi(x) that the transformation fully defines."""
+    ones = torch.ones(1, 1, *shape[-2:], dtype=torch.float64)
+    return act_on_features(ones, family, value, input_hw)[0, 0] > _DEFINED
 
 
-def equivariance_errors(model: nn.Module, images: torch.Tensor,
-                        transforms: Sequence[str] = EQUIVARIANCE_TRANSFORMS, *,
-                        shift_cells: int = 1, batch_size: int = 32, model_name: str | None = None,
-                        progress: bool = False) -> pd.DataFrame:
-    """Normalized equivariance error of each block for each transformation (see module docstring).
+def content_split(images: torch.Tensor) -> torch.Tensor:
+    """Bool (N,): True for the fit half. Images are ranked by a hash of their bytes and every
+    other one is fit, so the split does not depend on order, batch size or a seed."""
+    keys = [hashlib.sha256(im.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+            for im in images]
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    fit = torch.zeros(len(keys), dtype=torch.bool)
+    fit[order[::2]] = True
+    return fit
 
-    Forward passes per batch of images: one untransformed, one per flip/rotation, and one per
-    distinct block stride per shift direction (each block is tested with a shift of exactly
-    ``shift_cells`` of its own cells; all four blocks are captured with hooks in every pass).
 
-    Returns one row per (block, transform): ``block``, ``depth`` (1..4), ``stride``, ``transform``,
-    ``input_shift`` (pixels, shifts only), ``error_mean``, ``error_std``, ``unmoved_mean``,
-    ``shuffled_mean`` (needs >= 2 images per batch), ``error_ratio``, ``n_images`` and ``note``
-    (why a row is NaN: a feature map too small for the shift, or a stride that does not divide the
-    input), plus ``model`` when ``model_name`` is given.
+def fit_channel_map(source: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge least squares for target ~= M source + b over rows (positions x images).
+
+    ``source``/``target``: (P, C) float64. ``ridge`` is relative to the mean diagonal of
+    source's Gram matrix, so it means the same at every block's scale. Returns (M (C, C), b (C,)).
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be a (N, C, H, W) float tensor in [0, 1], got "
-                         f"{getattr(images, 'shape', type(images))}")
-    if len(images) == 0:
-        raise ValueError("images is empty")
-    transforms = list(transforms)
-    bad = [t for t in transforms if t not in EQUIVARIANCE_TRANSFORMS]
-    if bad or not transforms:
-        raise ValueError(f"transforms={bad or transforms}; "
-                         f"allowed: {list(EQUIVARIANCE_TRANSFORMS)}")
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    s, t = source - mu_s, target - mu_t
+    gram = s.T @ s
+    lam = ridge * float(gram.diagonal().mean().clamp(min=1e-12))
+    m = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), s.T @ t).T
+    return m, mu_t - m @ mu_s
+
+
+def _rows(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, P, C) at the defined positions."""
+    return f.permute(0, 2, 3, 1)[:, mask].double()
+
+
+def _pair_errors(moved: torch.Tensor, pred: torch.Tensor, norm: torch.Tensor) -> np.ndarray:
+    """(N, N) matrix: ||moved_j - pred_i|| / norm_i, from flattened (N, D) tensors."""
+    d = torch.cdist(pred.flatten(1), moved.flatten(1))
+    return (d / norm[:, None]).cpu().numpy()
+
+
+def _summaries(err: np.ndarray, labels: np.ndarray) -> dict:
+    diag = np.diag(err)
+    other = labels[:, None] != labels[None, :]
+    same = (labels[:, None] == labels[None, :]) & ~np.eye(len(labels), dtype=bool)
+    return {"mean": float(np.mean(diag)),
+            "std": float(np.std(diag, ddof=1)) if len(diag) > 1 else float("nan"),
+            "other": float(err[other].mean()) if other.any() else float("nan"),
+            "same": float(err[same].mean()) if same.any() else float("nan")}
+
+
+def equivariance_errors(model: nn.Module, images: torch.Tensor, labels=None,
+                        transforms: Sequence[str] = STUDY_EQUIVARIANCE_TRANSFORMS, *,
+                        ridge: float = 1e-3, batch_size: int = 32, model_name: str | None = None,
+                        progress: bool = False) -> pd.DataFrame:
+    """Equivariance error of each block for each transformation (see the module docstring).
+
+    ``labels`` (one class per image) define the other-class baseline; without them every other
+    image counts as "other". Needs >= 4 images (two to fit M_g, two held out).
+
+    Returns one row per (transform, block): ``transform``, ``family``, ``value``, ``block``,
+    ``depth``, ``stride``, ``shift_cells`` (translations: the shift in cells of the block, to see
+    which are stride multiples), ``error_learned_mean``/``_std``, ``other_class_learned``,
+    ``same_class_learned``, ``ratio_learned``, the same four with ``_fixed`` (M_g = identity),
+    ``unmoved`` (``||phi(g x) - phi(x)||/||phi(x)||``: the error of claiming invariance),
+    ``n_fit``, ``n_test``, ``n_positions`` and ``note`` (why a row is NaN), plus ``model``.
+    """
+    check_images(images)
+    n = len(images)
+    if n < 4:
+        raise ValueError(f"images: {n} given; equivariance needs >= 4 (two to fit M_g, two held "
+                         f"out)")
+    labels = (np.arange(n) if labels is None
+              else np.asarray(torch.as_tensor(labels).reshape(-1).cpu(), dtype=np.int64))
+    if len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries for {n} images")
+    specs = [(t, *parse_transform(t)) for t in transforms]
+    if not specs:
+        raise ValueError("transforms is empty; e.g. ['flip:1', 'translate_x:25']")
     H, W = images.shape[-2:]
-    if H != W and any(t in _ROT_K for t in transforms):
-        raise ValueError(f"rotations need square images, got {H}x{W}; drop "
-                         f"{[t for t in transforms if t in _ROT_K]} from transforms")
-    if not isinstance(shift_cells, int) or shift_cells < 1:
-        raise ValueError(f"shift_cells={shift_cells!r} must be a positive integer")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
-    _blocks(model)
+    if H != W and any(f == "rotation" for _, f, _ in specs):
+        raise ValueError(f"rotations need square images, got {H}x{W}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+    if not ridge > 0:
+        raise ValueError(f"ridge={ridge!r} must be > 0")
+    blocks(model)
 
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    errs: dict[tuple[str, str], list] = {}
-    unmoved: dict[tuple[str, str], list] = {}
-    shuffled: dict[tuple[str, str], list] = {}
-    meta: dict[tuple[str, str], dict] = {}
-    starts = range(0, len(images), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="equivariance", unit="batch")
-    try:
-        for s in starts:
-            x = images[s:s + batch_size].to(device)
-            perm = torch.roll(torch.arange(len(x)), 1)  # a derangement when the batch has >= 2
-            base = block_outputs(model, x)
-            strides = block_strides((H, W), base)
-            for t in transforms:
-                if t.startswith("shift"):
-                    axis = 1 if t == "shift_x" else 0
-                    size = (H, W)[axis]
-                    # group blocks by their stride along the axis: one forward per distinct stride
-                    groups: dict[int, list[str]] = {}
-                    for b in BLOCKS:
-                        st = strides[b][axis]
-                        fsize = base[b].shape[-1 if axis else -2]
-                        note = None
-                        if not float(st).is_integer():
-                            note = f"stride {st:.3g} does not divide the input"
-                        elif shift_cells % fsize == 0:
-                            note = (f"feature map of {fsize} cells: a {shift_cells}-cell cyclic "
-                                    f"shift is the identity")
-                        meta[(b, t)] = {"stride": st, "input_shift": shift_cells * st
-                                        if note is None else float("nan"), "note": note}
-                        if note is None:
-                            groups.setdefault(int(st), []).append(b)
-                    for st, names in groups.items():
-                        pixels = shift_cells * st
-                        if pixels % size == 0:  # cannot happen once fsize check passed
-                            continue
-                        moved = block_outputs(model, _act(t, x, pixels))
-                        for b in names:
-                            errs.setdefault((b, t), []).extend(
-                                _rel_err(moved[b], _act(t, base[b], shift_cells), base[b]))
-                            unmoved.setdefault((b, t), []).extend(
-                                _rel_err(moved[b], base[b], base[b]))
-                            if len(x) > 1:
-                                shuffled.setdefault((b, t), []).extend(_rel_err(
-                                    moved[b][perm], _act(t, base[b], shift_cells), base[b]))
-                else:
-                    moved = block_outputs(model, _act(t, x))
-                    for b in BLOCKS:
-                        st = strides[b][1]
-                        meta[(b, t)] = {"stride": st, "input_shift": float("nan"), "note": None}
-                        if moved[b].shape != _act(t, base[b]).shape:
-                            meta[(b, t)]["note"] = "feature map not square"
-                            continue
-                        errs.setdefault((b, t), []).extend(
-                            _rel_err(moved[b], _act(t, base[b]), base[b]))
-                        unmoved.setdefault((b, t), []).extend(
-                            _rel_err(moved[b], base[b], base[b]))
-                        if len(x) > 1:
-                            shuffled.setdefault((b, t), []).extend(
-                                _rel_err(moved[b][perm], _act(t, base[b]), base[b]))
-    finally:
-        model.train(was_training)
+    device = model_device(model)
 
+    def features(x):
+        parts = [block_outputs(model, x[s:s + batch_size].to(device))
+                 for s in range(0, len(x), batch_size)]
+        return {b: torch.cat([p[b] for p in parts]).cpu() for b in BLOCKS}
+
+    fit = content_split(images).numpy()
+    test = ~fit
     rows = []
-    for t in transforms:
-        for depth, b in enumerate(BLOCKS, start=1):
-            e = np.asarray(errs.get((b, t), []), dtype=float)
-            ok = e[~np.isnan(e)]
-            m = meta.get((b, t), {})
-            unmoved_mean = _nanmean(unmoved.get((b, t), []))
-            shuffled_mean = _nanmean(shuffled.get((b, t), []))
-            error_mean = float(ok.mean()) if ok.size else float("nan")
-            rows.append({
-                "block": b, "depth": depth, "stride": m.get("stride", float("nan")),
-                "transform": t, "input_shift": m.get("input_shift", float("nan")),
-                "error_mean": error_mean,
-                "error_std": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
-                "unmoved_mean": unmoved_mean, "shuffled_mean": shuffled_mean,
-                "error_ratio": error_mean / shuffled_mean if shuffled_mean > 0 else float("nan"),
-                "n_images": int(ok.size),
-                "note": m.get("note"),
-            })
-    df = pd.DataFrame(rows)
+    with eval_mode(model):
+        base = features(images)
+        for spec, family, value in tqdm(specs, desc="equivariance", disable=not progress):
+            moved = features(act_on_input(images, family, value))
+            for depth, b in enumerate(BLOCKS, start=1):
+                f0, f1 = base[b], moved[b]
+                stride = W / f0.shape[-1]
+                row = {"transform": spec, "family": family, "value": value, "block": b,
+                       "depth": depth, "stride": stride, "shift_cells": float("nan"),
+                       "n_fit": int(fit.sum()), "n_test": int(test.sum()), "note": None}
+                if family in CYCLIC:
+                    row["shift_cells"] = value / stride
+                elif family.startswith("translate"):
+                    size = W if family == "translate_x" else H
+                    row["shift_cells"] = translation_pixels(value, size) / stride
+                if f1.shape != f0.shape:
+                    rows.append({**row, "note": "feature map changes shape"})
+                    continue
+                pred = act_on_features(f0, family, value, (H, W))
+                mask = _defined(family, value, f0.shape, (H, W))
+                row["n_positions"] = int(mask.sum())
+                if not mask.any():
+                    rows.append({**row, "note": "no feature position is defined after the "
+                                                "transformation"})
+                    continue
+                src, tgt, ref = _rows(pred, mask), _rows(f1, mask), _rows(f0, mask)
+                norm = ref.flatten(1).norm(dim=1)
+                if (norm[torch.as_tensor(test)] <= 0).any():
+                    rows.append({**row, "note": "dead block (all-zero features)"})
+                    continue
+                m, bias = fit_channel_map(src[fit].reshape(-1, src.shape[-1]),
+                                          tgt[fit].reshape(-1, tgt.shape[-1]), ridge)
+                learned = src @ m.T + bias
+                t = torch.as_tensor(test)
+                lab = labels[test]
+                for kind, p in (("learned", learned), ("fixed", src)):
+                    s = _summaries(_pair_errors(tgt[t], p[t], norm[t]), lab)
+                    row[f"error_{kind}_mean"], row[f"error_{kind}_std"] = s["mean"], s["std"]
+                    row[f"other_class_{kind}"], row[f"same_class_{kind}"] = s["other"], s["same"]
+                    row[f"ratio_{kind}"] = (s["mean"] / s["other"] if s["other"] > 0
+                                            else float("nan"))
+                row["unmoved"] = float(((tgt[t] - ref[t]).flatten(1).norm(dim=1) / norm[t])
+                                       .mean())
+                rows.append(row)
+    columns = ["transform", "family", "value", "block", "depth", "stride", "shift_cells",
+               "error_learned_mean", "error_learned_std", "other_class_learned",
+               "same_class_learned", "ratio_learned", "error_fixed_mean", "error_fixed_std",
+               "other_class_fixed", "same_class_fixed", "ratio_fixed", "unmoved", "n_fit",
+               "n_test", "n_positions", "note"]
+    df = pd.DataFrame(rows).reindex(columns=columns)
     if model_name is not None:
         df.insert(0, "model", model_name)
     return df
 
 
+PLOT_COLUMNS = ("ratio_learned", "ratio_fixed", "error_learned_mean", "error_fixed_mean")
+
+
 def plot_equivariance(dfs_by_model, transforms: Sequence[str] | None = None, *,
-                      y: str = "error_mean", show_baseline: bool = False,
-                      panel_size=(3.0, 2.6)):
-    """Equivariance error against depth: one panel per transformation, one line per model.
+                      y: str = "ratio_learned", panel_size=(3.0, 2.6)) -> Figure:
+    """Equivariance against depth: one panel per transformation, one line per model.
 
-    ``y="error_mean"`` (default) plots the normalized error with error bars of one standard
-    deviation over images; ``show_baseline`` then adds each model's ``shuffled`` error dashed, the
-    level of "no equivariance at all". ``y="error_ratio"`` plots error / shuffled, which puts all
-    blocks and models on one scale (0 = equivariant, 1 = chance).
-
-    ``dfs_by_model``: dict model name -> :func:`equivariance_errors` frame, or one frame with a
-    ``model`` column. Returns a :class:`matplotlib.figure.Figure` (made without pyplot).
+    ``y="ratio_learned"`` (default): held-out error with the learned M_g over the other-class
+    baseline (0 = equivariant, 1 = no better than another class's image), which puts blocks and
+    models on one scale. ``"ratio_fixed"`` is the channel-fixed special case; the ``*_mean``
+    columns plot raw errors with one standard deviation over images, and the other-class
+    baseline dashed. ``dfs_by_model``: dict model -> :func:`equivariance_errors` frame, or one
+    frame with a ``model`` column.
     """
-    from matplotlib.figure import Figure
-
     if isinstance(dfs_by_model, Mapping):
         if not dfs_by_model:
             raise ValueError("no models given (empty dict)")
@@ -270,9 +336,9 @@ def plot_equivariance(dfs_by_model, transforms: Sequence[str] | None = None, *,
     else:
         raise ValueError(f"expected a dict model -> DataFrame or a DataFrame, got "
                          f"{type(dfs_by_model).__name__}")
-    if y not in ("error_mean", "error_ratio"):
-        raise ValueError(f"y={y!r}; allowed: 'error_mean', 'error_ratio'")
-    missing = {"block", "depth", "transform", y, "error_std"} - set(df.columns)
+    if y not in PLOT_COLUMNS:
+        raise ValueError(f"y={y!r}; allowed: {list(PLOT_COLUMNS)}")
+    missing = {"block", "depth", "transform", y} - set(df.columns)
     if missing:
         raise ValueError(f"frame lacks column(s) {sorted(missing)}; make it with "
                          f"equivariance_errors")
@@ -281,8 +347,10 @@ def plot_equivariance(dfs_by_model, transforms: Sequence[str] | None = None, *,
     unknown = [t for t in transforms if t not in present]
     if unknown:
         raise ValueError(f"transforms {unknown} not in the frame; present: {present}")
+    kind = "learned" if "learned" in y else "fixed"
+    raw = y.startswith("error")
     models = list(dict.fromkeys(df["model"]))
-    ncols = min(len(transforms), 3)
+    ncols = min(len(transforms), 4)
     nrows = math.ceil(len(transforms) / ncols)
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows + 0.5),
                  layout="constrained")
@@ -290,33 +358,34 @@ def plot_equivariance(dfs_by_model, transforms: Sequence[str] | None = None, *,
     for ax, t in zip(axes, transforms):
         for i, m in enumerate(models):
             cur = df[(df["model"] == m) & (df["transform"] == t)].sort_values("depth")
-            if y == "error_mean":
-                ax.errorbar(cur["depth"], cur[y], yerr=cur["error_std"].fillna(0),
+            if raw:
+                ax.errorbar(cur["depth"], cur[y], yerr=cur[f"error_{kind}_std"].fillna(0),
                             color=f"C{i}", marker="o", ms=3, capsize=2, label=m)
+                ax.plot(cur["depth"], cur[f"other_class_{kind}"], color=f"C{i}", ls="--",
+                        lw=0.8, label=f"{m} (other class)")
             else:
                 ax.plot(cur["depth"], cur[y], color=f"C{i}", marker="o", ms=3, label=m)
-            if show_baseline and y == "error_mean" and "shuffled_mean" in cur:
-                ax.plot(cur["depth"], cur["shuffled_mean"], color=f"C{i}", ls="--", lw=0.8,
-                        label=f"{m} (shuffled)")
-        ax.set_title(t)
+        if not raw:
+            ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+        ax.set_title(t, fontsize=9)
         ax.set_xticks(range(1, len(BLOCKS) + 1))
-        ax.set_xticklabels(BLOCKS, fontsize=8)
+        ax.set_xticklabels(BLOCKS, fontsize=7)
         ax.grid(alpha=0.3)
-    # shared y axis from 0 to the highest point drawn (set per panel it would clip later panels)
     shown = df[df["transform"].isin(transforms)]
-    top = (shown[y] + (shown["error_std"].fillna(0) if y == "error_mean" else 0)).max()
-    if show_baseline and y == "error_mean" and "shuffled_mean" in shown:
-        top = max(top, shown["shuffled_mean"].max())
+    top = np.nanmax(np.r_[shown[y].to_numpy(dtype=float), 1.0 if not raw else 0.0])
+    if raw:
+        top = max(top, np.nanmax(shown[f"other_class_{kind}"].to_numpy(dtype=float)))
     if np.isfinite(top) and top > 0:
         axes[0].set_ylim(0, 1.05 * top)
     for ax in axes[len(transforms):]:
         ax.set_visible(False)
+    label = {"ratio_learned": "error (learned M_g) / other class",
+             "ratio_fixed": "error (channels fixed) / other class",
+             "error_learned_mean": "||phi(gx) - M g'phi(x)|| / ||phi(x)||",
+             "error_fixed_mean": "||phi(gx) - g'phi(x)|| / ||phi(x)||"}[y]
     for ax in axes[::ncols]:
-        ax.set_ylabel("||f(gx) - g'f(x)|| / ||f(x)||" if y == "error_mean"
-                      else "error / shuffled error", fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
     handles, names = axes[0].get_legend_handles_labels()
-    order = sorted(range(len(names)), key=lambda i: ("(shuffled)" in names[i], i))
-    handles, names = [handles[i] for i in order], [names[i] for i in order]
     if handles:
         fig.legend(handles, names, loc="outside upper right", ncols=min(len(names), 4),
                    frameon=False)

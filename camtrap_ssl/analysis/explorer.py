@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,15 +29,14 @@ from torch import Tensor, nn
 from camtrap_ssl.analysis.attribution import (
     LAYER_METHODS,
     METHODS,
-    _hwc,
     attribute,
-    check_images,
-    model_device,
     overlay,
     to_2d,
+    to_hwc,
 )
-from camtrap_ssl.analysis.filters import BLOCKS, _collect, most_activated_filters
+from camtrap_ssl.analysis.filters import collect_activations, most_activated_filters
 from camtrap_ssl.data.images import load_image_folder
+from camtrap_ssl.models.utils import BLOCKS, check_images, model_device
 
 
 @dataclass
@@ -103,7 +102,7 @@ def _panel(image: Tensor, maps: Sequence[Tensor | None], titles: Sequence[str], 
     fig = Figure(figsize=(1.9 * (len(maps) + 1), 2.1))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.06)
     axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
-    axes[0].imshow(_hwc(image))
+    axes[0].imshow(to_hwc(image))
     axes[0].set_title(label, fontsize=8)
     axes[0].set_axis_off()
     for ax, m, t in zip(axes[1:], maps, titles):
@@ -260,7 +259,7 @@ def filter_explorer(models: Mapping[str, nn.Module], images, labels: Sequence[st
 
     def acts(name, i):
         if (name, i) not in acts_cache:
-            (_, a), = list(_collect(models[name], images[i:i + 1], layers, 1))
+            (_, a), = list(collect_activations(models[name], images[i:i + 1], layers, 1))
             acts_cache[(name, i)] = {k: v[0].cpu() for k, v in a.items()}
         return acts_cache[(name, i)]
 

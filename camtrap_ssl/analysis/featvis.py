@@ -33,15 +33,15 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from camtrap_ssl.analysis.attribution import eval_mode, model_device
+from camtrap_ssl.models.utils import eval_mode, model_device
 
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel", "layer", "class")
 CACHE_VERSION = 1

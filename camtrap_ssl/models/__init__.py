@@ -16,8 +16,9 @@ from .registry import (
                        register_model,
                        unregister_model,
 )
-from .resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, blocks, count_params, resnet
+from .resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, count_params, resnet
 from .simclrv2 import simclrv2_resnet
+from .utils import BLOCKS, blocks, check_images, eval_mode, get_layer, model_device
 from .weights import (
                        ChecksumError,
                        UnsafeCheckpointError,
@@ -31,4 +32,5 @@ __all__ = ["ModelEntry", "WeightSource", "create_model", "get_entry", "list_mode
            "load_backbone_state", "register_model", "unregister_model", "IMAGENET_MEAN",
            "IMAGENET_STD", "ResNet", "blocks", "count_params", "resnet", "simclrv2_resnet",
            "ChecksumError", "UnsafeCheckpointError", "WeightsUnavailableError", "load_checkpoint",
-           "weights_dir", "PAPER_MODELS"]
+           "weights_dir", "PAPER_MODELS", "BLOCKS", "check_images", "eval_mode", "get_layer",
+           "model_device"]

@@ -276,18 +276,6 @@ def resnet(depth: int = 18, width: float = 1.0, small_stem: bool = False,
                   std=std, zero_init_residual=zero_init_residual)
 
 
-def blocks(model: nn.Module) -> dict[str, nn.Module]:
-    """The four residual stages ``layer1``..``layer4`` of ``model``, in order.
-
-    The analyses (most-activated filters, equivariance per layer) address blocks by these names.
-    """
-    missing = [n for n in ("layer1", "layer2", "layer3", "layer4") if not hasattr(model, n)]
-    if missing:
-        raise ValueError(f"{type(model).__name__} has no ResNet stages {missing}; "
-                         "expected torchvision names layer1..layer4")
-    return {n: getattr(model, n) for n in ("layer1", "layer2", "layer3", "layer4")}
-
-
 def count_params(model: nn.Module, include_fc: bool = False) -> int:
     """Number of parameters, without the classifier ``fc`` unless asked (the study's convention)."""
     return sum(p.numel() for n, p in model.named_parameters()

@@ -149,11 +149,23 @@ class SwAV(Objective):
 
 @torch.no_grad()
 def sinkhorn_codes(scores: torch.Tensor, epsilon: float, iterations: int = 3) -> torch.Tensor:
-    """Soft codes (B, K) of ``scores`` (B, K): each row sums to 1, each prototype gets B/K.
+    """Soft codes (B, K) of ``scores`` (B, K): each row sums to 1; each prototype's total mass
+    *approaches* B/K as ``iterations`` grows.
 
     Sinkhorn-Knopp on ``exp(scores / epsilon)`` as in SwAV, alternately normalizing prototypes
     and samples, computed in log space so that a small ``epsilon`` neither overflows nor
-    underflows.
+    underflows. The last step normalizes samples, so rows sum to 1 exactly whatever
+    ``iterations``; the prototype marginals (column sums) equal B/K only at convergence.
+
+    What the shipped SwAV recipe's 3 iterations give (SwAV's own default, kept so the shipped
+    checkpoints stay reproducible), measured at its setting (epsilon 0.01, B = 128, K = 512, unit
+    vectors scored against frozen random unit prototypes, as at the start of pretraining): column
+    masses off B/K by 12 % on average and by up to 67 % (1 iteration: 24 % / 191 %; 10: 1.7 % /
+    12 %; 30: < 1 %; converged by about 50), and each sample's strongest prototype agrees with
+    the converged codes' for 87.5 % of samples (98 % at 10 iterations). At B = 32 (the tiny
+    profile): 9 % / 35 %. So with 3 iterations the equipartition is approximate: codes are
+    slightly less even over prototypes than SwAV's objective states. What converged codes would
+    change in the pretrained backbone has not been measured (it needs a pretraining run).
     """
     n, k = scores.shape
     log_q = scores.float() / epsilon

@@ -70,6 +70,12 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="de
         if require_animal and getattr(val, "masks", None) is not None:
             idx = idx[val.masks[idx].flatten(1).sum(1).numpy() > 0]
         picked.extend(rng.permutation(idx)[:n_per_class].tolist())
+    if not classes:
+        raise ValueError("classes is empty: select at least one class (see "
+                         "ClassSelection.classes_or_fallback for weak models)")
+    if not picked:
+        raise ValueError(f"no validation image of {dataset} shows a visible animal of the classes "
+                         f"{list(classes)}")
     x = torch.stack([val[i][0] for i in picked])
     y = torch.as_tensor(labels_all[picked], dtype=torch.long)
     vm = getattr(val, "masks", None)
@@ -115,7 +121,8 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
 
     Images of any size and mode (multi-megapixel originals, small crops, night infrared greyscale)
     are squashed to ``size`` like the training images. Each PNG shows the image and, per model and
-    method, the map for that model's predicted class. Written atomically; returns the table that
+    method, the map for that model's predicted class (real photos carry no label to explain);
+    a blank map is titled so, and counted in the table's ``blank_<method>`` columns. Written atomically; returns the table that
     is also saved as ``predictions.csv``.
     """
     from pathlib import Path
@@ -144,8 +151,10 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
             axes[r][0].imshow(x[0].permute(1, 2, 0).numpy())
             axes[r][0].set_title(f"{name}\n{pair.classes[pred]} ({float(p[pred]):.2f})", fontsize=7)
             for c, method in enumerate(methods, start=1):
-                A.overlay(x[0], A.normalize_map(A.attribute(model, x, pred, method))[0, 0],
-                          ax=axes[r][c], title=method)
+                heat = A.normalize_map(A.attribute(model, x, pred, method))[0, 0]
+                blank = bool(heat.max() <= 0)  # say so on the panel instead of an empty overlay
+                A.overlay(x[0], heat, ax=axes[r][c], title=f"{method} (blank)" if blank else method)
+                rows[-1][f"blank_{method}"] = blank
         for ax in axes.flat:
             ax.axis("off")
         fig.tight_layout()
