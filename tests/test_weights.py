@@ -26,6 +26,7 @@ from camtrap_ssl.models import (
     simclrv2_resnet,
     unregister_model,
 )
+from camtrap_ssl.models.fabricate import ConverterResNet, random_state
 from camtrap_ssl.models.registry import load_entry_weights
 from camtrap_ssl.models.simclrv2 import simclrv2_keys
 from camtrap_ssl.models.weights import (
@@ -108,27 +109,6 @@ def server():
     s.httpd.server_close()
 
 
-def _random_state(model, seed=0):
-    """The model's state dict with every tensor (BN statistics included) randomized at a scale
-    that keeps activations alive through many blocks (He-scaled weights, BN near identity)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in model.state_dict().items():
-        if not v.dtype.is_floating_point:
-            out[k] = torch.zeros(v.shape, dtype=v.dtype)
-            continue
-        r = torch.randn(v.shape, generator=g)
-        if v.ndim >= 2:
-            out[k] = r * (2.0 / v[0].numel()) ** 0.5
-        elif k.endswith("running_var"):
-            out[k] = 1.0 + 0.2 * r.abs()
-        elif k.endswith("weight"):
-            out[k] = 1.0 + 0.2 * r
-        else:  # BN bias, running_mean, fc bias
-            out[k] = 0.1 * r
-    return out
-
-
 def _assert_backbone_equal(model, expected):
     got = model.state_dict()
     keys = [k for k in got if not k.startswith("fc.")]
@@ -141,7 +121,7 @@ def _assert_backbone_equal(model, expected):
 
 def test_swav_r50_checkpoint_via_file_url_drops_exactly_the_heads(tmp_path):
     model = create_model("swav_r50")  # the one real R50 of this file
-    src = _random_state(model)
+    src = random_state(model)
     ckpt = {f"module.{k}": v for k, v in src.items()}
     heads = {"module.projection_head.0.weight": torch.rand(8, 2048),
              "module.projection_head.0.bias": torch.rand(8),
@@ -164,7 +144,7 @@ def test_swav_r50_checkpoint_via_file_url_drops_exactly_the_heads(tmp_path):
 
 
 def test_deepclusterv2_layout_with_fresh_head_and_env_override(tmp_path, entry, monkeypatch):
-    src = _random_state(resnet(**TINY))
+    src = random_state(resnet(**TINY))
     ckpt = {f"module.{k}": v for k, v in src.items()}
     ckpt["module.prototypes.weight"] = torch.rand(5, 64)
     path = tmp_path / "dc.pth"
@@ -179,7 +159,7 @@ def test_deepclusterv2_layout_with_fresh_head_and_env_override(tmp_path, entry, 
 # --- Barlow Twins over HTTP, with an interrupted download resumed ------------------------------
 
 def test_barlowtwins_http_download_resumes_after_interruption(tmp_path, entry, server, cache):
-    src = _random_state(resnet(**TINY), seed=1)  # no fc: headless backbone
+    src = random_state(resnet(**TINY), seed=1)  # no fc: headless backbone
     src = {k: v for k, v in src.items() if not k.startswith("fc.")}
     path = tmp_path / "resnet50.pth"
     torch.save(src, path)
@@ -224,87 +204,12 @@ def test_file_url_resume_of_a_partial_copy(tmp_path, cache):
     assert out == cache / "w.bin" and out.read_bytes() == data
 
 
-# --- SimCLRv2 converter layout ----------------------------------------------------------------
-# A model with the *converter's* module structure (SimCLRv2-Pytorch): BN wrapped in
-# Sequential(BN, ReLU), stem in net.0, stages net.1..net.4 with .blocks, projection/net per block.
-
-def _conv(i, o, k=3, s=1):
-    return nn.Conv2d(i, o, k, s, (k - 1) // 2, bias=False)
-
-
-def _bnrelu(c, relu=True):
-    return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU() if relu else nn.Identity())
-
-
-class _ConvSK(nn.Module):
-    def __init__(self, i, o, s, mid):
-        super().__init__()
-        self.main_conv = nn.Sequential(_conv(i, 2 * o, 3, s), _bnrelu(2 * o))
-        self.mixing_conv = nn.Sequential(_conv(o, mid, 1), _bnrelu(mid), _conv(mid, 2 * o, 1))
-
-    def forward(self, x):
-        a, b = self.main_conv(x).chunk(2, dim=1)
-        ma, mb = self.mixing_conv((a + b).mean((2, 3), keepdim=True)).chunk(2, dim=1)
-        wa = torch.sigmoid(ma - mb)  # a two-way softmax, written differently
-        return wa * a + (1 - wa) * b
-
-
-class _Proj(nn.Module):
-    def __init__(self, i, o, s, sk):
-        super().__init__()
-        self.shortcut = (nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, s), _conv(i, o, 1))
-                         if sk else _conv(i, o, 1, s))
-        self.bn = _bnrelu(o, relu=False)
-
-    def forward(self, x):
-        return self.bn(self.shortcut(x))
-
-
-class _Block(nn.Module):
-    def __init__(self, i, p, s, sk, proj):
-        super().__init__()
-        self.projection = _Proj(i, 4 * p, s, sk) if proj else nn.Identity()
-        mid = [_ConvSK(p, p, s, max(int(p * 0.0625), 32))] if sk else [_conv(p, p, 3, s), _bnrelu(p)]
-        self.net = nn.Sequential(_conv(i, p, 1), _bnrelu(p), *mid, _conv(p, 4 * p, 1),
-                                 _bnrelu(4 * p, relu=False))
-
-    def forward(self, x):
-        return torch.relu(self.projection(x) + self.net(x))
-
-
-class _Stage(nn.Module):
-    def __init__(self, n, i, p, s, sk):
-        super().__init__()
-        self.blocks = nn.ModuleList([_Block(i, p, s, sk, True)] +
-                                    [_Block(4 * p, p, 1, sk, False) for _ in range(n - 1)])
-
-    def forward(self, x):
-        for b in self.blocks:
-            x = b(x)
-        return x
-
-
-class _ConverterResNet(nn.Module):
-    def __init__(self, c, sk, classes=10, layers=(3, 4, 6, 3)):
-        super().__init__()
-        stem = ([_conv(3, c // 2, 3, 2), _bnrelu(c // 2), _conv(c // 2, c // 2), _bnrelu(c // 2),
-                 _conv(c // 2, c)] if sk else [_conv(3, c, 7, 2)])
-        stages, i = [], c
-        for n, p, s in zip(layers, (c, 2 * c, 4 * c, 8 * c), (1, 2, 2, 2)):
-            stages.append(_Stage(n, i, p, s, sk))
-            i = 4 * p
-        self.net = nn.Sequential(nn.Sequential(*stem, _bnrelu(c), nn.MaxPool2d(3, 2, 1)), *stages)
-        self.fc = nn.Linear(i, classes)
-
-    def forward(self, x):
-        return self.net(x).mean(dim=(2, 3))
-
-
+# --- SimCLRv2 converter layout (ConverterResNet: the converter's module structure) -------------
 @pytest.mark.parametrize("sk", [False, True])
 def test_simclrv2_converter_checkpoint_loads_every_tensor_and_computes_the_same(tmp_path, entry, sk):
     torch.manual_seed(0)
-    conv = _ConverterResNet(8, sk).eval()
-    conv.load_state_dict(_random_state(conv, seed=2))
+    conv = ConverterResNet(8, sk).eval()
+    conv.load_state_dict(random_state(conv, seed=2))
     head = {"layers.0.weight": torch.rand(4, 256), "layers.1.running_mean": torch.rand(4)}
     path = tmp_path / "r50_1x_sk.pth"
     torch.save({"resnet": conv.state_dict(), "head": head}, path)
@@ -431,7 +336,7 @@ def test_offline_error_names_file_url_and_exact_path(cache):
 
 def test_registered_checksum_applies_to_overrides_unless_disabled(tmp_path, entry):
     model = resnet(**TINY, num_classes=4)
-    src = _random_state(model, seed=3)
+    src = random_state(model, seed=3)
     path = tmp_path / "mirror.pth"
     torch.save(src, path)  # a different file from the one the entry's checksum describes
     name = entry("tmp_sup", "https://unreachable.invalid/w-0676ba61.pth", lambda sd: dict(sd),
