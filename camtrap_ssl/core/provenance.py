@@ -1,6 +1,7 @@
 """What ran: the code version and the environment recorded beside every result."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -24,8 +25,21 @@ def code_version() -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+# Set by the rehearsal of the paper path (camtrap_ssl.studies.rehearsal), whose data and official
+# checkpoints are fabricated: published checksums (torchvision's sha256 prefixes, CIFAR's md5s)
+# cannot match them, so they are not checked, and every record it writes says so.
+REHEARSAL_ENV = "CAMTRAP_SSL_REHEARSAL"
+
+
+def rehearsal() -> bool:
+    """Whether this process runs the rehearsal on fabricated data and weights."""
+    return os.environ.get(REHEARSAL_ENV, "") not in ("", "0")
+
+
 def environment() -> dict:
     return {
+        **({"rehearsal": "fabricated data and weights, published checksums not checked"}
+           if rehearsal() else {}),
         "python": platform.python_version(),
         "torch": str(torch.__version__),
         "platform": platform.platform(),
