@@ -262,6 +262,8 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
         todo = subset["images"]
     else:
         todo = data["images"]
+        # a subset file left by an earlier subset download would shadow the whole set in the loader
+        (dest / f"{json_path.stem}.subset.json").unlink(missing_ok=True)
     if not images:
         return report
 

@@ -37,7 +37,7 @@ import csv
 import warnings
 from pathlib import Path
 
-from camtrap_ssl.core import paths
+from camtrap_ssl.core import paths, provenance
 from camtrap_ssl.core.profiles import SERENGETI_STRIP_FRACTION
 from camtrap_ssl.data import cct, selection, splits, strip
 from camtrap_ssl.data.cifar import cifar_dataset, expected_files
@@ -88,13 +88,18 @@ def _download_hint(name: str, folder: Path) -> str:
 
 
 def find_json(name: str, root=None) -> Path:
-    """The dataset's COCO Camera Traps file: ``<name>.json``, LILA's name, or a subset file."""
+    """The dataset's COCO Camera Traps file: a subset file, ``<name>.json`` or LILA's name.
+
+    A subset file comes first: ``camtrap-ssl data download --classes/--per-class`` writes it
+    *beside* LILA's whole file, whose millions of images were not fetched (a later whole download
+    removes it again).
+    """
     if name not in CAMTRAP_TARGETS:
         raise ValueError(f"name={name!r}; camera-trap datasets: {list(CAMTRAP_TARGETS)}")
     folder = dataset_dir(name, root)
     lila_name = CATALOGUE[name]["json_name"]
-    candidates = [folder / f"{name}.json", folder / lila_name,
-                  folder / f"{name}.subset.json", folder / f"{Path(lila_name).stem}.subset.json"]
+    candidates = [folder / f"{name}.subset.json", folder / f"{Path(lila_name).stem}.subset.json",
+                  folder / f"{name}.json", folder / lila_name]
     for path in candidates:
         if path.is_file():
             return path
@@ -201,10 +206,12 @@ def _load_camtrap(name, root, size, seed, split_by, val_fraction, gold_standard,
 
 def _load_cifar(name, root, size, verify_md5) -> PaperTarget:
     folder = check_available(name, root)
+    verify_md5 = verify_md5 and not provenance.rehearsal()  # fabricated batches match no md5
     train = cifar_dataset(name, folder, train=True, size=size, verify_md5=verify_md5)
     val = cifar_dataset(name, folder, train=False, size=size, verify_md5=verify_md5)
     identity = {"dataset": name, "root": str(folder), "split": "official train/test",
-                "size": size, "n_train": len(train), "n_val": len(val), "bad_files": []}
+                "size": size, "n_train": len(train), "n_val": len(val), "bad_files": [],
+                **({"md5_verified": False} if not verify_md5 else {})}
     return PaperTarget(name, train, val, list(train.classes), identity)
 
 
