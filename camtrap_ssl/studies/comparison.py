@@ -18,10 +18,12 @@ from camtrap_ssl.core import fileio
 from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
+from camtrap_ssl.data.paper import PAPER_TARGETS
 from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments.backbones import describe_backbone
 from camtrap_ssl.experiments.finetuning import finetune_run, finetuned_model
 from camtrap_ssl.train import rundir
+from camtrap_ssl.train.augment import center_crop, default_crop
 
 
 @dataclass
@@ -33,24 +35,42 @@ class Pair:
 
 
 def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile="demo", seed: int = 0,
-               runs_root=None) -> Pair:
-    """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics."""
+               runs_root=None, epochs: int | None = None) -> Pair:
+    """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics.
+
+    ``epochs``: the runs' budget (None: the profile's), as Studies 1 and 2 were given it, so that
+    the pair is the pair those studies tabulated rather than a fresh full-budget run.
+    """
     profile = get_profile(profile)
     models, per_class, run_dirs = {}, {}, {}
     classes = None
     for backbone in (ssl_backbone, sl_backbone):
         name = f"{describe_backbone(backbone)['paradigm']} ({backbone})"
-        summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, progress=False)
-        models[name] = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False)
+        summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, epochs=epochs,
+                                   progress=False)
+        models[name] = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False,
+                                       epochs=epochs)
         per_class[name] = summary["per_class"]
         run_dirs[name] = str(rd)
         classes = rundir.RunDir(rd).params()["classes"]
     return Pair(models, per_class, classes, run_dirs)
 
 
+def eval_view(x: torch.Tensor, profile) -> torch.Tensor:
+    """Stored images as the fine-tuned models see them in evaluation: the profile's centre crop
+    (224 of the 256 x 256 frames of the paper profile; the whole image in tiny/demo).
+
+    Studies 3 and 4 transform and explain *this* view: the study's translations are pixels of a
+    224-px input, and a model evaluated on 256-px frames would be analysed off its own pipeline.
+    """
+    profile = get_profile(profile)
+    return center_crop(x, default_crop(x.shape[-1], profile.augmentation))
+
+
 def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="demo", seed: int = 0,
                       masks: bool = False, require_animal: bool = True):
-    """Up to ``n_per_class`` validation images of each class, in class order.
+    """Up to ``n_per_class`` validation images of each class, in class order, in their
+    evaluation view (:func:`eval_view`).
 
     Returns ``(images [0,1] N x 3 x H x W, labels, masks or None)``. With ``require_animal`` only
     frames whose animal is visible (non-empty mask) are taken where masks exist, so that
@@ -76,30 +96,45 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="de
     if not picked:
         raise ValueError(f"no validation image of {dataset} shows a visible animal of the classes "
                          f"{list(classes)}")
-    x = torch.stack([val[i][0] for i in picked])
+    x = eval_view(torch.stack([val[i][0] for i in picked]), profile)
     y = torch.as_tensor(labels_all[picked], dtype=torch.long)
     vm = getattr(val, "masks", None)
-    m = vm[torch.tensor(picked, dtype=torch.long)] if masks and vm is not None else None
+    m = eval_view(vm[torch.tensor(picked, dtype=torch.long)], profile) if masks and vm is not None else None
     return x, y, m
 
 
 def animal_images(dataset: str, n: int, profile="demo", seed: int = 0):
-    """``n`` validation images with a visible animal, spread over classes, with masks and labels."""
-    target = load_target(dataset, profile, seed, masks=True)
-    val = target.val
-    visible = np.flatnonzero(val.masks.flatten(1).sum(1).numpy() > 0)
+    """``n`` validation images with a visible animal, spread over classes, with masks and labels,
+    in their evaluation view (:func:`eval_view`): ``(images, labels, masks, class names)``.
+
+    The study's real datasets carry no animal masks (LILA gives boxes for some images, which are
+    not masks): there every validation image counts, and ``masks`` is None.
+    """
+    if dataset in PAPER_TARGETS:
+        target = get_target(dataset, profile, seed, progress=False)
+        val = target.val
+        labels = np.asarray(val.labels)
+        candidates, masks = np.arange(len(labels)), None
+    else:
+        target = load_target(dataset, profile, seed, masks=True)
+        val = target.val
+        labels = val.labels.numpy()
+        candidates = np.flatnonzero(val.masks.flatten(1).sum(1).numpy() > 0)
+        masks = val.masks
     rng = np.random.default_rng(seed)
     # round-robin over classes so a long tail does not fill the sample with one species
     by_class = {}
-    for i in rng.permutation(visible):
-        by_class.setdefault(int(val.labels[i]), []).append(int(i))
+    for i in rng.permutation(candidates):
+        by_class.setdefault(int(labels[i]), []).append(int(i))
     order = []
     while len(order) < n and any(by_class.values()):
         for c in sorted(by_class):
             if by_class[c] and len(order) < n:
                 order.append(by_class[c].pop())
-    idx = torch.tensor(order, dtype=torch.long)
-    return val.images[idx].float() / 255, val.labels[idx], val.masks[idx], target.classes
+    x = eval_view(torch.stack([val[i][0] for i in order]), profile)
+    y = torch.as_tensor(labels[order], dtype=torch.long)
+    m = None if masks is None else eval_view(masks[torch.tensor(order, dtype=torch.long)], profile)
+    return x, y, m, target.classes
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from camtrap_ssl.analysis.attribution import METHODS as ATTRIBUTION_METHODS
 from camtrap_ssl.core import paths
 from camtrap_ssl.experiments import spec as S
 
@@ -72,6 +73,8 @@ def rules() -> dict:
         "featvis_steps": _int_at_least(0, optional=True),
         "live_explorers": _rule("True or False", lambda v: isinstance(v, bool)),
         "n_boot": _int_at_least(10),
+        "methods": _each(_rule(f"a list of attribution methods, each one of {list(ATTRIBUTION_METHODS)}",
+                               lambda v: v in ATTRIBUTION_METHODS)),
         "image_folder": _rule("None or an existing folder of images",
                               lambda v: v is None or (isinstance(v, (str, os.PathLike))
                                                       and Path(v).is_dir())),
