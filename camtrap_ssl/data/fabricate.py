@@ -141,8 +141,12 @@ def publish_lila(root, name: str, per_class: int = 6, n_locations: int = 3, fram
     if name == "serengeti":
         add_sequence(0, "S9", [1], "SER_S9#B00#1#1")
         add_sequence(1, "S1", [1, 2], "SER_S1#B01#1#multi")
-    bad = root / entry["image_base"] / images[-1]["file_name"]
-    bad.write_bytes(bad.read_bytes()[:2000])  # truncated mid-scan: the loader must list it
+    # truncated mid-scan (the loader must list them): the first frame of the last location (the
+    # first species, season 1: every selection keeps it) and the file's last frame
+    per_location = (len(cats) - 1) * per_class + frames_per_seq
+    for im in (images[(n_locations - 1) * per_location], images[-1]):
+        bad = root / entry["image_base"] / im["file_name"]
+        bad.write_bytes(bad.read_bytes()[:2000])
     data = {"info": {"version": "fabricated", "description": f"camtrap_ssl miniature of {name}"},
             "images": images, "categories": cats, "annotations": anns}
     raw = json.dumps(data).encode()
