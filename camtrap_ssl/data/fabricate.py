@@ -200,8 +200,9 @@ def write_gold_standard(folder, data: dict, per_class: int = 1) -> tuple[Path, P
 
 
 def write_cifar(root, name: str, per_batch: int = 20, seed: int = 0) -> Path:
-    """``root/<base folder>`` in torchvision's CIFAR layout (5 training batches, a test batch, the
-    meta file), ``per_batch`` random 32 x 32 images each; returns that folder."""
+    """``root/<base folder>`` in torchvision's CIFAR layout (CIFAR-10's 5 training batches or
+    CIFAR-100's one training file, the test file, the meta file), ``per_batch`` random 32 x 32
+    images in each; returns that folder."""
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name={name!r}; allowed: ['cifar10', 'cifar100']")
     cls = CIFAR10 if name == "cifar10" else CIFAR100
