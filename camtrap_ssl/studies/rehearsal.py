@@ -66,7 +66,7 @@ BUDGET = {
     "launcher_target": "cifar10",
     "study3": {"images_per_class": 1, "n_boot": 20},
     "study4": {"n_images": 2, "n_metric_images": 2, "featvis_steps": 1,
-               "methods": ["saliency", "deconvnet", "guided_backprop", "guided_gradcam"]},
+               "methods": ["saliency", "guided_gradcam"]},  # a gradient and a CAM method
 }
 CHECKPOINTS = [BUDGET["sl"], BUDGET["ssl"], *BUDGET["more_checkpoints"]]
 
