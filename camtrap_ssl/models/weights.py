@@ -122,9 +122,17 @@ def load_checkpoint(path: str | os.PathLike):
             "and reading it would need pickle to execute code or build arbitrary objects. "
             "camtrap_ssl loads checkpoints with weights_only=True only; re-save the state dict "
             f"(torch.save(model.state_dict(), ...)) from a trusted source. Details: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            f"{_refusal_detail(e)}") from None
     except (RuntimeError, EOFError, ValueError) as e:
         raise ValueError(f"cannot read checkpoint {path}: {e} (truncated or corrupt?)") from e
+
+
+def _refusal_detail(e: Exception) -> str:
+    """What the file asked pickle to call (e.g. ``GLOBAL posix.system``), without torch's
+    advice to retry with ``weights_only=False`` or to allow-list the global, which is the
+    advice to run it."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"it asks pickle to call GLOBAL {m.group(1)}" if m else type(e).__name__
 
 
 def resolve_url(entry, weights_url: str | None = None) -> tuple[str, str, bool]:
