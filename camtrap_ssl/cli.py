@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from camtrap_ssl.analysis import attribution
+from camtrap_ssl.core import threads
 from camtrap_ssl.core.profiles import PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    threads.configure()  # torch's threads = the cores this process may use (or OMP_NUM_THREADS)
     if args.command == "grid":
         return args.func(args)
     if args.command == "data" and args.data_command != "generate":
