@@ -59,7 +59,7 @@ def test_wrong_checksum_deletes_and_bad_limits_are_refused(tmp_path):
         with pytest.raises(dl.ChecksumError, match="does not match"):
             dl.fetch(srv.url + "f", tmp_path / "f", sha256="0" * 64)
     assert not list(tmp_path.iterdir())
-    for bad in ({"timeout": 0}, {"stall": -1}, {"timeout": float("inf")}):
+    for bad in ({"timeout": 0}, {"stall": -1}, {"stall": None}, {"timeout": float("inf")}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dl.fetch("http://127.0.0.1:9/x", tmp_path / "x", **bad)
 

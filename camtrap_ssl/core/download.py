@@ -57,10 +57,12 @@ class ChecksumError(ValueError):
 
 
 def _check_limits(timeout, stall) -> None:
-    for name, value in (("timeout", timeout), ("stall", stall)):
-        if value is not None and not (isinstance(value, (int, float)) and value > 0
-                                      and value != float("inf")):
-            raise ValueError(f"{name}={value!r} must be a positive number of seconds or None")
+    for name, value, optional in (("timeout", timeout, True), ("stall", stall, False)):
+        if value is None and optional:
+            continue
+        if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+            raise ValueError(f"{name}={value!r} must be a positive number of seconds"
+                             + (" or None" if optional else ""))
 
 
 def fetch(url: str, dest, *, timeout: float | None = 600.0, stall: float = 30.0,
