@@ -107,7 +107,7 @@ def test_pretraining_resume_state(plant, tmp_path):
     cfg = PretrainConfig(method="simclr", arch="resnet10_w0125", epochs=1, batch_size=4,
                          input_size=16)
     msg = refused(plant, lambda: pretrain(cfg, images, None, out, progress=False))
-    assert str(out) + ".state" in msg
+    assert str(out) + ".state" in msg and "delete" in msg
     assert not out.exists()
 
 
