@@ -98,6 +98,18 @@ def test_images_failing_the_same_way_stop_the_batch_early(tmp_path):
     assert 8 <= len(image_requests) <= 8 + 2 + 1  # not all 20
 
 
+def test_complete_files_do_not_disarm_the_early_stop_of_a_rerun(tmp_path):
+    with FaultServer() as srv:
+        catalogue = publish(srv)
+        for k in range(5):  # a previous run fetched these
+            (tmp_path / "A").mkdir(exist_ok=True)
+            (tmp_path / "A" / f"i{k}.JPG").write_bytes(b"done")
+        with pytest.raises(lila.LilaDownloadError, match="first 8 image downloads"):
+            lila.download_dataset("fake", tmp_path, base_url=srv.url, catalogue=catalogue,
+                                  workers=2, progress=False)
+        assert not any(p.endswith(("/i0.JPG", "/i4.JPG")) for p, _ in srv.log)
+
+
 def test_truncated_local_metadata_is_detected_and_fetched_again(tmp_path):
     with FaultServer() as srv:
         catalogue = publish(srv)

@@ -220,13 +220,20 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     if not images:
         return report
 
+    def rel_of(im) -> str:
+        return str(im["file_name"]).replace("\\", "/")
+
     def one(im):
-        rel = str(im["file_name"]).replace("\\", "/")
+        rel = rel_of(im)
         if rel.startswith("/") or ".." in rel.split("/"):
             raise ValueError(f"refusing file_name {rel!r} outside {dest}")
         url = urllib.parse.urljoin(root, entry["image_base"] + urllib.parse.quote(rel))
         return dl.fetch(url, dest / rel, timeout=timeout, stall=min(STALL, timeout))
 
+    # complete files are counted, not requested, so the early stop judges real attempts only
+    missing = [im for im in todo if not (dest / rel_of(im)).is_file()]
+    report.skipped = len(todo) - len(missing)
+    todo = missing
     fail_fast = dl.FailFast(min(FAIL_FAST, len(todo)) or 1)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
@@ -241,8 +248,8 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
                 if fail_fast.record(e):
                     raise LilaDownloadError(
                         f"stopped: the first {fail_fast.k} image downloads all failed the same "
-                        f"way ({dl.failure_kind(e)}), so the rest would too. First: {report.failed[0][0]}: {report.failed[0][1]}. "
-                        + _offline_message(urllib.parse.urljoin(root, entry["image_base"]), e))
+                        f"way ({dl.failure_kind(e)}), so the rest would too. First: "
+                        f"{report.failed[0][0]}: {report.failed[0][1]}. " + _offline_message(urllib.parse.urljoin(root, entry["image_base"]), e))
                 continue
             fail_fast.record(None)
             if fetched:
