@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+# First, before anything loads torch: sets OpenMP's thread count and wait policy (core/threads.py).
+from camtrap_ssl.core import threads  # isort: skip
 from camtrap_ssl.analysis import attribution
-from camtrap_ssl.core import threads
 from camtrap_ssl.core.profiles import PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS

@@ -46,11 +46,32 @@ def test_omp_num_threads_is_respected_when_valid(env, expected):
     assert threads.choose_threads(env, cpus=3) == expected
 
 
+def test_openmp_defaults_keep_what_the_user_set():
+    env = {}
+    assert threads.openmp_defaults(env) == threads.available_cpus()
+    assert env == {"OMP_NUM_THREADS": str(threads.available_cpus()), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
+    assert threads.openmp_defaults(env) == 3 and env["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_cli_sets_openmp_env_before_torch_loads():
+    # libgomp reads OMP_* once, when torch loads it: the CLI must set them before that
+    code = ("import sys, os; import camtrap_ssl.core.threads; "
+            "print('torch' in sys.modules, os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.split() == ["False", "PASSIVE"]
+    cli_src = (threads.Path(threads.__file__).parents[1] / "cli.py").read_text()
+    first = next(line for line in cli_src.splitlines() if line.startswith("from camtrap_ssl"))
+    assert first.startswith("from camtrap_ssl.core import threads")
+
+
 @pytest.mark.slow
 def test_cli_applies_the_choice_in_a_fresh_process():
     code = ("import torch, sys; from camtrap_ssl import cli; cli.main(['models']); "
             "import os; print('THREADS', torch.get_num_threads(), os.environ['OMP_NUM_THREADS'])")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120).stdout
     n = threads.available_cpus()
