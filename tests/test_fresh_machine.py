@@ -124,3 +124,29 @@ def test_lock_pins_every_vendored_package():
     for package, (version, integrity) in pins.items():
         assert package_json["dependencies"][package] == version
         assert integrity == lock["packages"][f"node_modules/{package}"]["integrity"]
+
+
+def test_missing_python3_venv_is_installed_then_the_venv_built(tmp_path):
+    """Debian's python3 without python3-venv: ``python3 -m venv`` fails until apt installs it."""
+    log = stubs(tmp_path / "bin", [])
+    ready = tmp_path / "python3-venv-installed"
+    (tmp_path / "bin" / "apt-get").write_text(
+        f'#!/bin/sh\necho "apt-get $*" >> "{log}"\n'
+        f'case "$*" in *python3-venv*) touch "{ready}";; esac\n')
+    for tool in ("touch", "mkdir", "chmod"):  # coreutils the recipe and the stubs use
+        (tmp_path / "bin" / tool).symlink_to(shutil.which(tool))
+    venv = tmp_path / "venv"
+    (tmp_path / "bin" / "python3").write_text(
+        f'#!/bin/sh\necho "python3 $*" >> "{log}"\n[ -f "{ready}" ] || exit 1\n'
+        f'mkdir -p "{venv}/bin"\n'
+        f'printf \'#!/bin/sh\\necho "venv-python $*" >> "{log}"\\n\' > "{venv}/bin/python"\n'
+        f'chmod +x "{venv}/bin/python"\n')
+    (tmp_path / "bin" / "python3").chmod(0o755)
+    out = make(f"{venv}/.installed", tmp_path / "bin", f"VENV={venv}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = calls(log)
+    assert got[0] == f"python3 -m venv {venv}"  # tried first, failed
+    assert "apt-get install -y -qq python3-venv" in got
+    assert got.index("apt-get install -y -qq python3-venv") < got.index(f"python3 -m venv {venv}", 1)
+    assert any(c.startswith("venv-python -m pip install --quiet -e") for c in got)
+    assert (venv / ".installed").exists()
