@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.models import create_model
+from camtrap_ssl.models.weights import UnsafeCheckpointError, load_checkpoint
 from camtrap_ssl.pretrain.methods import (
     FAMILY,
     PARADIGM,
@@ -87,8 +88,14 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     state_path = out.with_name(out.name + ".state")
     start_epoch, history, elapsed = 0, [], 0.0
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["config"] == asdict(cfg):
+        # tensors and plain containers only (the RNG state is a uint8 tensor, the optimizer
+        # state tensors and numbers): a planted pickle is refused, never run
+        try:
+            state = load_checkpoint(state_path)
+        except (UnsafeCheckpointError, ValueError) as e:
+            raise type(e)(f"{e}; this is pretraining's resume state: delete {state_path} to "
+                          "start this pretraining over") from None
+        if isinstance(state, dict) and state.get("config") == asdict(cfg):
             backbone.load_state_dict(state["backbone"])
             objective.load_state_dict(state["objective"])
             opt.load_state_dict(state["opt"])
