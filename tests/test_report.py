@@ -78,3 +78,14 @@ def test_curve_bands_average_over_seeds(results):
     far_sl = b[(b.target == "far") & (b.backbone == "sl")].set_index("epoch")
     assert far_sl.loc[2, "mean"] == pytest.approx(50.0) and far_sl.loc[2, "n"] == 3
     assert far_sl.loc[2, "low"] < 50 < far_sl.loc[2, "high"]
+
+
+def test_seeds_parameter_is_checked_before_any_run():
+    from camtrap_ssl.studies import params
+
+    params.check_params(1, {"seeds": [0, 1, 2]})
+    for bad in ([], [0, 0], [-1], [1.5], 3, [True]):
+        with pytest.raises(ValueError, match="seeds=.*distinct integers >= 0"):
+            params.check_params(2, {"seeds": bad})
+    with pytest.raises(ValueError, match="no parameter 'seed'"):  # replaced by seeds in 1 and 2
+        params.check_params(1, {"seed": 0})

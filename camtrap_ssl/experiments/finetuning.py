@@ -19,6 +19,7 @@ from camtrap_ssl.data.embedded import TARGETS, load_target
 from camtrap_ssl.data.paper import PAPER_TARGETS, load_paper_target
 from camtrap_ssl.data.targets import SMALL_TARGETS, stands_in_for
 from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
     backbone_names,
     backbone_sha256,
     create_backbone,
@@ -29,6 +30,11 @@ from camtrap_ssl.experiments.backbones import (
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.distributed import main_first
 from camtrap_ssl.train.finetune import FinetuneConfig, finetune, load_finetuned
+
+
+# Every fine-tuning seed of a cell runs on the same embedded target world (and, see
+# backbones.PRETRAIN_SEED, from the same backbone): a run's seed is its fine-tuning seed.
+WORLD_SEED = 0
 
 
 def run_dir_for(backbone: str, target: str, profile: Profile, seed: int, runs_root=None) -> Path:
@@ -66,7 +72,7 @@ def is_stale(run_dir: str | Path, backbone: str, profile: str | Profile, seed: i
     run = rundir.RunDir(run_dir)
     if is_checkpoint_file(backbone) or not run.file(rundir.PARAMS).exists():
         return False
-    current = backbone_sha256(backbone, get_profile(profile), seed)
+    current = backbone_sha256(backbone, get_profile(profile), PRETRAIN_SEED)
     recorded = (run.params().get("pretraining") or {}).get("sha256")
     return current is not None and recorded != current
 
@@ -94,7 +100,7 @@ def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "
     rd = main_first(current_run_dir, backbone, name, profile, seed, runs_root)
     if rundir.RunDir(rd).is_complete:
         return rundir.RunDir(rd).summary(), rd
-    tgt = tgt or (load_target(name, profile, seed) if name in TARGETS
+    tgt = tgt or (load_target(name, profile, WORLD_SEED) if name in TARGETS
                   else load_paper_target(name, size=profile.input_size, seed=seed, progress=progress))
     cfg = finetune_config(name, profile, seed, epochs, convergence_tolerance)
     model = create_backbone(backbone, len(tgt.classes), profile, seed)
@@ -104,7 +110,7 @@ def finetune_run(backbone: str, target: str | Target, profile: str | Profile = "
              "data": tgt.identity,
              "pretraining": {**{k: record.get(k) for k in ("config", "code_version", "wall_seconds",
                                                             "epochs_done", "probes")},
-                             "sha256": backbone_sha256(backbone, profile, seed)}}
+                             "sha256": backbone_sha256(backbone, profile, PRETRAIN_SEED)}}
     summary = finetune(model, tgt.train, tgt.val, tgt.classes, cfg, rd, extra_params=extra,
                        progress=progress)
     return summary, rd

@@ -49,6 +49,9 @@ def allowed_values() -> dict:
     return {
         "profile": one_of(PROFILES),
         "seed": int_at_least(0),
+        "seeds": ("a non-empty list of distinct integers >= 0",
+                  lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and len(set(v)) == len(v)
+                  and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)),
         "backbones": subset_of(backbone_names()),
         "datasets": subset_of([*TARGETS, *PAPER_TARGETS]),
         "epochs": optional(int_at_least(1)),

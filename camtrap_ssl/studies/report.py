@@ -156,9 +156,9 @@ def results_table(results: pd.DataFrame) -> pd.DataFrame:
         "not reached" if pd.isna(r.epochs_to_common) else f"{r.epochs_to_common:.1f} ({r.reached} seeds)"
         for r in a.itertuples()]
     study = [reference.study_row(r.stands_in_for, r.method) for r in a.itertuples()]
-    out["study top-1 % (R50)"] = [s["top1"] if s else np.nan for s in study]
-    out["study top-5 % (R50)"] = [s["top5"] if s else np.nan for s in study]
-    out["study convergence"] = [reference.study_convergence(r.stands_in_for, r.method) or np.nan
+    out["study_top1_r50"] = [s["top1"] if s else np.nan for s in study]
+    out["study_top5_r50"] = [s["top5"] if s else np.nan for s in study]
+    out["study_convergence"] = [reference.study_convergence(r.stands_in_for, r.method) or np.nan
                                 for r in a.itertuples()]
     out["protocol"] = [_protocol_text(r) for _, r in a.iterrows()]
     out.columns = [f"{c}: {INTERVAL}" if c == LABELS["top1"] else c for c in out.columns]
