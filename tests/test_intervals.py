@@ -49,5 +49,8 @@ def test_paired_difference_and_verdict():
     assert I.verdict(I.paired_difference(sl, ssl), "SSL", "SL") == "SL wins"
     assert I.verdict(I.paired_difference([1, 2, 3], [2, 1, 3]), "SSL", "SL") == "no clear difference"
     assert I.verdict(I.paired_difference([1], [0]), "SSL", "SL").startswith("undecided")
+    # two seeds with equal differences: a zero-width interval, but no verdict from two seeds
+    assert I.paired_difference([3, 4], [1, 2]).excludes_zero
+    assert I.verdict(I.paired_difference([3, 4], [1, 2]), "SSL", "SL").startswith("undecided")
     with pytest.raises(ValueError, match="equal lengths"):
         I.paired_difference([1, 2], [1])

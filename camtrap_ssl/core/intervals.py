@@ -89,10 +89,17 @@ def paired_difference(a, b, confidence: float = CONFIDENCE) -> Interval:
     return t_interval(a - b, confidence)
 
 
+# Fewest paired seeds a verdict is drawn from. With two, the t-interval is either very wide
+# (t = 12.7) or, when both differences happen to be equal (likely on a small validation split,
+# where accuracies move in steps), of zero width: a "win" from a coincidence.
+MIN_SEEDS_FOR_VERDICT = 3
+
+
 def verdict(diff: Interval, better: str, worse: str) -> str:
-    """Words for a paired difference ``better - worse``: a win only where the interval excludes 0."""
-    if np.isnan(diff.low):
-        return f"undecided (one seed: no interval for {better} - {worse})"
+    """Words for a paired difference ``better - worse``: a win only where the interval excludes 0
+    (and at least :data:`MIN_SEEDS_FOR_VERDICT` seeds were paired)."""
+    if diff.n < MIN_SEEDS_FOR_VERDICT:
+        return f"undecided ({diff.n} seed(s): fewer than {MIN_SEEDS_FOR_VERDICT} to judge {better} - {worse})"
     if diff.low > 0:
         return f"{better} wins"
     if diff.high < 0:

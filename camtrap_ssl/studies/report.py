@@ -208,8 +208,8 @@ def verdict_text(results: pd.DataFrame, baseline: str = "supervised") -> str:
         return f"No backbone other than {baseline} ran, so there is no comparison to state."
     lines = []
     for target, g in d.groupby("target", sort=False):
-        wins = g[g.top1_low > 0].backbone.tolist()
-        losses = g[g.top1_high < 0].backbone.tolist()
+        wins = g[g.top1_verdict.str.endswith("wins") & (g.top1_low > 0)].backbone.tolist()
+        losses = g[g.top1_verdict.str.endswith("wins") & (g.top1_high < 0)].backbone.tolist()
         even = g[~g.backbone.isin(wins + losses)].backbone.tolist()
         parts = []
         if wins:
@@ -218,6 +218,8 @@ def verdict_text(results: pd.DataFrame, baseline: str = "supervised") -> str:
             parts.append(f"worse: {', '.join(losses)}")
         if even:
             parts.append(f"no difference the interval can resolve: {', '.join(even)}")
+        if len(g.seeds.iloc[0].split(",")) < intervals.MIN_SEEDS_FOR_VERDICT:
+            parts = [f"undecided, fewer than {intervals.MIN_SEEDS_FOR_VERDICT} seeds"]
         lines.append(f"* **{target}** (stands in for {g.stands_in_for.iloc[0]}), top-1 paired by "
                      f"seed over seeds {g.seeds.iloc[0]}: " + "; ".join(parts) + ".")
     return "\n".join(lines)
