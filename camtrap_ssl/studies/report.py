@@ -103,7 +103,11 @@ def with_common_convergence(results: pd.DataFrame, share: float = COMMON_SHARE) 
     return out
 
 
-def aggregate(results: pd.DataFrame, columns=(*METRICS.values(), "convergence_epoch")) -> pd.DataFrame:
+# the per-run columns that Study 1/2 tables average over seeds
+SEED_COLUMNS = (*METRICS.values(), "convergence_epoch")
+
+
+def aggregate(results: pd.DataFrame, columns=SEED_COLUMNS) -> pd.DataFrame:
     """One row per (target, backbone): mean and 95 % t-interval over seeds of each column.
 
     Columns ``<c>``, ``<c>_low``, ``<c>_high``; a column with no value (no tail, no empty class)
@@ -150,7 +154,7 @@ def results_table(results: pd.DataFrame) -> pd.DataFrame:
     the study's ResNet-50 numbers beside, and the protocol that produced the row."""
     a = aggregate(results)
     out = pd.DataFrame({"target": a.target, "backbone": a.backbone, "paradigm": a.paradigm})
-    for c in (*METRICS.values(), "convergence_epoch"):
+    for c in SEED_COLUMNS:
         out[LABELS[c]] = [_cell(r[c], r[f"{c}_low"], r[f"{c}_high"]) for _, r in a.iterrows()]
     out[LABELS["epochs_to_common"]] = [
         "not reached" if pd.isna(r.epochs_to_common) else f"{r.epochs_to_common:.1f} ({r.reached} seeds)"
