@@ -43,6 +43,9 @@ def test_paired_differences_claim_a_win_only_where_the_interval_excludes_zero(re
     assert d.loc["far", "top1_low"] > 0 and d.loc["far", "top1_verdict"] == "ssl wins"
     assert d.loc["near", "top1_low"] < 0 < d.loc["near", "top1_high"]
     assert d.loc["near", "top1_verdict"] == "no clear difference"
+    shown = report.differences_table(results, baseline="sl")
+    assert shown.loc[("far", "ssl"), "protocol"].startswith("pretraining: x, 1 ep; fine-tuning: full")
+    assert "vs sl: pretraining: x, 1 ep" in shown.loc[("far", "ssl"), "protocol"]
     text = report.verdict_text(results, baseline="sl")
     assert "**far**" in text and "better than sl: ssl" in text
     assert "**near**" in text and "no difference the interval can resolve: ssl" in text

@@ -202,6 +202,9 @@ def differences_table(results: pd.DataFrame, baseline: str = "supervised") -> pd
         out[f"{LABELS[m]} minus {baseline}"] = [_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
                                                 for _, r in d.iterrows()]
         out[f"verdict ({LABELS[m]})"] = d[f"{m}_verdict"]
+    proto = {(r.target, r.backbone): _protocol_text(r) for _, r in aggregate(results).iterrows()}
+    out["protocol"] = [f"{proto[(t, b)]} (vs {baseline}: {proto[(t, baseline)].split('; ')[0]})"
+                       for t, b in zip(d.target, d.backbone)]
     return out.set_index(["target", "backbone"])
 
 
