@@ -23,7 +23,7 @@ initialized process group, wraps the model in ``DistributedDataParallel``, split
 of ``batch_size`` over the ranks, evaluates on rank 0 and broadcasts the result; only rank 0 writes
 the run directory. Every rank returns the same summary.
 
-Tensors are channels_last on every device: on CPU that measured 1.2-1.3x on the demo's fine-tuning
+Tensors are channels_last on every device: on CPU that measured 1.08-1.3x on the demo's fine-tuning
 step (``benchmarks/bench_finetune.py``). On CUDA the loop runs under bf16 autocast; augmentation
 runs on the device, vectorized over the batch.
 
