@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.core.seeding import seeded
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.weights import UnsafeCheckpointError, load_checkpoint
 from camtrap_ssl.pretrain.methods import (
@@ -69,10 +70,10 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
         if labels is None:
             raise ValueError(f"method={cfg.method!r} needs labels")
         num_classes = num_classes or int(labels.max()) + 1
-    torch.manual_seed(cfg.seed)
     mean, std = preprocessing_for(cfg.method)
-    backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
-    objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
+    with seeded(cfg.seed):  # the same initial draws as the shipped checkpoints' manual_seed(seed)
+        backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
+        objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
     params = list(backbone.parameters()) + list(objective.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader_gen = torch.Generator().manual_seed(cfg.seed)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
+from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
 
 BOOK = ROOT / "book"
@@ -65,12 +66,22 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 """)
 
 
+# The studies that run every cell over fine-tuning seeds (parameter ``seeds``, not ``seed``).
+SEEDED_STUDIES = ("1", "2")
+
+
 def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = None,
-                studies=tuple(STUDIES), output_dir: Path = EXECUTED) -> dict:
-    """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse)."""
+                studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None) -> dict:
+    """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse).
+
+    Studies 1 and 2 run over ``seeds`` (default: the profile's ``finetune_seeds``); 3 and 4 use
+    ``seed``, which should be one of them so that they reuse a run instead of training another.
+    """
+    seeds = list(seeds if seeds is not None else get_profile(profile).finetune_seeds)
     timings = {}
     for number in studies:
-        params = {"profile": profile, "seed": seed}
+        params = {"profile": profile}
+        params.update({"seeds": seeds} if number in SEEDED_STUDIES else {"seed": seed})
         if number != "worlds" and runs_root is not None:  # else the notebooks resolve it
             params["runs_root"] = str(runs_root)
         t0 = time.time()
@@ -78,7 +89,8 @@ def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = No
         execute_study(number, output_dir, progress=False, **params)
         timings[STUDIES[number]] = round(time.time() - t0, 1)
     fileio.atomic_write_json(output_dir / "build_record.json",
-                           {"profile": profile, "seed": seed, "seconds": timings, **provenance.environment()})
+                           {"profile": profile, "seed": seed, "seeds": seeds, "seconds": timings,
+                            **provenance.environment()})
     return timings
 
 
