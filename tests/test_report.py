@@ -92,3 +92,19 @@ def test_seeds_parameter_is_checked_before_any_run():
             params.check_params(2, {"seeds": bad})
     with pytest.raises(ValueError, match="no parameter 'seed'"):  # replaced by seeds in 1 and 2
         params.check_params(1, {"seed": 0})
+
+
+def test_protocol_reads_the_augmentation_and_crops_the_run_recorded():
+    """The protocol column comes from what train.finetune wrote into params.json."""
+    params = {"backbone": {"method": "supervised"}, "data": {"split": "gold_standard"},
+              "finetune": {"lr": 1e-5, "batch_size": 128},
+              "pretraining": {"config": {"method": "supervised"}, "epochs_done": 15,
+                              "probes": {"pretrained": {"linear": 0.9}}},
+              "preprocessing": {"augmentation": "norouzzadeh", "stored_size": 256,
+                                "train_crop": "random 224 of 256", "eval_crop": "centre 224 of 256"}}
+    row = report.protocol(params, {"epochs": 25})
+    assert "aug norouzzadeh" in row["fine-tuning"] and "25 ep" in row["fine-tuning"]
+    assert row["eval crop"] == "centre 224 of 256" and row["split"] == "gold_standard"
+    assert "linear probe 90.0 %" in row["pretraining"]
+    demo = {**params, "preprocessing": {"augmentation": "demo", "eval_crop": "none"}}
+    assert report.protocol(demo, {"epochs": 5})["eval crop"] == "whole frame"

@@ -24,16 +24,13 @@ from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
 from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
     SHIPPED,
     create_backbone,
     describe_backbone,
 )
-from camtrap_ssl.experiments.finetuning import (
-    finetune_config,
-    finetune_run,
-    finetuned_model,
-    run_dir_for,
-)
+from camtrap_ssl.experiments.finetuning import finetune_run, finetuned_model
+from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
@@ -113,18 +110,22 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
         if runs.get(side):
             lines.append(f"{side}: the finished run {finished_run(runs[side])}")
             continue
-        rd = run_dir_for(backbone, dataset, profile, seed, runs_root)
-        if rundir.RunDir(rd).is_complete:
-            lines.append(f"{side}: reuse the finished run {rd}")
-            continue
-        if backbone in METHODS and not _backbone_ready(backbone, profile, seed):
+        spec = RunSpec(backbone, dataset, profile, seed, runs_root=runs_root)
+        if backbone in METHODS and not _backbone_ready(backbone, profile):
+            # its run directory is named by the weights' hash: known once it is pretrained
             shipped = SHIPPED / f"demo_{backbone}.pt"
             est = (load_checkpoint(shipped)["record"]["wall_seconds"]
                    if profile.name == "demo" and shipped.exists() else None)
-            lines.append(f"{side}: pretrain {backbone} ({profile.name}, seed {seed}) first"
+            lines.append(f"{side}: pretrain {backbone} ({profile.name}, seed {PRETRAIN_SEED}) first"
                          + (f", about {_minutes(est)} on idle cores" if est else ""))
+            rd = "its run directory"
+        else:
+            rd = spec.run_dir()
+            if rundir.RunDir(rd).is_complete:
+                lines.append(f"{side}: reuse the finished run {rd}")
+                continue
         per_image = per_image or _seconds_per_train_image(profile)
-        epochs = finetune_config(dataset, profile, seed).epochs
+        epochs = spec.config().epochs
         # about three quarters of the frames train; validation (forward only) adds ~10 %
         n = int(0.75 * (getattr(profile, TARGET_SIZE.get(dataset, ""), None)
                         or 10 * profile.similar_per_class))
@@ -134,7 +135,9 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
     return lines
 
 
-def _backbone_ready(method: str, profile, seed: int) -> bool:
+def _backbone_ready(method: str, profile) -> bool:
+    """Whether the embedded backbone runs start from (pretraining seed ``PRETRAIN_SEED``) exists."""
+    seed = PRETRAIN_SEED
     return ((SHIPPED / f"{profile.name}_{method}.pt").exists() and seed == 0) or \
         (paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt").exists()
 

@@ -48,7 +48,8 @@ def protocol(params: dict, summary: dict) -> dict:
     cfg = pre.get("config") or {}
     probe = ((pre.get("probes") or {}).get("pretrained") or {}).get("linear")
     ft = params.get("finetune", {})
-    aug = ft.get("augmentation") or ("standard" if ft.get("augment", True) else "none")
+    prep = params.get("preprocessing") or {}  # train.finetune records augmentation and crops here
+    aug = prep.get("augmentation") or ft.get("augmentation", "?")
     return {
         "pretraining": (f"{cfg.get('method', params['backbone']['method'])}, "
                         f"{pre.get('epochs_done', '?')} ep"
@@ -56,7 +57,8 @@ def protocol(params: dict, summary: dict) -> dict:
         "fine-tuning": (f"full network, {summary['epochs']} ep, Adam lr {ft.get('lr')}, "
                         f"batch {ft.get('batch_size')}, aug {aug}"),
         "split": (params.get("data") or {}).get("split", "?"),
-        "eval crop": ft.get("eval_crop") or "none (whole frame)",
+        "eval crop": ("whole frame" if prep.get("eval_crop", "none") == "none"
+                      else prep["eval_crop"]),
     }
 
 
