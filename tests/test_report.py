@@ -86,12 +86,12 @@ def test_curve_bands_average_over_seeds(results):
 def test_seeds_parameter_is_checked_before_any_run():
     from camtrap_ssl.studies import params
 
-    params.check_params(1, {"seeds": [0, 1, 2]})
+    params.check_request(1, {"seeds": [0, 1, 2]})
     for bad in ([], [0, 0], [-1], [1.5], 3, [True]):
         with pytest.raises(ValueError, match="seeds=.*distinct integers >= 0"):
-            params.check_params(2, {"seeds": bad})
+            params.check_request(2, {"seeds": bad})
     with pytest.raises(ValueError, match="no parameter 'seed'"):  # replaced by seeds in 1 and 2
-        params.check_params(1, {"seed": 0})
+        params.check_request(1, {"seed": 0})
 
 
 def test_protocol_reads_the_augmentation_and_crops_the_run_recorded():

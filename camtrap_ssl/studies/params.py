@@ -53,14 +53,6 @@ def _each(check):
     return check_all
 
 
-def _distinct(check):
-    def check_distinct(value, name):
-        check(value, name)
-        if len(set(value)) != len(value):
-            raise ValueError(f"{name}={value!r} is not allowed; {name} must not repeat a value")
-    return check_distinct
-
-
 def rules() -> dict:
     """Parameter name -> ``check(value, name)`` (raises ``ValueError``), for every study notebook."""
     return {
@@ -83,7 +75,10 @@ def rules() -> dict:
         "image_folder": _rule("None or an existing folder of images",
                               lambda v: v is None or (isinstance(v, (str, os.PathLike))
                                                       and Path(v).is_dir())),
-        "seeds": _distinct(_each(S.check_seed)),
+        "seeds": _rule("a non-empty list of distinct integers >= 0",
+                       lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                       and len(set(v)) == len(v)
+                       and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)),
     }
 
 
