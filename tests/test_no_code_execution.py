@@ -58,10 +58,6 @@ def refused(plant, call, check_advice=True):
 # These loads call torch.load(weights_only=True) directly, so nothing runs, but torch's refusal
 # advises retrying with weights_only=False; routing them through models.weights.load_checkpoint
 # fixes the message (train/finetune.py, experiments/backbones.py, pretrain.loop.backbone_from_checkpoint).
-ADVICE = pytest.mark.xfail(strict=True, raises=AssertionError,
-                           reason="torch's refusal text, not load_checkpoint's: owners' change")
-
-
 def test_plain_state_dicts_still_load(tmp_path):
     path = tmp_path / "ok.pt"
     torch.save({"w": torch.arange(3), "meta": {"epoch": 2, "rng": torch.zeros(4, dtype=torch.uint8)}}, path)
@@ -83,17 +79,18 @@ def test_weights_cache_url_override_and_env_var(plant, tmp_path, monkeypatch):
                                         check_hash=False, progress=False))
 
 
-@pytest.mark.parametrize("check_advice", [False, pytest.param(True, marks=ADVICE)])
+@pytest.mark.parametrize("check_advice", [False, True])
 def test_shipped_and_retrained_embedded_backbones(plant, tmp_path, monkeypatch, check_advice):
     monkeypatch.setattr(backbones, "SHIPPED", tmp_path / "shipped")
     plant(tmp_path / "shipped" / "tiny_simclr.pt")
     refused(plant, lambda: backbones.create_backbone("simclr", 3, "tiny", seed=0), check_advice)
     monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "cache"))
     plant(tmp_path / "cache" / "backbones" / "tiny_barlowtwins_seed3.pt")
-    refused(plant, lambda: backbones.create_backbone("barlowtwins", 3, "tiny", seed=3), check_advice)
+    refused(plant, lambda: backbones.create_backbone("barlowtwins", 3, "tiny", pretrain_seed=3),
+            check_advice)
 
 
-@pytest.mark.parametrize("check_advice", [False, pytest.param(True, marks=ADVICE)])
+@pytest.mark.parametrize("check_advice", [False, True])
 def test_checkpoint_file_backbone_given_to_studies(plant, tmp_path, check_advice):
     evil = str(plant(tmp_path / "mine.pt"))
     refused(plant, lambda: backbones.describe_backbone(evil), check_advice)
@@ -111,13 +108,13 @@ def test_pretraining_resume_state(plant, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("check_advice", [False, pytest.param(True, marks=ADVICE)])
+@pytest.mark.parametrize("check_advice", [False, True])
 def test_run_checkpoint_on_resume_and_on_load(plant, tmp_path, check_advice):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
     data = [(torch.rand(3, 4, 4), k % 2) for k in range(4)]
     run_dir = tmp_path / "run"
     plant(run_dir / "checkpoint.pt")
-    cfg = FinetuneConfig(epochs=1, batch_size=2, augment=False, device="cpu")
+    cfg = FinetuneConfig(epochs=1, batch_size=2, augmentation="none", device="cpu")
     refused(plant, lambda: finetune(model, data, data, ["a", "b"], cfg, run_dir, progress=False),
             check_advice)
     refused(plant, lambda: load_finetuned(run_dir, model), check_advice)

@@ -152,7 +152,7 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
 
 def backbone_from_checkpoint(path: str | Path, num_classes: int | None = None):
     """Build the backbone recorded in a pretraining checkpoint, weights loaded, fresh head."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     rec = ckpt["record"]
     model = create_model(rec["config"]["arch"], num_classes=num_classes, mean=rec["mean"],
                          std=rec["std"])

@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -57,6 +56,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train.augment import (
@@ -371,10 +371,13 @@ def finished_summary(run_dir: str | Path, convergence_tolerance: float) -> dict 
 
 
 def _load_checkpoint(path: Path, device) -> dict:
-    """The resume state, or a ``ValueError`` that names the file and says how to start over."""
+    """The resume state, or a ``ValueError`` that names the file and says how to start over.
+
+    Read through :func:`camtrap_ssl.models.weights.load_checkpoint` (tensors and plain containers
+    only): a file that would run code is refused as unsafe, not offered a restart."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        return load_checkpoint(path)  # on the CPU; load_state_dict moves it to the model's device
+    except ValueError as e:
         # a truncated zip, a bad pickle opcode, ...: the file cannot be resumed
         raise ValueError(
             f"{path} cannot be read ({type(e).__name__}): the checkpoint is truncated or corrupt, "
@@ -489,6 +492,6 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
 
 def load_finetuned(run_dir: str | Path, model: torch.nn.Module) -> torch.nn.Module:
     """Load a run's final weights into ``model`` (built with the same architecture and head)."""
-    ckpt = torch.load(Path(run_dir) / rundir.CHECKPOINT, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(Path(run_dir) / rundir.CHECKPOINT)
     model.load_state_dict(ckpt["model"])
     return model.eval()
