@@ -8,26 +8,33 @@ SEED    ?= 0
 .PHONY: book test test-fast browser clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
+# Debian's python3 lacks venv's pip (python3-venv) on a fresh machine: install it only then.
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	@python3 -m venv $(VENV) 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); } || \
+	  { echo "python3 -m venv failed: install python3-venv (Debian) and rerun"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The book serves its JavaScript itself (no CDN): npm installs the versions pinned in
-# package-lock.json, camtrap_ssl.studies.book copies them into book/_vendor.
+# The book serves its JavaScript itself (no CDN): camtrap_ssl.studies.book fetches the three npm
+# tarballs pinned in package-lock.json with Python and checks their sha512, so neither Node.js nor
+# npm is needed.
 book: $(VENV)/.installed
-	@command -v npm >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm >/dev/null; \
-	    else echo "install Node.js with npm to build the book"; exit 1; fi; }
 	$(VENV)/bin/camtrap-ssl book --profile $(PROFILE) --seed $(SEED)
 
-# Headless Chromium for the browser test of the built book, and npm for the book's JavaScript
-# (Debian packages).
+# Headless Chromium and its driver for the browser test of the built book (Debian packages).
+# Only what is missing is installed, and nothing else: a machine with Node.js from NodeSource
+# refuses Debian's npm ("held broken packages"), so asking for more than needed can fail it all.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v npm >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver npm >/dev/null; \
-	    else echo "install chromium, chromium-driver and npm to run the browser test"; fi; }
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing=" chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing (Debian) for the browser test"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing; install it (Debian: apt-get install$$missing) or the browser test is skipped"; fi; \
+	fi
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q

@@ -11,6 +11,10 @@ channels_last) through ``finetune()`` and bare, in images/s, and the implied min
 Serengeti epoch (757,000 images x 0.9 training share). The study reported about 120 minutes per
 epoch on 2 V100s.
 
+Memory-format section (always): the bare step on CPU with channels_last tensors against
+contiguous (NCHW) ones, side by side in the same run; ``finetune()`` uses channels_last on every
+device because of this comparison.
+
     python benchmarks/bench_finetune.py [--batches 16] [--gpu]
 """
 from __future__ import annotations
@@ -63,9 +67,11 @@ def _since(t0: tuple[float, float]) -> tuple[float, float]:
     return t1[0] - t0[0], t1[1] - t0[1]
 
 
-def bare(model, batches, device, cuda: bool, lr: float = 1e-5) -> tuple[float, float]:
+def bare(model, batches, device, cuda: bool, lr: float = 1e-5,
+         channels_last: bool = True) -> tuple[float, float]:
     """(wall, CPU) seconds for forward + backward + step over ``batches`` (already in memory)."""
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
     if cuda:
@@ -73,8 +79,7 @@ def bare(model, batches, device, cuda: bool, lr: float = 1e-5) -> tuple[float, f
     t0 = _clocks()
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
@@ -124,6 +129,23 @@ def compare(arch, size, batch_size, n_batches, n_val, classes, device, workers, 
             "images": n}
 
 
+def memory_formats(arch, size, batch_size, n_batches, classes, repeats) -> dict:
+    """Images/s (wall, CPU time) of the bare CPU step, channels_last against contiguous, alternated."""
+    torch.manual_seed(0)
+    base = create_model(arch, num_classes=classes)
+    data = make_data(n_batches * batch_size, size, classes, seed=1)
+    batches = [data.get_batch(torch.arange(k, k + batch_size))
+               for k in range(0, len(data), batch_size)]
+    dev = torch.device("cpu")
+    times = {True: [], False: []}
+    for _ in range(repeats):
+        for cl in (True, False):
+            times[cl].append(bare(copy.deepcopy(base), batches, dev, False, channels_last=cl))
+    n = len(data)
+    return {("channels_last" if cl else "contiguous"):
+            (n / min(t[0] for t in ts), n / min(t[1] for t in ts)) for cl, ts in times.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet18_w025", help="default: the demo profile's")
@@ -154,6 +176,13 @@ def main(argv=None) -> int:
           "         (target >= 0.95)")
     print("  (CPU time is what to read on a shared machine: it does not count time spent waiting "
           "for a core)")
+
+    m = memory_formats(args.arch, args.size, args.batch_size, args.batches, 10, args.repeats)
+    (cl_w, cl_c), (co_w, co_c) = m["channels_last"], m["contiguous"]
+    print("CPU memory format, bare step, same model and batches:")
+    print(f"  channels_last              : {cl_w:8.1f} img/s   {cl_c:10.1f} img/s")
+    print(f"  contiguous (NCHW)          : {co_w:8.1f} img/s   {co_c:10.1f} img/s")
+    print(f"  ratio channels_last / NCHW : {cl_w / co_w:8.3f}         {cl_c / co_c:10.3f}")
 
     if args.gpu:
         if not torch.cuda.is_available():

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+# First, before anything loads torch: sets OpenMP's thread count and wait policy (core/threads.py).
+from camtrap_ssl.core import threads  # isort: skip
 import pandas as pd
 
 from camtrap_ssl.analysis import attribution
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
+from camtrap_ssl.data.images import EXTENSIONS, list_images
 from camtrap_ssl.experiments import finetuning, grid
 from camtrap_ssl.experiments.backbones import (
     backbone_names,
     describe_backbone,
+    is_backbone,
     pretrain_and_probe,
 )
 from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
@@ -105,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
     ex.add_argument("folder", type=Path, help="a folder of camera-trap images, any size or mode")
     ex.add_argument("--out", type=Path, required=True, help="folder for the PNGs and predictions.csv")
-    ex.add_argument("--ssl-backbone", default="barlowtwins")
+    ex.add_argument("--ssl-backbone", default="barlowtwins",
+                    help="a pretraining method, a registry name or a checkpoint file (.pt)")
     ex.add_argument("--sl-backbone", default="supervised")
+    ex.add_argument("--ssl-run", type=Path, default=None,
+                    help="a finished fine-tuning run (its folder or checkpoint.pt) to explain "
+                         "instead of fine-tuning --ssl-backbone")
+    ex.add_argument("--sl-run", type=Path, default=None, help="the same for the SL side")
+    ex.add_argument("--runs-root", type=Path, default=None,
+                    help="where the pair's runs are looked up or written")
     ex.add_argument("--dataset", choices=TARGETS, default="syn_serengeti",
                     help="the target both backbones are fine-tuned on")
     ex.add_argument("--profile", choices=sorted(PROFILES), default="demo")
@@ -126,6 +138,7 @@ _REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    threads.configure()  # torch's threads = the cores this process may use (or OMP_NUM_THREADS)
     if args.command == "data" and args.data_command != "generate":
         return args.func(args)
     if args.command not in _REFUSING:
@@ -178,18 +191,38 @@ def _run(args: argparse.Namespace) -> int:
         methods = [m for m in args.methods.split(",") if m]
         problems = [f"--methods: {m!r} is not one of {list(attribution.METHODS)}" for m in methods
                     if m not in attribution.METHODS]
-        problems += [f"--{flag}-backbone: {b!r} is not one of {backbone_names()}"
-                     for flag, b in (("ssl", args.ssl_backbone), ("sl", args.sl_backbone))
-                     if b not in backbone_names()]
+        problems += [f"--{flag}-backbone: {b!r} is not one of {backbone_names()} or a .pt file"
+                     for flag, b, run in (("ssl", args.ssl_backbone, args.ssl_run),
+                                          ("sl", args.sl_backbone, args.sl_run))
+                     if run is None and not is_backbone(b)]
+        for flag, run in (("ssl", args.ssl_run), ("sl", args.sl_run)):
+            if run is not None:
+                try:
+                    comparison.finished_run(run)
+                except FileNotFoundError as e:
+                    problems.append(f"--{flag}-run: {e}")
         if not args.folder.is_dir():
             problems.append(f"folder {str(args.folder)!r} does not exist")
+        elif not list_images(args.folder):
+            problems.append(f"folder {str(args.folder)!r} holds no images ({', '.join(EXTENSIONS)})")
         if problems:
             raise SystemExit("camtrap-ssl explain: " + "; ".join(problems))
         prof = get_profile(args.profile)
-        pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.dataset, prof, args.seed)
+        try:
+            pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.dataset, prof,
+                                         args.seed, args.runs_root, progress=True,
+                                         ssl_run=args.ssl_run, sl_run=args.sl_run)
+        except ValueError as e:
+            raise SystemExit(f"camtrap-ssl explain: {e}") from None
+        n = min(len(list_images(args.folder)), args.limit or 10**9)
+        print(f"explaining {n} images with {', '.join(methods)} for both models", flush=True)
         table = comparison.explain_folder(pair, args.folder, args.out, methods, prof.input_size,
                                           limit=args.limit)
         print(table.to_string(index=False))
+        t = table.attrs
+        print(f"explained {t['images']} images in {t['seconds']:.1f} s ({t['seconds_per_image']:.2f} s "
+              f"per image, load average {os.getloadavg()[0]:.1f} on {threads.available_cpus()} "
+              f"cores); PNGs and predictions.csv in {args.out}")
     elif args.command == "models":
 
         for name in backbone_names():

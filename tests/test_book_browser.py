@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -32,23 +31,6 @@ SCREENSHOT_COPY = os.environ.get("CAMTRAP_SSL_BOOK_SCREENSHOT",
                                  str(Path(tempfile.gettempdir()) / "book_explorer.png"))
 STATE_RE = re.compile(r'<script type="application/vnd\.jupyter\.widget-state\+json">(.*?)</script>',
                       re.S)
-
-
-def test_npm_install_reruns_only_when_the_lock_changes(tmp_path, monkeypatch):
-    from camtrap_ssl.studies import book
-
-
-    (tmp_path / "package-lock.json").write_text('{"lockfileVersion": 3}')
-    monkeypatch.setattr(book.shutil, "which", lambda _name: None)  # any npm run would fail
-    with pytest.raises(FileNotFoundError, match="npm not found"):
-        book.npm_install(tmp_path)  # no node_modules yet
-    stamp = tmp_path / "node_modules" / ".camtrap_ssl_lock.sha256"
-    stamp.parent.mkdir()
-    stamp.write_text(hashlib.sha256((tmp_path / "package-lock.json").read_bytes()).hexdigest())
-    assert book.npm_install(tmp_path) == tmp_path / "node_modules"  # up to date: npm not needed
-    (tmp_path / "package-lock.json").write_text('{"lockfileVersion": 3, "changed": true}')
-    with pytest.raises(FileNotFoundError, match="npm not found"):
-        book.npm_install(tmp_path)
 
 
 def test_vendor_js_refuses_a_static_folder(tmp_path):

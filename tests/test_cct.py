@@ -104,6 +104,18 @@ def test_load_label_table_policies(tmp_path):
     (lambda d: d["annotations"][2].pop("category_id"), "'category_id'"),
     (lambda d: d["images"][1].__setitem__("file_name", "../../etc/passwd"), "file_name"),
     (lambda d: d["annotations"][2].__setitem__("bbox", [1, 2]), "bbox"),
+    (lambda d: d["images"][0].__setitem__("id", ["a", "b"]), "has id=['a', 'b']; ids are str or int"),
+    (lambda d: d["annotations"][0].__setitem__("id", [1]), "has id=[1]; ids are str or int"),
+    (lambda d: d["annotations"][0].__setitem__("image_id", [1]), "image_id=[1]; ids are"),
+    (lambda d: d["images"][2].__setitem__("file_name", 17), "file_name=17; it must be a non-empty string"),
+    (lambda d: d["categories"][1].__setitem__("name", None), "name=None; a category name must"),
+    (lambda d: d.__setitem__("annotations", []), "'annotations' is empty"),
+    (lambda d: _first_box(d).__setitem__("bbox", [40.0, 3.0, 10.0, 8.0]), "ends at 50, outside the image's width 48"),
+    (lambda d: _first_box(d).__setitem__("bbox", [2.0, 30.0, 10.0, 8.0]), "outside the image's height 36"),
+    (lambda d: _first_box(d).__setitem__("bbox", [-5.0, 3.0, 10.0, 8.0]), "negative position"),
+    (lambda d: _first_box(d).__setitem__("bbox", [2.0, 3.0, -10.0, 8.0]), "width and height must be > 0"),
+    (lambda d: _first_box(d).__setitem__("bbox", [2.0, float("nan"), 10.0, 8.0]), "not finite"),
+    (lambda d: _first_box(d).__setitem__("bbox", ["2", "3", "10", "8"]), "not all numbers"),
 ])
 def test_validation_errors_name_file_and_id(tmp_path, mutate, needle):
     _, data = make_lila(tmp_path, write_images=False)
@@ -113,6 +125,37 @@ def test_validation_errors_name_file_and_id(tmp_path, mutate, needle):
         cct.load_cct(p)
     assert needle in str(err.value)
     assert str(p) in str(err.value)
+
+
+def _first_box(data):
+    return next(a for a in data["annotations"] if "bbox" in a)
+
+
+def test_box_overhanging_by_rounding_is_accepted(tmp_path):
+    _, data = make_lila(tmp_path, write_images=False)
+    _first_box(data)["bbox"] = [38.5, 28.0, 10.4, 8.9]  # ends at 48.9 x 36.9 of 48 x 36
+    assert len(cct.load_cct(write_json(tmp_path, data)))
+
+
+def test_non_utf8_bytes_are_named_with_their_offset(tmp_path):
+    _, data = make_lila(tmp_path, write_images=False)
+    raw = json.dumps(data).replace('"zebra"', '"zebr\\u00e9"').encode()
+    raw = raw.replace(b"zebr\\u00e9", b"zebr\xe9")  # Latin-1 e-acute, not UTF-8
+    p = tmp_path / "latin1.json"
+    p.write_bytes(raw)
+    with pytest.raises(cct.CCTFormatError) as err:
+        cct.load_cct(p)
+    assert f"{p}: not UTF-8 text (byte 0xe9 at offset {raw.index(bytes([0xe9]))})" in str(err.value)
+
+
+def test_no_usable_label_is_an_error_not_an_empty_index(tmp_path):
+    _, data = make_lila(tmp_path, write_images=False)
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"]]
+    data["annotations"].append({"id": "x", "image_id": data["images"][0]["id"], "category_id": 4})
+    data["annotations"].append({"id": "y", "image_id": data["images"][0]["id"], "category_id": 0})
+    with pytest.raises(cct.CCTFormatError, match="no image has a usable label"):
+        cct.load_cct(write_json(tmp_path, data))
+    assert len(cct.load_cct(write_json(tmp_path, data), multi_label="per_category")) >= 2
 
 
 def test_annotation_error_names_annotation_id(tmp_path):

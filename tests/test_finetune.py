@@ -21,6 +21,7 @@ from camtrap_ssl.train.finetune import (
     finetune,
     load_finetuned,
     summarize,
+    train_class_counts,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +111,27 @@ def test_summary_carries_final_confusion_and_convergence(trained):
     for t in CONVERGENCE_TOLERANCES:
         assert summary["convergence_epochs"][str(t)] == M.convergence_epoch(top1, t)
     assert summary["classes"] == CLASSES and summary["best_top1"] == max(top1)
+    # the camera-trap metrics of the last epoch, from its confusion matrix; balanced training
+    # classes (24 each) have no tail, and no class is named "empty"
+    assert summary["final_macro_f1"] == pytest.approx(M.macro_f1(cm)) == rows[-1]["val_macro_f1"]
+    assert summary["final_balanced_acc"] == pytest.approx(M.balanced_accuracy(cm))
+    assert summary["final_tail_top1"] is None and summary["tail_classes"] == []
+    assert summary["final_empty_acc"] is None
+    assert 0 <= summary["final_ece"] <= 100 and summary["ece_bins"] == 15
+
+
+def test_train_class_counts_read_labels_without_images():
+    ds = torch.utils.data.TensorDataset(torch.zeros(5, 1), torch.tensor([0, 2, 2, 2, 1]))
+    assert train_class_counts(ds, 4) == [1, 1, 3, 0]
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(1), [1, 1, 0][i]
+
+    assert train_class_counts(Items(), 2) == [1, 2]
 
 
 def test_convergence_epoch_is_configurable():

@@ -105,3 +105,25 @@ def test_shrink_npy_keeps_a_valid_array(tmp_path):
     prep._shrink_npy(p, 7)
     b = np.load(p)
     assert b.shape == (7, 4, 4, 3) and (b[:, 0, 0, 0] == np.arange(7)).all()
+
+
+def test_each_bad_file_is_listed_once_with_its_path_once(tmp_path):
+    idx = cct.load_cct(make_dataset(tmp_path, n=4))
+    missing = idx.path_of(2)
+    missing.unlink()
+    ds = prep.prepare(idx, None, size=8, out_dir=tmp_path / "cache", progress=False)
+    assert ds.bad_files == [f"{missing}: missing"]
+    ref = cct.CCTDataset(idx, None, size=8, scan="full")
+    assert ref.bad_files == [(str(missing), "missing")]
+
+
+def test_restored_image_is_read_again(tmp_path):
+    idx = cct.load_cct(make_dataset(tmp_path, n=4))
+    victim = idx.path_of(1)
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 2])  # truncated download
+    out = tmp_path / "cache"
+    assert len(prep.prepare(idx, None, size=8, out_dir=out, progress=False)) == 3
+    victim.write_bytes(raw)  # the rerun of the download completed it
+    ds = prep.prepare(idx, None, size=8, out_dir=out, progress=False)
+    assert len(ds) == 4 and ds.bad_files == [] and 1 in ds.image_ids

@@ -12,7 +12,7 @@ def test_every_notebook_declares_only_checkable_parameters():
     checks = studies.rules()
     for name in studies.STUDIES:
         declared = studies.notebook_parameters(name)
-        assert "profile" in declared and "seed" in declared
+        assert "profile" in declared and ("seed" in declared or "seeds" in declared)
         assert set(declared) <= set(checks), (name, set(declared) - set(checks))
         assert declared.get("runs_root", None) is None  # resolved, never a relative "runs"
         studies.check_request(name, {})  # the defaults themselves are valid
@@ -35,8 +35,8 @@ def test_a_notebook_checks_its_own_globals(tmp_path, monkeypatch):
     assert set(checked) == set(studies.notebook_parameters(2))
     assert checked["runs_root"] == str(tmp_path / "elsewhere")  # None resolved like every run
     assert studies.check_params(2, {**namespace, "runs_root": "x/y"})["runs_root"] == "x/y"
-    with pytest.raises(ValueError, match=r"study 2: seed='0' is not allowed; seed must be"):
-        studies.check_params(2, {**namespace, "seed": "0"})
+    with pytest.raises(ValueError, match=r"study 2: seeds=\['0'\] is not allowed; seeds must be"):
+        studies.check_params(2, {**namespace, "seeds": ["0"]})
     with pytest.raises(ValueError, match="study 2: parameter 'datasets' has no value"):
         studies.check_params(2, {k: v for k, v in namespace.items() if k != "datasets"})
 
@@ -48,8 +48,8 @@ def test_unknown_parameter_is_named_with_the_allowed_ones():
 
 @pytest.mark.parametrize("params, word", [
     ({"profile": "huge"}, "profile"),
-    ({"seed": -1}, "seed"),
-    ({"seed": "0"}, "seed"),
+    ({"seeds": [-1]}, "seeds"),
+    ({"seeds": [1, 1]}, "seeds"),
     ({"backbones": ["supervised", "mocov3"]}, "backbones"),
     ({"datasets": []}, "datasets"),
     ({"epochs": 0}, "epochs"),
@@ -59,6 +59,12 @@ def test_unknown_parameter_is_named_with_the_allowed_ones():
 def test_out_of_range_values_are_refused(params, word):
     with pytest.raises(ValueError, match=rf"{word}=.* is not allowed; {word} must be"):
         studies.check_request("2", params)
+
+
+@pytest.mark.parametrize("seed", [-1, "0", 1.0, True])
+def test_a_bad_seed_is_refused_where_a_study_has_one(seed):
+    with pytest.raises(ValueError, match=r"seed=.* is not allowed; seed must be"):
+        studies.check_request("3", {"seed": seed})
 
 
 def test_study_settings_accept_what_a_run_spec_accepts():

@@ -55,7 +55,7 @@ from camtrap_ssl.data.strip import strip_rows
 
 __all__ = [
     "CCTFormatError", "CCTIndex", "CCTDataset", "load_cct", "sample_list", "decode_image",
-    "check_image_file", "EMPTY_NAMES", "MULTI_LABEL_POLICIES",
+    "check_image_file", "EMPTY_NAMES", "MULTI_LABEL_POLICIES", "BadImageError", "bad_image_reason",
 ]
 
 MULTI_LABEL_POLICIES = ("single", "per_category")
@@ -162,6 +162,37 @@ def _sort_key(x):
     return (0, x, "") if isinstance(x, int) else (1, 0, str(x))
 
 
+BBOX_TOLERANCE = 1.0  # pixels a box may overhang the frame (rounding in published boxes)
+
+
+def _bbox_problem(bbox, image: dict) -> str | None:
+    """Why ``bbox`` is not a box inside ``image`` (``None`` if it is).
+
+    Four finite numbers, ``x, y >= 0``, ``width, height > 0``, and, where the image records its
+    ``width``/``height``, ending inside it. A box may overhang by ``BBOX_TOLERANCE`` pixels,
+    since published boxes are rounded; anything beyond that is a wrong box (or a box in another
+    coordinate system, such as normalized [0, 1]), which would silently mislead every analysis
+    that uses boxes.
+    """
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return "not a list of four numbers"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        return "not all numbers"
+    if not all(np.isfinite(v) for v in bbox):
+        return "not finite (NaN or infinity)"
+    x, y, w, h = bbox
+    if x < -BBOX_TOLERANCE or y < -BBOX_TOLERANCE:
+        return "negative position"
+    if w <= 0 or h <= 0:
+        return "width and height must be > 0"
+    for extent, start, size in (("width", x, w), ("height", y, h)):
+        limit = image.get(extent)
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and \
+                start + size > limit + BBOX_TOLERANCE:
+            return f"ends at {start + size:g}, outside the image's {extent} {limit:g}"
+    return None
+
+
 def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTIndex:
     """Read and validate a COCO Camera Traps JSON and build its label table.
 
@@ -178,8 +209,12 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
     try:
         with open(json_path, "rb") as f:
             data = json.load(f)
+    except UnicodeDecodeError as e:
+        raise CCTFormatError(f"{json_path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                             f"offset {e.start}); COCO Camera Traps files are UTF-8 JSON") from None
     except json.JSONDecodeError as e:
-        raise CCTFormatError(f"{json_path}: not valid JSON ({e})") from None
+        raise CCTFormatError(f"{json_path}: not valid JSON ({e}); a truncated download? "
+                             "fetch it again") from None
     if not isinstance(data, dict):
         raise CCTFormatError(f"{json_path}: top level must be an object with keys "
                              "'images', 'categories', 'annotations'")
@@ -199,7 +234,10 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
             raise CCTFormatError(f"{json_path}: images[{k}] has id={iid!r}; ids are str or int")
         if iid in images:
             raise CCTFormatError(f"{json_path}: duplicate image id={iid!r}")
-        _check_relative(str(im["file_name"]), json_path, iid)
+        if not isinstance(im["file_name"], str) or not im["file_name"]:
+            raise CCTFormatError(f"{json_path}: image id={iid!r} has file_name="
+                                 f"{im['file_name']!r}; it must be a non-empty string (a path)")
+        _check_relative(im["file_name"], json_path, iid)
         images[iid] = im
 
     categories: dict = {}
@@ -212,7 +250,15 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
             raise CCTFormatError(f"{json_path}: categories[{k}] has id={cid!r}")
         if cid in categories:
             raise CCTFormatError(f"{json_path}: duplicate category id={cid!r}")
-        categories[cid] = str(cat["name"])
+        if not isinstance(cat["name"], str) or not cat["name"].strip():
+            raise CCTFormatError(f"{json_path}: category id={cid!r} has name={cat['name']!r}; "
+                                 "a category name must be a non-empty string")
+        categories[cid] = cat["name"]
+
+    if not data["annotations"]:
+        raise CCTFormatError(f"{json_path}: 'annotations' is empty, so no image has a label; "
+                             "a COCO Camera Traps file for training needs at least one "
+                             "annotation (image_id, category_id)")
 
     by_image: dict = {}
     seen_ann: set = set()
@@ -224,6 +270,10 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
                 raise CCTFormatError(f"{json_path}: annotation annotations[{k}] "
                                      f"(id={ann.get('id')!r}) lacks required key {key!r}")
         aid = ann["id"]
+        for key in ("id", "image_id", "category_id"):
+            if not _is_id(ann[key]):
+                raise CCTFormatError(f"{json_path}: annotations[{k}] has {key}={ann[key]!r}; "
+                                     "ids are str or int")
         if aid in seen_ann:
             raise CCTFormatError(f"{json_path}: duplicate annotation id={aid!r}")
         seen_ann.add(aid)
@@ -235,9 +285,12 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
                                  f"category_id={ann['category_id']!r}, which is not in "
                                  "'categories'")
         bbox = ann.get("bbox")
-        if bbox is not None and (not isinstance(bbox, list) or len(bbox) != 4):
-            raise CCTFormatError(f"{json_path}: annotation id={aid!r} has bbox={bbox!r}; "
-                                 "expected [x, y, width, height] in pixels")
+        if bbox is not None:
+            problem = _bbox_problem(bbox, images[ann["image_id"]])
+            if problem:
+                raise CCTFormatError(f"{json_path}: annotation id={aid!r} has bbox={bbox!r}: "
+                                     f"{problem}; expected [x, y, width, height] in pixels, "
+                                     "inside the image")
         if "mask_file" in ann:
             _check_relative(str(ann["mask_file"]), json_path, ann["image_id"])
         by_image.setdefault(ann["image_id"], []).append(ann)
@@ -253,6 +306,10 @@ def load_cct(json_path, image_root=None, multi_label: str = "single") -> CCTInde
             n_multi += 1
             continue
         samples.extend((iid, c) for c in cats)
+    if not samples:
+        raise CCTFormatError(f"{json_path}: no image has a usable label ({n_unlabelled} without "
+                             f"annotations, {n_multi} with several species, which "
+                             f"multi_label={multi_label!r} leaves out)")
     return CCTIndex(json_path, image_root, data.get("info", {}), images, categories, by_image,
                     samples, multi_label, n_unlabelled, n_multi)
 
@@ -284,6 +341,21 @@ def check_image_file(path: Path) -> str | None:
     return None
 
 
+class BadImageError(OSError):
+    """An image file that fails the quick check; ``reason`` says why without the path."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def bad_image_reason(exc: Exception) -> str:
+    """Why decoding failed, without repeating the path (callers list ``path: reason``)."""
+    if isinstance(exc, BadImageError):
+        return exc.reason
+    return f"decode failed ({type(exc).__name__}: {exc})"
+
+
 def decode_image(path: Path, size: int, strip_fraction: float = 0.0) -> np.ndarray:
     """Decode to RGB, cut the bottom ``strip_fraction`` of the rows (the information strip, see
     :mod:`camtrap_ssl.data.strip`) and squash-resize to ``size x size``; uint8 HWC. Raises on bad
@@ -291,7 +363,7 @@ def decode_image(path: Path, size: int, strip_fraction: float = 0.0) -> np.ndarr
     blended into the frame."""
     reason = check_image_file(path)
     if reason is not None:
-        raise OSError(f"{path}: {reason}")
+        raise BadImageError(path, reason)
     with Image.open(path) as im:
         if im.format == "JPEG":
             im.draft("RGB", (size, size))
@@ -378,7 +450,7 @@ class CCTDataset(torch.utils.data.Dataset):
                         decode_image(path, size, strip_fraction)
                         reason = None
                     except Exception as e:
-                        reason = str(e)
+                        reason = bad_image_reason(e)
                 verdict[iid] = reason
                 if reason is not None:
                     self.bad_files.append((str(path), reason))
@@ -418,7 +490,7 @@ class CCTDataset(torch.utils.data.Dataset):
             except Exception as e:
                 self._failed.add(j)
                 path = str(self.index.path_of(self.samples[j][0]))
-                self.bad_files.append((path, f"decode failed ({type(e).__name__}: {e})"))
+                self.bad_files.append((path, bad_image_reason(e)))
                 warnings.warn(f"skipping bad image {path}: {e}", stacklevel=2)
         raise RuntimeError(f"no readable image among the {n} samples of this dataset "
                            f"(first bad: {self.bad_files[:1]})")

@@ -37,19 +37,23 @@ import os
 import random
 import shutil
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from http.client import HTTPException
 from pathlib import Path
 
-from camtrap_ssl.core.fileio import atomic_write_json, sha256_file
+from tqdm.auto import tqdm
+
+from camtrap_ssl.core import download as dl
+from camtrap_ssl.core.fileio import atomic_write_json
 
 __all__ = ["CATALOGUE", "MIRRORS", "DEFAULT_MIRROR", "LilaDownloadError", "DownloadReport",
-           "download_dataset", "fetch_file", "add_cli"]
+           "download_dataset", "add_cli", "IMAGE_TIMEOUT", "STALL", "FAIL_FAST"]
+
+IMAGE_TIMEOUT = 120.0  # default deadline (s) per file: a camera-trap JPEG is a few MB at most
+STALL = 30.0  # no byte for this long ends an attempt
+FAIL_FAST = 8  # the first this-many image requests failing the same way stop the download
 
 MIRRORS = {
     "gcp": "https://storage.googleapis.com/public-datasets-lila/",
@@ -110,57 +114,6 @@ def _offline_message(url: str, reason) -> str:
             "changed. Completed files are kept and partial ones resume.")
 
 
-def fetch_file(url: str, dest: Path, timeout: float = 60.0, sha256: str | None = None) -> bool:
-    """Download ``url`` to ``dest`` with resume; return False if it was already complete.
-
-    The data go to ``dest.part``; an existing ``.part`` is continued with ``Range: bytes=N-``.
-    Only a complete (and, with ``sha256``, verified) file is renamed to ``dest``.
-    Raises ``urllib.error.URLError``/``OSError`` on network trouble, leaving the ``.part``.
-    """
-    dest = Path(dest)
-    if dest.exists():
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"User-Agent": "camtrap-ssl"})
-    if have:
-        req.add_header("Range", f"bytes={have}-")
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # our part is not a prefix the server recognises: restart
-            part.unlink()
-            return fetch_file(url, dest, timeout, sha256)
-        raise
-    with resp:
-        if have and resp.status == 206:
-            start = int(resp.headers.get("Content-Range", "bytes 0-").split()[1].split("-")[0])
-            if start != have:
-                raise OSError(f"{url}: server resumed at byte {start}, expected {have}")
-            mode, expected_total = "ab", None
-            total_hdr = resp.headers.get("Content-Range", "").rpartition("/")[2]
-            if total_hdr.isdigit():
-                expected_total = int(total_hdr)
-        else:
-            mode, have = "wb", 0
-            length = resp.headers.get("Content-Length")
-            expected_total = int(length) if length and length.isdigit() else None
-        with open(part, mode) as f:
-            shutil.copyfileobj(resp, f, 1 << 16)
-    size = part.stat().st_size
-    if expected_total is not None and size != expected_total:
-        raise OSError(f"{url}: got {size} of {expected_total} bytes; rerun to resume")
-    if sha256 is not None:
-        got = sha256_file(part)
-        if got != sha256.lower():
-            part.unlink()
-            raise LilaDownloadError(f"{url}: sha256 {got} does not match the published "
-                                    f"{sha256}; the partial file was removed, rerun to retry")
-    os.replace(part, dest)
-    return True
-
-
 def _extract_json(zip_path: Path, out: Path) -> None:
     """Extract the (single) .json member of a metadata zip to ``out``, atomically."""
     with zipfile.ZipFile(zip_path) as zf:
@@ -205,7 +158,7 @@ def _select(data: dict, classes, per_class, seed: int) -> tuple[list, dict]:
 
 def download_dataset(name: str, dest, classes=None, per_class: int | None = None,
                      base_url: str | None = None, workers: int = 8, seed: int = 0,
-                     timeout: float = 60.0, catalogue: dict | None = None,
+                     timeout: float = IMAGE_TIMEOUT, catalogue: dict | None = None,
                      images: bool = True, progress: bool = True) -> DownloadReport:
     """Fetch a LILA dataset's metadata and (a subset of) its images into ``dest``.
 
@@ -214,7 +167,9 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     report's ``json_path`` is the file to give :func:`camtrap_ssl.data.cct.load_cct`. Images land at
     ``dest/<file_name>``. ``base_url`` replaces the mirror root (``MIRRORS`` names, or any URL).
     Failed images are listed in the report (rerun to retry); an unreachable server raises
-    :class:`LilaDownloadError`.
+    :class:`LilaDownloadError`, as does a batch whose first ``FAIL_FAST`` image requests all fail
+    the same way. ``timeout`` is each image's overall deadline in seconds (the metadata gets ten
+    times as long); a server that sends nothing for ``min(STALL, timeout)`` s is given up on.
     """
     catalogue = CATALOGUE if catalogue is None else catalogue
     if name not in catalogue:
@@ -223,6 +178,8 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
         raise ValueError(f"per_class={per_class!r} must be a positive int or None")
     if not isinstance(workers, int) or workers <= 0:
         raise ValueError(f"workers={workers!r} must be a positive int")
+    if not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
     if isinstance(classes, str):
         classes = [c for c in classes.split(",") if c]
     entry = catalogue[name]
@@ -235,18 +192,16 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     meta_url = urllib.parse.urljoin(root, entry["metadata"])
     meta_file = dest / Path(entry["metadata"]).name
     json_path = dest / entry["json_name"]
-    if not json_path.exists():
-        try:
-            fetch_file(meta_url, meta_file, timeout, entry.get("metadata_sha256"))
-        except (urllib.error.URLError, HTTPException, OSError) as e:
-            raise LilaDownloadError(_offline_message(meta_url, e)) from e
-        if meta_file.suffix.lower() == ".zip":
-            _extract_json(meta_file, json_path)
-        elif meta_file != json_path:
-            os.replace(meta_file, json_path)
-
-    with open(json_path, "rb") as f:
-        data = json.load(f)
+    data = _read_json(json_path)
+    if data is None:  # absent, or truncated/corrupt (then refetched: it would never heal)
+        json_path.unlink(missing_ok=True)
+        meta_file.unlink(missing_ok=True)
+        _fetch_metadata(meta_url, meta_file, json_path, entry, timeout)
+        data = _read_json(json_path)
+        if data is None:
+            raise LilaDownloadError(f"{meta_url}: the downloaded metadata {json_path} is not "
+                                    "valid JSON; the mirror may be serving an error page, try "
+                                    f"another with --mirror ({', '.join(MIRRORS)})")
     report = DownloadReport(json_path=json_path)
     if classes is not None or per_class is not None:
         ids, sel = _select(data, classes, per_class, seed)
@@ -267,40 +222,88 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     if not images:
         return report
 
+    def rel_of(im) -> str:
+        return str(im["file_name"]).replace("\\", "/")
+
     def one(im):
-        rel = str(im["file_name"]).replace("\\", "/")
+        rel = rel_of(im)
         if rel.startswith("/") or ".." in rel.split("/"):
             raise ValueError(f"refusing file_name {rel!r} outside {dest}")
         url = urllib.parse.urljoin(root, entry["image_base"] + urllib.parse.quote(rel))
-        return url, fetch_file(url, dest / rel, timeout)
+        return dl.fetch(url, dest / rel, timeout=timeout, stall=min(STALL, timeout))
 
-    from tqdm.auto import tqdm
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # complete files are counted, not requested, so the early stop judges real attempts only
+    missing = [im for im in todo if not (dest / rel_of(im)).is_file()]
+    report.skipped = len(todo) - len(missing)
+    todo = missing
+    fail_fast = dl.FailFast(min(FAIL_FAST, len(todo)) or 1)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures = {pool.submit(one, im): im for im in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc=f"{name} images",
                         disable=not progress):
             im = futures[fut]
             try:
-                _, fetched = fut.result()
-                if fetched:
-                    report.downloaded += 1
-                else:
-                    report.skipped += 1
-            except (urllib.error.URLError, HTTPException, OSError, ValueError) as e:
+                fetched = fut.result()
+            except (*dl.NETWORK_ERRORS, ValueError) as e:
                 report.failed.append((str(im["file_name"]), str(e)))
-    if todo and len(report.failed) == len(todo):
-        first = report.failed[0]
-        raise LilaDownloadError(_offline_message(
-            urllib.parse.urljoin(root, entry["image_base"] + first[0]), first[1]))
+                if fail_fast.record(e):
+                    raise LilaDownloadError(
+                        f"stopped: the first {fail_fast.k} image downloads all failed the same "
+                        f"way ({dl.failure_kind(e)}), so the rest would too. First: "
+                        f"{report.failed[0][0]}: {report.failed[0][1]}. " + _offline_message(urllib.parse.urljoin(root, entry["image_base"]), e))
+                continue
+            fail_fast.record(None)
+            if fetched:
+                report.downloaded += 1
+            else:
+                report.skipped += 1
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+def _read_json(path: Path):
+    """The parsed JSON at ``path``, or None if it is absent or not valid (truncated) JSON."""
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        return None
+
+
+def _fetch_metadata(meta_url: str, meta_file: Path, json_path: Path, entry: dict,
+                    timeout: float) -> None:
+    try:
+        # the metadata is one large file (Serengeti's zip is ~150 MB): ten image deadlines
+        dl.fetch(meta_url, meta_file, timeout=10 * timeout, stall=min(STALL, timeout),
+                 sha256=entry.get("metadata_sha256"))
+    except dl.ChecksumError as e:
+        raise LilaDownloadError(str(e)) from None
+    except dl.NETWORK_ERRORS as e:
+        raise LilaDownloadError(_offline_message(meta_url, e)) from None
+    try:
+        if meta_file.suffix.lower() == ".zip":
+            _extract_json(meta_file, json_path)
+        elif meta_file != json_path:
+            os.replace(meta_file, json_path)
+    except zipfile.BadZipFile as e:
+        meta_file.unlink(missing_ok=True)
+        raise LilaDownloadError(f"{meta_url}: not a valid zip ({e}); it was deleted, rerun to "
+                                "fetch it again") from None
 
 
 # -- CLI backend -------------------------------------------------------------------------------
 def _cli_download(args: argparse.Namespace) -> int:
-    report = download_dataset(args.name, args.dest, classes=args.classes,
-                              per_class=args.per_class, base_url=args.base_url,
-                              workers=args.workers, seed=args.seed,
-                              images=not args.metadata_only)
+    try:
+        report = download_dataset(args.name, args.dest, classes=args.classes,
+                                  per_class=args.per_class, base_url=args.base_url,
+                                  workers=args.workers, seed=args.seed, timeout=args.timeout,
+                                  images=not args.metadata_only)
+    except (ValueError, LilaDownloadError, OSError) as e:
+        raise SystemExit(f"camtrap-ssl data download: {e}") from None
     print(f"metadata: {report.json_path}")
     print(f"images: {report.downloaded} downloaded, {report.skipped} already complete, "
           f"{len(report.failed)} failed")
@@ -315,6 +318,20 @@ def _cli_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind):
+    """An argparse type: a finite number > 0 of ``kind``, else a one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def add_cli(subparsers) -> None:
     """Add ``download`` and ``list`` to an argparse subparsers object (``camtrap-ssl data``).
 
@@ -324,10 +341,14 @@ def add_cli(subparsers) -> None:
     p.add_argument("name", choices=sorted(CATALOGUE))
     p.add_argument("--dest", required=True, help="folder for metadata and images")
     p.add_argument("--classes", default=None, help="comma-separated class names to keep")
-    p.add_argument("--per-class", type=int, default=None, help="at most N images per class")
+    p.add_argument("--per-class", type=_positive(int), default=None,
+                   help="at most N images per class")
     p.add_argument("--base-url", "--mirror", dest="base_url", default=None,
                    help=f"mirror name ({', '.join(MIRRORS)}) or root URL")
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--workers", type=_positive(int), default=8, help="parallel downloads")
+    p.add_argument("--timeout", type=_positive(float), default=IMAGE_TIMEOUT,
+                   help=f"deadline in seconds for each image (default {IMAGE_TIMEOUT:g}; the "
+                        f"metadata gets 10x); no data for min({STALL:g}, TIMEOUT) s also ends it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--metadata-only", action="store_true", help="fetch only the JSON")
     p.set_defaults(func=_cli_download)

@@ -8,8 +8,9 @@ array ``images.npy`` (N x size x size x 3, read back as a memory map), ``labels.
 at memory-copy speed.
 
 The manifest is written last and atomically, so its presence marks a complete cache. It records a
-*key* (source JSON sha256, size, the exact sample list and class names, the resize method): a
-second ``prepare`` with the same key reuses the cache, any change rebuilds it. Bad images (those
+*key* (source JSON sha256, size, the exact sample list and class names, the resize method, and
+each image file's size and mtime): a second ``prepare`` with the same key reuses the cache, any
+change rebuilds it, so a restored image is read again. Bad images (those
 the quick scan rejects or that fail to decode) are left out and listed under ``bad_files``.
 Rows are written in place into a preallocated ``.npy`` memmap; if some images fail, the array's
 header is rewritten to the smaller row count and the file truncated, so there is no second copy.
@@ -28,24 +29,39 @@ import numpy as np
 import torch
 
 from camtrap_ssl.core.fileio import atomic_write_json
-from camtrap_ssl.data.cct import CCTIndex, decode_image, sample_list
+from camtrap_ssl.data.cct import CCTIndex, bad_image_reason, decode_image, sample_list
 
 __all__ = ["prepare", "PreparedDataset", "cache_key", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the key covers each image file's size and mtime
 RESIZE_METHOD = "squash; PIL draft(RGB) then bilinear"
 
 
 def cache_key(index: CCTIndex, samples: list, size: int, strip_fraction: float = 0.0) -> str:
-    """Identity of a prepared cache: data file, sample list, classes, size, strip, method, format."""
+    """Identity of a prepared cache: what it read and how.
+
+    The data file, sample list, classes, size, strip cut, method and format, and each image file's size
+    and modification time (``None`` for a missing file). The file stats are what make "rerun to
+    retry" work: an image that was missing or truncated and has since been restored changes the
+    key, so the cache is rebuilt instead of serving the old verdict. One ``stat`` per image is
+    cheap next to decoding (about a second per 100k images on a local disk).
+    """
     h = hashlib.sha256()
     h.update(json.dumps({"json_sha256": index.json_sha256, "size": size,
                          "strip_fraction": strip_fraction,
                          "classes": index.class_names, "method": RESIZE_METHOD,
                          "format": FORMAT_VERSION}, sort_keys=True).encode())
     for iid, label in samples:
-        h.update(f"{iid!r}\t{label}\n".encode())
+        h.update(f"{iid!r}\t{label}\t{_stat(index.path_of(iid))}\n".encode())
     return h.hexdigest()
+
+
+def _stat(path: Path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _shrink_npy(path: Path, rows: int) -> None:
@@ -115,8 +131,8 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
             path = index.path_of(sample[0])
             try:
                 return sample, decode_image(path, size, strip_fraction), None
-            except Exception as e:
-                return sample, None, f"{path}: {e}"
+            except Exception as e:  # listed once, with its path once
+                return sample, None, f"{path}: {bad_image_reason(e)}"
 
         bar = tqdm(total=len(samples), desc=f"preparing {size}px", disable=not progress)
         with ThreadPoolExecutor(max_workers=workers) as pool, bar:

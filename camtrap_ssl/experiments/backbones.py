@@ -18,6 +18,7 @@ from camtrap_ssl.core.profiles import Profile, get_profile
 from camtrap_ssl.core.seeding import derive_seed, seeded
 from camtrap_ssl.data import synthetic
 from camtrap_ssl.models import create_model, get_entry, list_models
+from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.loop import PretrainConfig, backbone_from_checkpoint, pretrain
 from camtrap_ssl.pretrain.methods import FAMILY, METHODS, PARADIGM
 from camtrap_ssl.pretrain.probes import probe_table
@@ -42,7 +43,7 @@ def is_backbone(name: str) -> bool:
 def describe_backbone(name: str) -> dict:
     """Paradigm (SL/SSL) and SSL family (instance/cluster) of a backbone name."""
     if is_checkpoint_file(name):
-        rec = torch.load(name, map_location="cpu", weights_only=True)["record"]
+        rec = load_checkpoint(name)["record"]
         method = rec["config"]["method"]
         return {"backbone": name, "method": method, "paradigm": PARADIGM[method], "family": FAMILY[method]}
     if name in METHODS:
@@ -93,8 +94,8 @@ def probe_backbone(checkpoint: str | Path, profile: str | Profile, seed: int = 0
     profile = get_profile(profile)
     world = synthetic.source_world(profile, seed=seed)
     trained = backbone_from_checkpoint(checkpoint)
-    torch.manual_seed(seed)
-    random_init = create_model(trained.pretrained_record["config"]["arch"], num_classes=None)
+    with seeded(seed):  # the draw the shipped records' probe scores were measured with
+        random_init = create_model(trained.pretrained_record["config"]["arch"], num_classes=None)
     table = probe_table({"pretrained": trained, "random init": random_init},
                         world.tensors("train"), world.tensors("val"))
     return {row: {k: float(v) for k, v in vals.items()} for row, vals in table.iterrows()}
@@ -112,7 +113,7 @@ def probe_records(methods=METHODS, profile: str | Profile = "demo", seed: int = 
     rows = {}
     for method in methods:
         path = backbone_checkpoint(method, profile, seed, progress=False)
-        rec = torch.load(path, map_location="cpu", weights_only=True)["record"]
+        rec = load_checkpoint(path)["record"]
         probes = rec.get("probes") or probe_backbone(path, profile, seed)
         rows.setdefault("raw pixels", probes["raw pixels"])
         rows.setdefault("random init", probes["random init"])
@@ -134,7 +135,7 @@ def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str 
                        probe: bool = True) -> dict:
     """Pretrain, probe, and store the probe scores in the checkpoint's record; return the record."""
     out = pretrain_backbone(method, profile, seed, out, epochs=epochs, max_seconds=max_seconds)
-    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(out)
     ckpt["record"]["command"] = "camtrap-ssl " + " ".join(sys.argv[1:]) if sys.argv else ""
     if probe:
         ckpt["record"]["probes"] = probe_backbone(out, profile, seed)
@@ -142,15 +143,22 @@ def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str 
     return ckpt["record"]
 
 
+# The pretraining seed of the embedded backbones a fine-tuning run starts from. Each shipped
+# backbone is one pretraining run (seed 0), so a fine-tuning seed varies the head, the data order
+# and the augmentation, never the backbone: the studies' intervals cover fine-tuning variance.
+PRETRAIN_SEED = 0
+
+
 def create_backbone(name: str, num_classes: int | None, profile: str | Profile = "demo",
-                    seed: int = 0) -> torch.nn.Module:
+                    seed: int = 0, pretrain_seed: int = PRETRAIN_SEED) -> torch.nn.Module:
     """A pretrained backbone with a fresh classifier: embedded (by method), a pretraining
     checkpoint file, or from the zoo.
 
     The fresh head is initialised from ``seed`` alone (:func:`camtrap_ssl.core.seeding.seeded`),
-    so the same run starts from the same weights in every process.
+    so the same run starts from the same weights in every process; an embedded backbone is the
+    one pretrained with ``pretrain_seed``.
     """
-    path = backbone_checkpoint(name, profile, seed) if name in METHODS else name
+    path = backbone_checkpoint(name, profile, pretrain_seed) if name in METHODS else name
     with seeded(derive_seed(seed, "head")):
         if is_checkpoint_file(name) or name in METHODS:
             model = backbone_from_checkpoint(path, num_classes=num_classes)

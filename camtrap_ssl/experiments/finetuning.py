@@ -22,6 +22,7 @@ from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile
 from camtrap_ssl.data.datasets import Target
 from camtrap_ssl.data.targets import get_target, stands_in_for
 from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
     backbone_sha256,
     create_backbone,
     describe_backbone,
@@ -47,7 +48,7 @@ def run(spec: RunSpec, data: Target | None = None, progress: bool = True,
     if done is not None:
         return done, rd
     profile = spec.profile
-    tgt = data or get_target(spec.target, profile, spec.seed, progress=progress)
+    tgt = data or get_target(spec.target, profile, spec.data_seed, progress=progress)
     model = create_backbone(spec.backbone, len(tgt.classes), profile, spec.seed)
     record = getattr(model, "pretrained_record", {})
     extra = {"identity": spec.identity, "backbone": describe_backbone(spec.backbone),
@@ -55,7 +56,7 @@ def run(spec: RunSpec, data: Target | None = None, progress: bool = True,
              "profile": profile.name, "data": tgt.identity,
              "pretraining": {**{k: record.get(k) for k in ("config", "code_version", "wall_seconds",
                                                             "epochs_done", "probes")},
-                             "sha256": backbone_sha256(spec.backbone, profile, spec.seed)}}
+                             "sha256": backbone_sha256(spec.backbone, profile, PRETRAIN_SEED)}}
     summary = finetune(model, tgt.train, tgt.val, tgt.classes, spec.config(), rd, extra_params=extra,
                        progress=progress, restart=restart, lock_timeout=spec.lock_timeout)
     return summary, rd

@@ -40,6 +40,7 @@ from camtrap_ssl.data import paper, synthetic
 from camtrap_ssl.data.embedded import TARGETS
 from camtrap_ssl.data.targets import SMALL_TARGETS, all_targets
 from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
     backbone_names,
     backbone_sha256,
     is_backbone,
@@ -47,6 +48,9 @@ from camtrap_ssl.experiments.backbones import (
 )
 from camtrap_ssl.models import get_entry
 from camtrap_ssl.train.finetune import MAX_EPOCHS, FinetuneConfig
+
+# Every fine-tuning seed of a cell runs on the same embedded target world (see RunSpec.data_seed).
+WORLD_SEED = 0
 
 __all__ = [
     "MAX_EPOCHS",
@@ -183,6 +187,14 @@ class RunSpec:
     def replace(self, **changes) -> RunSpec:
         return replace(self, **changes)
 
+    @property
+    def data_seed(self) -> int:
+        """The seed the target's data are drawn with. Every fine-tuning seed of an embedded target
+        runs on the same world (``WORLD_SEED``), as every one starts from the same backbone
+        (``backbones.PRETRAIN_SEED``): a run's seed is its fine-tuning seed, so intervals over
+        seeds cover fine-tuning variance. A real dataset's validation split is drawn with the seed."""
+        return WORLD_SEED if self.target in TARGETS else self.seed
+
     def config(self) -> FinetuneConfig:
         """The fine-tuning configuration: the profile's settings, with what the spec overrides."""
         p = self.profile
@@ -236,7 +248,7 @@ class RunSpec:
 
 
 def _weights_identity(spec: RunSpec) -> dict:
-    sha = backbone_sha256(spec.backbone, spec.profile, spec.seed)
+    sha = backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED)
     if sha is not None:
         return {"sha256": sha}
     w = get_entry(spec.backbone).weights  # a zoo name: its published file and checksum

@@ -3,7 +3,7 @@
 Why this module exists instead of ``torch.hub``: hub entry points execute a repository's
 ``hubconf.py`` and unpickle arbitrary objects; SPEC section 3 forbids both. Here a checkpoint is a
 file in a cache directory, fetched with urllib (``http(s)://`` with HTTP Range resume, or
-``file://``), checked against its sha256 where one is published, and read with
+``file://``, by :mod:`camtrap_ssl.core.download`, which never waits forever), checked against its sha256 where one is published, and read with
 ``torch.load(..., weights_only=True)`` only, so a file that needs code execution is refused.
 
 Cache: ``$CAMTRAP_SSL_WEIGHTS`` or ``~/.cache/camtrap_ssl/weights``. An interrupted download
@@ -15,33 +15,31 @@ environment variable ``CAMTRAP_SSL_WEIGHTS_URL_<NAME>`` (name upper-cased).
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import pickle
 import re
 import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import torch
-from tqdm.auto import tqdm
 
+from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import paths, provenance
 from camtrap_ssl.core.fileio import sha256_file
 
 ENV_CACHE = "CAMTRAP_SSL_WEIGHTS"
 ENV_URL_PREFIX = "CAMTRAP_SSL_WEIGHTS_URL_"
-CHUNK = 1 << 20
-SCHEMES = ("http", "https", "file")
+SCHEMES = dl.SCHEMES
+DEADLINE = 3600.0  # seconds for one checkpoint (the largest, SimCLRv2 R152-3x, is ~3 GB)
+STALL = 60.0
 
 
 class WeightsUnavailableError(RuntimeError):
     """The checkpoint is not in the cache and cannot be fetched from here."""
 
 
-class ChecksumError(ValueError):
-    """A file's sha256 differs from the published one."""
+ChecksumError = dl.ChecksumError  # one class for every checksum failure of the package
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -61,12 +59,15 @@ def _by_hand(filename: str, url: str, dest: Path, instructions: str = "") -> str
 
 def download(url: str, filename: str | None = None, sha256: str | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True,
-             instructions: str = "", timeout: float = 30.0) -> Path:
+             instructions: str = "", timeout: float | None = DEADLINE,
+             stall: float = STALL) -> Path:
     """Return the cached path of ``url``, fetching it first if needed.
 
     ``sha256`` (full digest or a prefix of at least 8 hex digits) is checked on the fresh
     download, and on a cached file. A mismatching download is deleted and raises
-    :class:`ChecksumError` naming the file and both digests.
+    :class:`ChecksumError` naming the file and both digests. The transfer is
+    :func:`camtrap_ssl.core.download.fetch`: resumable, with an overall deadline ``timeout`` and
+    a ``stall`` limit (seconds), so an unreachable or hung server is reported, never waited on.
     """
     scheme = urlparse(url).scheme.lower()
     filename = filename or Path(unquote(urlparse(url).path)).name
@@ -87,81 +88,21 @@ def download(url: str, filename: str | None = None, sha256: str | None = None,
         raise WeightsUnavailableError(
             f"cannot download {url!r}: scheme {scheme + '://' if scheme else '(none)'} is not one of "
             f"{[s + '://' for s in SCHEMES]}." + _by_hand(filename, url, dest, instructions))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():  # a newer file:// source replaces the cached copy
+        dest.unlink()
     part = dest.with_name(dest.name + ".part")
     try:
-        if scheme == "file":
-            _copy_resume(source, part, progress)
-        else:
-            _http_resume(url, part, progress, timeout)
+        dl.fetch(url, dest, timeout=timeout, stall=stall, sha256=expected, progress=progress)
+    except dl.ChecksumError as e:
+        raise ChecksumError(f"checksum mismatch for {filename}: {e}") from None
     except urllib.error.HTTPError as e:
         raise WeightsUnavailableError(f"HTTP {e.code} ({e.reason}) fetching {filename}."
-                                      + _by_hand(filename, url, dest, instructions)) from e
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # offline, cut off
+                                      + _by_hand(filename, url, dest, instructions)) from None
+    except dl.NETWORK_ERRORS as e:  # offline, cut off, hung, stalled
         raise WeightsUnavailableError(f"could not fetch {filename} ({e}); a partial download, if "
                                       f"any, stays in {part} and is resumed next time."
-                                      + _by_hand(filename, url, dest, instructions)) from e
-    if expected:
-        actual = sha256_file(part)
-        if not actual.startswith(expected):
-            part.unlink()
-            raise ChecksumError(f"checksum mismatch for {filename} from {url}: expected sha256 "
-                                f"{expected}..., got {actual}; the download was deleted")
-    os.replace(part, dest)
+                                      + _by_hand(filename, url, dest, instructions)) from None
     return dest
-
-
-def _copy_resume(source: Path, part: Path, progress: bool) -> None:
-    total = source.stat().st_size
-    offset = part.stat().st_size if part.exists() else 0
-    if offset > total:
-        offset = 0
-    with open(source, "rb") as src, open(part, "ab" if offset else "wb") as dst, \
-            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5],
-                 disable=not progress) as bar:
-        src.seek(offset)
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            dst.write(chunk)
-            bar.update(len(chunk))
-
-
-def _http_resume(url: str, part: Path, progress: bool, timeout: float) -> None:
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "camtrap_ssl"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code != 416 or not offset:
-            raise
-        # Range not satisfiable: the part is already whole (server says so) or it is bogus.
-        m = re.search(r"/(\d+)", e.headers.get("Content-Range", "") or "")
-        if m and int(m.group(1)) == offset:
-            return
-        part.unlink()
-        return _http_resume(url, part, progress, timeout)
-    with resp:
-        resumed = offset and resp.status == 206
-        if resumed:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != offset:
-                raise OSError(f"server answered a resume from byte {offset} with "
-                              f"Content-Range {resp.headers.get('Content-Range')!r}")
-        else:
-            offset = 0  # the server ignored Range: start over
-        length = resp.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        written = offset
-        with open(part, "ab" if resumed else "wb") as f, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5],
-                     disable=not progress) as bar:
-            for chunk in iter(lambda: resp.read(CHUNK), b""):
-                f.write(chunk)
-                written += len(chunk)
-                bar.update(len(chunk))
-    if total is not None and written != total:
-        raise OSError(f"connection closed after {written} of {total} bytes")
 
 
 def load_checkpoint(path: str | os.PathLike):
@@ -181,9 +122,17 @@ def load_checkpoint(path: str | os.PathLike):
             "and reading it would need pickle to execute code or build arbitrary objects. "
             "camtrap_ssl loads checkpoints with weights_only=True only; re-save the state dict "
             f"(torch.save(model.state_dict(), ...)) from a trusted source. Details: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            f"{_refusal_detail(e)}") from None
     except (RuntimeError, EOFError, ValueError) as e:
         raise ValueError(f"cannot read checkpoint {path}: {e} (truncated or corrupt?)") from e
+
+
+def _refusal_detail(e: Exception) -> str:
+    """What the file asked pickle to call (e.g. ``GLOBAL posix.system``), without torch's
+    advice to retry with ``weights_only=False`` or to allow-list the global, which is the
+    advice to run it."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"it asks pickle to call GLOBAL {m.group(1)}" if m else type(e).__name__
 
 
 def resolve_url(entry, weights_url: str | None = None) -> tuple[str, str, bool]:

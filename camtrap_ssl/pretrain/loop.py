@@ -22,7 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.core.seeding import seeded
 from camtrap_ssl.models import create_model
+from camtrap_ssl.models.weights import UnsafeCheckpointError, load_checkpoint
 from camtrap_ssl.pretrain.methods import (
     FAMILY,
     PARADIGM,
@@ -68,10 +70,10 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
         if labels is None:
             raise ValueError(f"method={cfg.method!r} needs labels")
         num_classes = num_classes or int(labels.max()) + 1
-    torch.manual_seed(cfg.seed)
     mean, std = preprocessing_for(cfg.method)
-    backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
-    objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
+    with seeded(cfg.seed):  # the same initial draws as the shipped checkpoints' manual_seed(seed)
+        backbone = create_model(cfg.arch, num_classes=None, mean=mean, std=std)
+        objective = make_objective(cfg.method, backbone.num_features, num_classes or 0, len(images))
     params = list(backbone.parameters()) + list(objective.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
@@ -87,8 +89,14 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
     state_path = out.with_name(out.name + ".state")
     start_epoch, history, elapsed = 0, [], 0.0
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["config"] == asdict(cfg):
+        # tensors and plain containers only (the RNG state is a uint8 tensor, the optimizer
+        # state tensors and numbers): a planted pickle is refused, never run
+        try:
+            state = load_checkpoint(state_path)
+        except (UnsafeCheckpointError, ValueError) as e:
+            raise type(e)(f"{e}; this is pretraining's resume state: delete {state_path} to "
+                          "start this pretraining over") from None
+        if isinstance(state, dict) and state.get("config") == asdict(cfg):
             backbone.load_state_dict(state["backbone"])
             objective.load_state_dict(state["objective"])
             opt.load_state_dict(state["opt"])
@@ -144,7 +152,7 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
 
 def backbone_from_checkpoint(path: str | Path, num_classes: int | None = None):
     """Build the backbone recorded in a pretraining checkpoint, weights loaded, fresh head."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     rec = ckpt["record"]
     model = create_model(rec["config"]["arch"], num_classes=num_classes, mean=rec["mean"],
                          std=rec["std"])

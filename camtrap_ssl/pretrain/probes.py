@@ -4,6 +4,12 @@ A representation is worth studying only if frozen features separate held-out cla
 raw pixels and better than a randomly initialized network of the same architecture. Both probes
 are standard in the SSL literature: a logistic-regression probe (linear separability) and a
 cosine k-NN probe (neighbourhood structure, no training at all).
+
+Both are deterministic, so a probe score is a function of the features alone: the logistic
+regression is fit by L-BFGS from zero weights (scikit-learn's ``random_state`` only matters for
+the sag/saga/liblinear solvers), and k-NN has no draws. The one random thing in a probe table is
+the random-init baseline network, which the caller draws inside
+:func:`camtrap_ssl.core.seeding.seeded`.
 """
 from __future__ import annotations
 

@@ -7,22 +7,27 @@ The built book loads nothing from a CDN: it must work offline (a laptop in the f
 without internet) and must not depend on third-party hosts staying up. :func:`vendor_js` copies
 require.js, the ipywidgets HTML manager (it renders Study 4's explorers from their saved widget
 state, without a kernel) and MathJax out of the npm packages pinned in the repository's
-``package-lock.json`` into ``book/_vendor``; ``_config.yml`` serves that folder as static files
+``package-lock.json`` (fetched as tarballs from the npm registry by Python: no Node.js needed)
+into ``book/_vendor``; ``_config.yml`` serves that folder as static files
 and points myst-nb's ``nb_ipywidgets_js`` and Sphinx's ``mathjax_path`` at the copies.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.core import download as dl
+from camtrap_ssl.core import fileio, paths, provenance
+from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
 
 BOOK = ROOT / "book"
@@ -61,12 +66,22 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 """)
 
 
+# The studies that run every cell over fine-tuning seeds (parameter ``seeds``, not ``seed``).
+SEEDED_STUDIES = ("1", "2")
+
+
 def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = None,
-                studies=tuple(STUDIES), output_dir: Path = EXECUTED) -> dict:
-    """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse)."""
+                studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None) -> dict:
+    """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse).
+
+    Studies 1 and 2 run over ``seeds`` (default: the profile's ``finetune_seeds``); 3 and 4 use
+    ``seed``, which should be one of them so that they reuse a run instead of training another.
+    """
+    seeds = list(seeds if seeds is not None else get_profile(profile).finetune_seeds)
     timings = {}
     for number in studies:
-        params = {"profile": profile, "seed": seed}
+        params = {"profile": profile}
+        params.update({"seeds": seeds} if number in SEEDED_STUDIES else {"seed": seed})
         if number != "worlds" and runs_root is not None:  # else the notebooks resolve it
             params["runs_root"] = str(runs_root)
         t0 = time.time()
@@ -74,7 +89,8 @@ def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = No
         execute_study(number, output_dir, progress=False, **params)
         timings[STUDIES[number]] = round(time.time() - t0, 1)
     fileio.atomic_write_json(output_dir / "build_record.json",
-                           {"profile": profile, "seed": seed, "seconds": timings, **provenance.environment()})
+                           {"profile": profile, "seed": seed, "seeds": seeds, "seconds": timings,
+                            **provenance.environment()})
     return timings
 
 
@@ -83,32 +99,72 @@ def jupyter_book_executable() -> str:
     return str(exe) if exe.exists() else (shutil.which("jupyter-book") or "jupyter-book")
 
 
-def npm_install(npm_dir: Path = ROOT) -> Path:
-    """Run ``npm ci`` in ``npm_dir`` unless its ``node_modules`` matches ``package-lock.json``.
+REGISTRY = "https://registry.npmjs.org/"
+PACKAGE_DEADLINE = 600.0  # seconds per tarball (MathJax's is the largest, ~5 MB)
 
-    A stamp holding the lock file's hash marks a finished install, so an interrupted install or a
-    changed lock (after a pull) triggers a fresh ``npm ci``; mtimes would miss a checkout that
-    restores an older lock. Install scripts are skipped: only prebuilt dist files are used.
+
+def pinned_packages(npm_dir: Path = ROOT) -> dict[str, tuple[str, str]]:
+    """``package -> (version, integrity)`` of the vendored packages, from ``package-lock.json``.
+
+    The lock stays the one place the versions are pinned (``npm install X@v`` updates it), but
+    nothing here runs npm: the three packages the book copies from are fetched directly.
     """
-    npm_dir = Path(npm_dir)
-    lock = npm_dir / "package-lock.json"
+    lock = Path(npm_dir) / "package-lock.json"
     if not lock.is_file():
         raise FileNotFoundError(f"{lock} not found: the book's JavaScript packages are pinned there")
-    modules = npm_dir / "node_modules"
-    stamp = modules / ".camtrap_ssl_lock.sha256"
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-    if stamp.is_file() and stamp.read_text().strip() == digest:
-        return modules
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FileNotFoundError("npm not found: the book serves require.js, the ipywidgets HTML "
-                                "manager and MathJax from pinned npm packages; install Node.js >= 18 "
-                                "with npm (Debian: apt-get install npm), then rebuild")
-    print("[book] npm ci (the book's JavaScript, pinned in package-lock.json)", flush=True)
-    subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                   cwd=npm_dir, check=True)
-    fileio.atomic_write_bytes(stamp, (digest + "\n").encode())
-    return modules
+    entries = json.loads(lock.read_text()).get("packages", {})
+    pins = {}
+    for package, *_ in VENDORED.values():
+        entry = entries.get(f"node_modules/{package}", {})
+        if not entry.get("version") or not str(entry.get("integrity", "")).startswith("sha512-"):
+            raise ValueError(f"{lock}: no version and sha512 integrity for {package!r}; run "
+                             f"`npm install --package-lock-only {package}` to pin it")
+        pins[package] = (entry["version"], entry["integrity"])
+    return pins
+
+
+def fetch_package(package: str, version: str, integrity: str, cache: Path,
+                  registry: str | None = None) -> Path:
+    """The unpacked npm tarball of ``package@version`` (its ``package/`` folder), from the cache
+    or fetched from the npm registry (``$npm_config_registry``, as npm itself reads it, else
+    registry.npmjs.org) and checked against the lock's sha512 ``integrity`` before unpacking.
+
+    Why not ``npm ci``: it needs Node.js and npm, which a fresh machine may lack (or have in a
+    combination Debian's ``npm`` package conflicts with), and it installs the whole dependency
+    tree (hundreds of packages) to copy files out of three. A tarball is a prebuilt release, so
+    nothing is built or run; extraction uses tarfile's ``data`` filter (no absolute paths, links
+    out of the folder or device files).
+    """
+    registry = registry or os.environ.get("npm_config_registry") or REGISTRY
+    registry = registry if registry.endswith("/") else registry + "/"
+    cache = Path(cache)
+    stem = f"{package.replace('/', '+')}-{version}"
+    folder, marker = cache / stem, cache / stem / ".integrity"
+    if marker.is_file() and marker.read_text().strip() == integrity:
+        return folder
+    tgz = cache / f"{stem}.tgz"
+    url = f"{registry}{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
+    try:
+        dl.fetch(url, tgz, timeout=PACKAGE_DEADLINE, stall=30)
+    except dl.NETWORK_ERRORS as e:
+        raise FileNotFoundError(f"could not fetch {package}@{version} for the book's JavaScript "
+                                f"({e}). Fetch {url} on a machine with internet and put it at "
+                                f"{tgz}, or set npm_config_registry to a mirror") from None
+    got = "sha512-" + base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+    if got != integrity:
+        tgz.unlink()
+        raise ValueError(f"{url}: integrity {got[:24]}... does not match package-lock.json's "
+                         f"{integrity[:24]}...; the download was deleted")
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{stem}-"))
+    try:
+        with tarfile.open(tgz) as tar:
+            tar.extractall(tmp, filter="data")
+        (tmp / "package" / ".integrity").write_text(integrity + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp / "package", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def vendor_js(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
@@ -124,10 +180,13 @@ def vendor_js(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
                               "to every page; put custom files in another folder listed in "
                               "sphinx.config.html_static_path and name them in html_css_files / "
                               "html_js_files")
-    modules = npm_install(npm_dir)
+    cache = paths.cache_dir() / "npm"
+    cache.mkdir(parents=True, exist_ok=True)
+    unpacked = {package: fetch_package(package, version, integrity, cache)
+                for package, (version, integrity) in pinned_packages(npm_dir).items()}
     sources = {}
     for name, (package, base, patterns) in VENDORED.items():
-        folder = modules / package / base
+        folder = unpacked[package] / base
         for pattern in patterns:
             found = sorted(folder.glob(pattern))
             if not found:

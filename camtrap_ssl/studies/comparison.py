@@ -7,23 +7,37 @@ now), so the models analysed are exactly the models tabulated.
 """
 from __future__ import annotations
 
+import io
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis import attribution as A
-from camtrap_ssl.core import fileio
+from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
 from camtrap_ssl.data.paper import PAPER_TARGETS
 from camtrap_ssl.data.targets import get_target
-from camtrap_ssl.experiments.backbones import describe_backbone
+from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
+    SHIPPED,
+    create_backbone,
+    describe_backbone,
+)
 from camtrap_ssl.experiments.finetuning import finetune_run, finetuned_model
+from camtrap_ssl.experiments.spec import RunSpec
+from camtrap_ssl.models import create_model
+from camtrap_ssl.models.weights import load_checkpoint
+from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.augment import center_crop, default_crop
+from camtrap_ssl.train.finetune import load_finetuned
 
 
 @dataclass
@@ -34,25 +48,141 @@ class Pair:
     run_dirs: dict
 
 
+def finished_run(path) -> Path:
+    """The run directory of ``path`` (a run directory, or the ``checkpoint.pt`` inside one),
+    checked to hold a finished run; else a one-line error naming it."""
+    path = Path(path)
+    run_dir = path.parent if path.is_file() else path
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run {str(path)!r} does not exist (expected a run directory "
+                                f"or its {rundir.CHECKPOINT})")
+    run = rundir.RunDir(run_dir)
+    missing = [f for f in (rundir.PARAMS, rundir.SUMMARY, rundir.CHECKPOINT) if not run.file(f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished fine-tuning run (missing {missing})")
+    return run_dir
+
+
+def model_from_run(run_dir):
+    """``(backbone, fine-tuned model, summary, classes)`` of a finished run directory."""
+    run = rundir.RunDir(finished_run(run_dir))
+    params = run.params()
+    backbone = params["backbone"]["backbone"]
+    model = create_backbone(backbone, params["num_classes"], params["profile"],
+                            params["finetune"]["seed"])
+    model = load_finetuned(run.path, model)
+    model.class_names = params["classes"]
+    return backbone, model, run.summary(), params["classes"]
+
+
+def _seconds_per_train_image(profile) -> float:
+    """One fine-tuning step of the profile's network, timed here and now (so the estimate
+    reflects this machine's load), per image."""
+    model = create_model(profile.arch, num_classes=10)
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.rand(profile.batch_size, 3, profile.input_size, profile.input_size)
+    y = torch.zeros(profile.batch_size, dtype=torch.long)
+    times = []
+    for _ in range(3):  # the first step pays for allocation; the fastest is the least disturbed
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return min(times[1:]) / profile.batch_size
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+TARGET_SIZE = {"syn_serengeti": "serengeti_images", "syn_ena24": "ena24_images"}
+
+
+def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
+              runs: dict | None = None, epochs: int | None = None) -> list[str]:
+    """What :func:`model_pair` will compute for ``backbones`` (paradigm -> name), one line each,
+    with a rough duration: a finished run is reused; a missing one is fine-tuned (epochs x
+    images x the time of one training step measured now), after pretraining an embedded backbone
+    that is neither shipped nor cached (estimated from the shipped checkpoint's recorded time)."""
+    profile = get_profile(profile)
+    runs = runs or {}
+    lines, per_image = [], None
+    for side, backbone in backbones.items():
+        if runs.get(side):
+            lines.append(f"{side}: the finished run {finished_run(runs[side])}")
+            continue
+        spec = RunSpec(backbone, dataset, profile, seed, epochs, runs_root=runs_root)
+        if backbone in METHODS and not _backbone_ready(backbone, profile):
+            # its run directory is named by the weights' hash: known once it is pretrained
+            shipped = SHIPPED / f"demo_{backbone}.pt"
+            est = (load_checkpoint(shipped)["record"]["wall_seconds"]
+                   if profile.name == "demo" and shipped.exists() else None)
+            lines.append(f"{side}: pretrain {backbone} ({profile.name}, seed {PRETRAIN_SEED}) first"
+                         + (f", about {_minutes(est)} on idle cores" if est else ""))
+            rd = "its run directory"
+        else:
+            rd = spec.run_dir()
+            if rundir.RunDir(rd).is_complete:
+                lines.append(f"{side}: reuse the finished run {rd}")
+                continue
+        per_image = per_image or _seconds_per_train_image(profile)
+        n_epochs = spec.config().epochs
+        # about three quarters of the frames train; validation (forward only) adds ~10 %
+        n = int(0.75 * (getattr(profile, TARGET_SIZE.get(dataset, ""), None)
+                        or 10 * profile.similar_per_class))
+        lines.append(f"{side}: fine-tune {backbone} on {dataset} ({n_epochs} epochs x ~{n} images), "
+                     f"about {_minutes(1.1 * n_epochs * n * per_image)} at this machine's current load"
+                     f", into {rd} (the {dataset} world is generated first if it is not cached)")
+    return lines
+
+
+def _backbone_ready(method: str, profile) -> bool:
+    """Whether the embedded backbone runs start from (pretraining seed ``PRETRAIN_SEED``) exists."""
+    seed = PRETRAIN_SEED
+    return ((SHIPPED / f"{profile.name}_{method}.pt").exists() and seed == 0) or \
+        (paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt").exists()
+
+
 def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile="demo", seed: int = 0,
-               runs_root=None, epochs: int | None = None) -> Pair:
+               runs_root=None, progress: bool = False, ssl_run=None, sl_run=None,
+               epochs: int | None = None) -> Pair:
     """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics.
 
     ``epochs``: the runs' budget (None: the profile's), as Studies 1 and 2 were given it, so that
     the pair is the pair those studies tabulated rather than a fresh full-budget run.
+
+    ``ssl_run`` / ``sl_run``: a finished run directory (or its ``checkpoint.pt``) to use instead
+    of the run of ``(backbone, dataset, profile, seed)``. With ``progress`` the plan
+    (:func:`pair_plan`) is printed first and each stage shows a progress bar.
     """
     profile = get_profile(profile)
+    runs = {"SSL": ssl_run, "SL": sl_run}
+    if progress:
+        print("camtrap-ssl explain will:\n  " + "\n  ".join(pair_plan(
+            {"SSL": ssl_backbone, "SL": sl_backbone}, dataset, profile, seed, runs_root, runs,
+            epochs)),
+            flush=True)
     models, per_class, run_dirs = {}, {}, {}
     classes = None
-    for backbone in (ssl_backbone, sl_backbone):
+    for side, backbone in (("SSL", ssl_backbone), ("SL", sl_backbone)):
+        if runs[side]:
+            backbone, model, summary, run_classes = model_from_run(runs[side])
+            rd = finished_run(runs[side])
+        else:
+            summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, epochs=epochs,
+                                       progress=progress)
+            model = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False,
+                                    epochs=epochs)
+            run_classes = rundir.RunDir(rd).params()["classes"]
+        if classes is not None and run_classes != classes:
+            raise ValueError(f"the two runs have different classes ({classes} and {run_classes}): "
+                             "both models must be fine-tuned on the same target")
+        classes = run_classes
         name = f"{describe_backbone(backbone)['paradigm']} ({backbone})"
-        summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, epochs=epochs,
-                                   progress=False)
-        models[name] = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False,
-                                       epochs=epochs)
+        models[name] = model
         per_class[name] = summary["per_class"]
         run_dirs[name] = str(rd)
-        classes = rundir.RunDir(rd).params()["classes"]
     return Pair(models, per_class, classes, run_dirs)
 
 
@@ -157,26 +287,30 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
     Images of any size and mode (multi-megapixel originals, small crops, night infrared greyscale)
     are squashed to ``size`` like the training images. Each PNG shows the image and, per model and
     method, the map for that model's predicted class (real photos carry no label to explain);
-    a blank map is titled so, and counted in the table's ``blank_<method>`` columns. Written atomically; returns the table that
-    is also saved as ``predictions.csv``.
+    a blank map is titled so, and counted in the table's ``blank_<method>`` columns. Written
+    atomically; returns the table that is also saved as ``predictions.csv``, with the time spent
+    in ``table.attrs`` (``images``, ``seconds``, ``seconds_per_image``; image loading excluded).
     """
-    from pathlib import Path
-
     from matplotlib.figure import Figure
-    from tqdm.auto import tqdm
-
 
     bad = [m for m in methods if m not in A.METHODS]
     if bad:
         raise ValueError(f"methods {bad} unknown; allowed: {list(A.METHODS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images, paths = load_image_folder(folder, size, limit=limit)
+    images, files = load_image_folder(folder, size, limit=limit)
     rows = []
-    for x, path in tqdm(list(zip(images, paths)), desc="explaining", disable=not progress):
+    t0 = time.perf_counter()
+    for x, path in tqdm(list(zip(images, files)), desc="explaining", unit="image",
+                        disable=not progress):
         x = x[None]
         fig = Figure(figsize=(2.2 * (1 + len(methods)), 2.3 * len(pair.models)))
         axes = fig.subplots(len(pair.models), 1 + len(methods), squeeze=False)
+        # fixed margins instead of tight_layout, axes off from the start: laying out tick
+        # labels that are never shown was most of the time per image on the tiny profile
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.04, hspace=0.42)
+        for ax in axes.flat:
+            ax.set_axis_off()
         for r, (name, model) in enumerate(pair.models.items()):
             with torch.no_grad():
                 p = model.eval()(x).softmax(1)[0]
@@ -190,13 +324,12 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
                 blank = bool(heat.max() <= 0)  # say so on the panel instead of an empty overlay
                 A.overlay(x[0], heat, ax=axes[r][c], title=f"{method} (blank)" if blank else method)
                 rows[-1][f"blank_{method}"] = blank
-        for ax in axes.flat:
-            ax.axis("off")
-        fig.tight_layout()
-        import io
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         fileio.atomic_write_bytes(out_dir / f"{Path(path).stem}_saliency.png", buf.getvalue())
+    seconds = time.perf_counter() - t0
     table = pd.DataFrame(rows)
     fileio.atomic_write_bytes(out_dir / "predictions.csv", table.to_csv(index=False).encode())
+    table.attrs.update(images=len(files), seconds=seconds,
+                       seconds_per_image=seconds / len(files) if len(files) else 0.0)
     return table

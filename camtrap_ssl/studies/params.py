@@ -78,6 +78,10 @@ def rules() -> dict:
         "image_folder": _rule("None or an existing folder of images",
                               lambda v: v is None or (isinstance(v, (str, os.PathLike))
                                                       and Path(v).is_dir())),
+        "seeds": _rule("a non-empty list of distinct integers >= 0",
+                       lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                       and len(set(v)) == len(v)
+                       and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)),
     }
 
 

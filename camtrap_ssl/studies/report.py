@@ -1,63 +1,237 @@
-"""Studies 1 and 2: collect fine-tuning runs into tables and plots beside the study's numbers.
+"""Studies 1 and 2: collect fine-tuning runs over seeds into tables and plots beside the study's.
 
-Every row carries the run directory and the code version that produced it (showyourwork): the
-book shows only numbers a recorded run wrote.
+Every row carries the run directories and the code version that produced it (showyourwork), and
+the protocol: which pretraining, which fine-tuning settings, which split, which seeds, which
+evaluation crop; the book shows only numbers a recorded run wrote, and a reader never has to
+guess whether a number is a linear probe or a full fine-tune.
+
+Intervals (:mod:`camtrap_ssl.core.intervals`) are 95 % Student-t intervals over fine-tuning
+seeds: each shipped backbone is a single pretraining run, so they cover fine-tuning variance (head
+initialisation, data order, augmentation) and not pretraining variance. SSL - SL differences are
+paired by seed.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from camtrap_ssl.core import intervals
 from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.data.embedded import STANDS_IN_FOR
 from camtrap_ssl.experiments.backbones import describe_backbone
 from camtrap_ssl.experiments.finetuning import finetune_run
 from camtrap_ssl.studies import reference
+from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train import rundir
 
+# summary key -> results column; all in points (0-100), ECE included
+METRICS = {"final_top1": "top1", "final_top5": "top5", "final_macro_f1": "macro_f1",
+           "final_balanced_acc": "balanced_acc", "final_tail_top1": "tail_top1",
+           "final_empty_acc": "empty_acc", "final_ece": "ece"}
+LABELS = {"top1": "top-1 %", "top5": "top-5 %", "macro_f1": "macro-F1 %",
+          "balanced_acc": "balanced acc %", "tail_top1": "tail top-1 %",
+          "empty_acc": "empty-vs-animal %", "ece": "ECE % (15 bins)",
+          "convergence_epoch": "convergence epoch (own best)",
+          "epochs_to_common": "epochs to common threshold"}
+INTERVAL = "mean [95 % t-interval over fine-tuning seeds]"
+# The share of the best final top-1 on a target that every backbone is asked to reach.
+COMMON_SHARE = 0.95
 
-def collect(backbones, targets, profile="demo", seed=0, runs_root=None, epochs=None,
+
+def _seeds(seeds) -> list[int]:
+    return [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+
+
+def protocol(params: dict, summary: dict) -> dict:
+    """What produced a run's numbers, from its ``params.json``: pretraining, fine-tuning, data."""
+    pre = params.get("pretraining") or {}
+    cfg = pre.get("config") or {}
+    probe = ((pre.get("probes") or {}).get("pretrained") or {}).get("linear")
+    ft = params.get("finetune", {})
+    prep = params.get("preprocessing") or {}  # train.finetune records augmentation and crops here
+    aug = prep.get("augmentation") or ft.get("augmentation", "?")
+    return {
+        "pretraining": (f"{cfg.get('method', params['backbone']['method'])}, "
+                        f"{pre.get('epochs_done', '?')} ep"
+                        + (f", linear probe {100 * probe:.1f} %" if probe is not None else "")),
+        "fine-tuning": (f"full network, {summary['epochs']} ep, Adam lr {ft.get('lr')}, "
+                        f"batch {ft.get('batch_size')}, aug {aug}"),
+        "split": (params.get("data") or {}).get("split", "?"),
+        "eval crop": ("whole frame" if prep.get("eval_crop", "none") == "none"
+                      else prep["eval_crop"]),
+    }
+
+
+def collect(backbones, targets, profile="demo", seeds=(0,), runs_root=None, epochs=None,
             convergence_tolerance: float = 0.5, progress: bool = True) -> pd.DataFrame:
-    """Run (or reuse) every backbone x target fine-tune and return one row per run."""
+    """Run (or reuse) every backbone x target x seed fine-tune; one row per run."""
     profile = get_profile(profile)
     rows = []
     for target in targets:
         for backbone in backbones:
-            summary, rd = finetune_run(backbone, target, profile, seed, runs_root, epochs=epochs,
-                                       convergence_tolerance=convergence_tolerance, progress=progress)
-            params = rundir.RunDir(rd).params()
-            rows.append({**describe_backbone(backbone), "target": target,
-                         "stands_in_for": STANDS_IN_FOR.get(target, target),
-                         "top1": summary["final_top1"], "top5": summary["final_top5"],
-                         "best_top1": summary["best_top1"], "train_acc": summary["train_acc"],
-                         "convergence_epoch": summary["convergence_epoch"],
-                         "epochs": summary["epochs"], "run_dir": str(rd),
-                         "code_version": params.get("environment", {}).get("code_version"),
-                         "seed": seed, "profile": profile.name})
-    return pd.DataFrame(rows)
+            for seed in _seeds(seeds):
+                summary, rd = finetune_run(backbone, target, profile, seed, runs_root, epochs=epochs,
+                                           convergence_tolerance=convergence_tolerance,
+                                           progress=progress)
+                params = rundir.RunDir(rd).params()
+                rows.append({**describe_backbone(backbone), "target": target,
+                             "stands_in_for": STANDS_IN_FOR.get(target, target), "seed": seed,
+                             **{col: summary.get(key) for key, col in METRICS.items()},
+                             "best_top1": summary["best_top1"], "train_acc": summary["train_acc"],
+                             "convergence_epoch": summary["convergence_epoch"],
+                             "epochs": summary["epochs"], **protocol(params, summary),
+                             "run_dir": str(rd),
+                             "code_version": params.get("environment", {}).get("code_version"),
+                             "profile": profile.name})
+    return with_common_convergence(pd.DataFrame(rows))
 
 
-def with_reported(results: pd.DataFrame) -> pd.DataFrame:
-    """Our top-1/top-5/convergence beside the study's ResNet-50 number for the same method."""
+def with_common_convergence(results: pd.DataFrame, share: float = COMMON_SHARE) -> pd.DataFrame:
+    """Add ``common_threshold`` and ``epochs_to_common`` (NaN: not reached) to every run.
+
+    The threshold of a target is ``share`` of the best seed-mean final top-1 among its backbones,
+    so every backbone is asked to reach the same accuracy; a run's own-best convergence epoch
+    favours runs that plateau low.
+    """
     out = results.copy()
-    study_top1, study_top5, study_conv = [], [], []
-    for _, r in out.iterrows():
-        row = reference.study_row(r.stands_in_for, r.method)
-        study_top1.append(row["top1"] if row else np.nan)
-        study_top5.append(row["top5"] if row else np.nan)
-        study_conv.append(reference.study_convergence(r.stands_in_for, r.method) or np.nan)
-    out["study_top1_r50"] = study_top1
-    out["study_top5_r50"] = study_top5
-    out["study_convergence"] = study_conv
+    means = out.groupby(["target", "backbone"]).top1.mean()
+    thr = {t: M.common_threshold(m.values, share) for t, m in means.groupby(level="target")}
+    out["common_threshold"] = out.target.map(thr)
+    out["epochs_to_common"] = [
+        M.epochs_to_reach([m["val_top1"] for m in rundir.RunDir(r.run_dir).metrics()],
+                          r.common_threshold)
+        for r in out.itertuples()]
+    out["epochs_to_common"] = out.epochs_to_common.astype(float)  # None -> NaN: not reached
     return out
 
 
+# the per-run columns that Study 1/2 tables average over seeds
+SEED_COLUMNS = (*METRICS.values(), "convergence_epoch")
+
+
+def aggregate(results: pd.DataFrame, columns=SEED_COLUMNS) -> pd.DataFrame:
+    """One row per (target, backbone): mean and 95 % t-interval over seeds of each column.
+
+    Columns ``<c>``, ``<c>_low``, ``<c>_high``; a column with no value (no tail, no empty class)
+    stays NaN. ``epochs_to_common`` is averaged over the seeds that reached the threshold, with
+    ``reached`` counting them; the protocol columns are the runs' (identical across seeds).
+    """
+    rows = []
+    for (target, backbone), g in results.groupby(["target", "backbone"], sort=False):
+        row = {"target": target, "backbone": backbone,
+               **g.iloc[0][["stands_in_for", "method", "paradigm", "family"]].to_dict(),
+               "seeds": ",".join(str(s) for s in sorted(g.seed)), "n_seeds": len(g)}
+        for c in columns:
+            v = g[c].dropna()
+            iv = intervals.t_interval(v) if len(v) else None
+            row.update({c: iv.mean if iv else np.nan, f"{c}_low": iv.low if iv else np.nan,
+                        f"{c}_high": iv.high if iv else np.nan})
+        if "epochs_to_common" in g:
+            reached = g.epochs_to_common.dropna()
+            row.update({"common_threshold": g.common_threshold.iloc[0],
+                        "epochs_to_common": reached.mean() if len(reached) else np.nan,
+                        "reached": f"{len(reached)}/{len(g)}"})
+        for c in ("pretraining", "fine-tuning", "split", "eval crop"):
+            row[c] = " | ".join(sorted(set(map(str, g[c]))))
+        row["run_dirs"] = " ".join(g.run_dir)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(mean, low, high, digits: int = 1) -> str:
+    if pd.isna(mean):
+        return "-"
+    if pd.isna(low):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _protocol_text(r) -> str:
+    return (f"pretraining: {r['pretraining']}; fine-tuning: {r['fine-tuning']}; "
+            f"split: {r['split']}; eval crop: {r['eval crop']}; seeds {r['seeds']}")
+
+
 def results_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The book's table: one row per target and backbone, ours beside the study's."""
-    t = with_reported(results)
-    cols = ["target", "stands_in_for", "backbone", "paradigm", "family", "top1", "top5",
-            "convergence_epoch", "study_top1_r50", "study_top5_r50", "study_convergence"]
-    return t[cols].set_index(["target", "backbone"]).round(2)
+    """The book's table: one row per target and backbone, every metric as mean [95 % interval],
+    the study's ResNet-50 numbers beside, and the protocol that produced the row."""
+    a = aggregate(results)
+    out = pd.DataFrame({"target": a.target, "backbone": a.backbone, "paradigm": a.paradigm})
+    for c in SEED_COLUMNS:
+        out[LABELS[c]] = [_cell(r[c], r[f"{c}_low"], r[f"{c}_high"]) for _, r in a.iterrows()]
+    out[LABELS["epochs_to_common"]] = [
+        "not reached" if pd.isna(r.epochs_to_common) else f"{r.epochs_to_common:.1f} ({r.reached} seeds)"
+        for r in a.itertuples()]
+    study = [reference.study_row(r.stands_in_for, r.method) for r in a.itertuples()]
+    out["study_top1_r50"] = [s["top1"] if s else np.nan for s in study]
+    out["study_top5_r50"] = [s["top5"] if s else np.nan for s in study]
+    out["study_convergence"] = [reference.study_convergence(r.stands_in_for, r.method) or np.nan
+                                for r in a.itertuples()]
+    out["protocol"] = [_protocol_text(r) for _, r in a.iterrows()]
+    out.columns = [f"{c}: {INTERVAL}" if c == LABELS["top1"] else c for c in out.columns]
+    return out.set_index(["target", "backbone"])
+
+
+def paired_differences(results: pd.DataFrame, baseline: str = "supervised",
+                       metrics=("top1", "macro_f1")) -> pd.DataFrame:
+    """Each backbone minus ``baseline`` per target, paired by seed, with its 95 % t-interval.
+
+    The verdict names a winner only where the interval excludes zero.
+    """
+    rows = []
+    for target, g in results.groupby("target", sort=False):
+        base = g[g.backbone == baseline].set_index("seed")
+        for backbone, h in g[g.backbone != baseline].groupby("backbone", sort=False):
+            h = h.set_index("seed")
+            seeds = sorted(set(h.index) & set(base.index))
+            if not seeds:
+                continue
+            row = {"target": target, "stands_in_for": h.stands_in_for.iloc[0], "backbone": backbone,
+                   "paradigm": h.paradigm.iloc[0], "family": h.family.iloc[0],
+                   "minus": baseline, "seeds": ",".join(map(str, seeds))}
+            for m in metrics:
+                d = intervals.paired_difference(h.loc[seeds, m], base.loc[seeds, m])
+                row.update({f"{m}_diff": d.mean, f"{m}_low": d.low, f"{m}_high": d.high,
+                            f"{m}_verdict": intervals.verdict(d, backbone, baseline)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def differences_table(results: pd.DataFrame, baseline: str = "supervised") -> pd.DataFrame:
+    """:func:`paired_differences` for display: difference [95 % t-interval, paired by seed]."""
+    d = paired_differences(results, baseline)
+    out = pd.DataFrame({"target": d.target, "backbone": d.backbone, "seeds": d.seeds})
+    for m in ("top1", "macro_f1"):
+        out[f"{LABELS[m]} minus {baseline}"] = [_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
+                                                for _, r in d.iterrows()]
+        out[f"verdict ({LABELS[m]})"] = d[f"{m}_verdict"]
+    proto = {(r.target, r.backbone): _protocol_text(r) for _, r in aggregate(results).iterrows()}
+    out["protocol"] = [f"{proto[(t, b)]} (vs {baseline}: {proto[(t, baseline)].split('; ')[0]})"
+                       for t, b in zip(d.target, d.backbone)]
+    return out.set_index(["target", "backbone"])
+
+
+def verdict_text(results: pd.DataFrame, baseline: str = "supervised") -> str:
+    """The book's sentences on SSL against SL, written from the paired intervals (Markdown)."""
+    d = paired_differences(results, baseline)
+    if d.empty:
+        return f"No backbone other than {baseline} ran, so there is no comparison to state."
+    lines = []
+    for target, g in d.groupby("target", sort=False):
+        wins = g[g.top1_verdict.str.endswith("wins") & (g.top1_low > 0)].backbone.tolist()
+        losses = g[g.top1_verdict.str.endswith("wins") & (g.top1_high < 0)].backbone.tolist()
+        even = g[~g.backbone.isin(wins + losses)].backbone.tolist()
+        parts = []
+        if wins:
+            parts.append(f"better than {baseline}: {', '.join(wins)}")
+        if losses:
+            parts.append(f"worse: {', '.join(losses)}")
+        if even:
+            parts.append(f"no difference the interval can resolve: {', '.join(even)}")
+        if len(g.seeds.iloc[0].split(",")) < intervals.MIN_SEEDS_FOR_VERDICT:
+            parts = [f"undecided, fewer than {intervals.MIN_SEEDS_FOR_VERDICT} seeds"]
+        lines.append(f"* **{target}** (stands in for {g.stands_in_for.iloc[0]}), top-1 paired by "
+                     f"seed over seeds {g.seeds.iloc[0]}: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def learning_curves(results: pd.DataFrame) -> pd.DataFrame:
@@ -66,24 +240,38 @@ def learning_curves(results: pd.DataFrame) -> pd.DataFrame:
     for _, r in results.iterrows():
         for m in rundir.RunDir(r.run_dir).metrics():
             rows.append({"target": r.target, "backbone": r.backbone, "paradigm": r.paradigm,
-                         "epoch": m["epoch"], "val_top1": m["val_top1"], "train_acc": m["train_acc"]})
+                         "seed": r.seed, "epoch": m["epoch"], "val_top1": m["val_top1"],
+                         "train_acc": m["train_acc"]})
+    return pd.DataFrame(rows)
+
+
+def curve_bands(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean validation top-1 per epoch over seeds with its 95 % t-interval (NaN for one seed)."""
+    rows = []
+    for (t, b, p, e), g in learning_curves(results).groupby(["target", "backbone", "paradigm", "epoch"],
+                                                             sort=False):
+        iv = intervals.t_interval(g.val_top1)
+        rows.append({"target": t, "backbone": b, "paradigm": p, "epoch": e, "mean": iv.mean,
+                     "low": iv.low, "high": iv.high, "n": iv.n})
     return pd.DataFrame(rows)
 
 
 def plot_learning_curves(results: pd.DataFrame):
-    """One panel per target: validation top-1 per epoch, SL solid, SSL dashed."""
+    """One panel per target: mean validation top-1 per epoch over seeds, its 95 % t-interval as a
+    band; SL solid, SSL dashed; the dotted line is the target's common threshold."""
     import matplotlib.pyplot as plt
 
-    curves = learning_curves(results)
+    bands = curve_bands(results)
     targets = list(dict.fromkeys(results.target))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.4), squeeze=False)
     for ax, target in zip(axes[0], targets):
-        for backbone, c in curves[curves.target == target].groupby("backbone", sort=False):
+        for backbone, c in bands[bands.target == target].groupby("backbone", sort=False):
             style = "-" if c.paradigm.iloc[0] == "SL" else "--"
-            ax.plot(c.epoch, c.val_top1, style, marker="o", ms=3, label=backbone)
-        conv = results[results.target == target]
-        for _, r in conv.iterrows():
-            ax.axvline(r.convergence_epoch, color="0.85", lw=0.8, zorder=0)
+            (line,) = ax.plot(c.epoch, c["mean"], style, marker="o", ms=3, label=backbone)
+            ax.fill_between(c.epoch, c.low, c.high, color=line.get_color(), alpha=0.15, lw=0)
+        if "common_threshold" in results:
+            thr = results[results.target == target].common_threshold.iloc[0]
+            ax.axhline(thr, color="0.5", ls=":", lw=0.8)
         ax.set_title(f"{target} (stands in for {STANDS_IN_FOR.get(target, target)})", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation top-1 (%)")
@@ -94,16 +282,20 @@ def plot_learning_curves(results: pd.DataFrame):
 
 
 def per_class(results: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Final per-class precision and recall of each backbone on one target (long format)."""
+    """Final per-class precision and recall of each backbone on one target, averaged over seeds."""
     rows = []
     for _, r in results[results.target == target].iterrows():
         for cls, pr in rundir.RunDir(r.run_dir).summary()["per_class"].items():
             rows.append({"backbone": r.backbone, "paradigm": r.paradigm, "class": cls, **pr})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df[["precision", "recall"]] = df[["precision", "recall"]].astype(float)
+    return (df.groupby(["backbone", "paradigm", "class"], sort=False)
+            .agg(precision=("precision", "mean"), recall=("recall", "mean"),
+                 support=("support", "first")).reset_index())
 
 
 def plot_per_class(results: pd.DataFrame, target: str):
-    """Precision and recall per class, one bar per backbone; classes ordered by support."""
+    """Precision and recall per class (mean over seeds), one bar per backbone; classes by support."""
     import matplotlib.pyplot as plt
 
     df = per_class(results, target)
@@ -116,7 +308,7 @@ def plot_per_class(results: pd.DataFrame, target: str):
     for k, b in enumerate(backbones):
         d = df[df.backbone == b].set_index("class").reindex(classes)
         for ax, metric in zip(axes, ("precision", "recall")):
-            ax.bar(x + k * width - 0.4 + width / 2, d[metric].astype(float).fillna(0), width, label=b)
+            ax.bar(x + k * width - 0.4 + width / 2, d[metric].fillna(0), width, label=b)
     for ax, metric in zip(axes, ("precision", "recall")):
         ax.set_ylabel(metric)
         ax.set_ylim(0, 1.05)
@@ -124,22 +316,30 @@ def plot_per_class(results: pd.DataFrame, target: str):
     support = df.groupby("class").support.first()
     axes[1].set_xticks(x, [f"{c}\n(n={support[c]})" for c in classes], rotation=60, fontsize=7)
     axes[0].legend(fontsize=8, ncol=len(backbones))
-    axes[0].set_title(f"per-class precision and recall on {target} (validation)", fontsize=10)
+    axes[0].set_title(f"per-class precision and recall on {target} (validation, mean over seeds)",
+                      fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def paradigm_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """RQ1/RQ2 in one table: mean top-1 and convergence epoch by target and paradigm/family."""
+    """RQ1/RQ2 in one table: by target and paradigm/family, the mean over backbones and seeds of
+    top-1 and macro-F1, and the efficiency measure: epochs to the target's common threshold
+    (mean over the runs that reached it; ``reached`` counts them)."""
     r = results.copy()
     r["group"] = np.where(r.paradigm == "SL", "SL", "SSL-" + r.family.fillna(""))
-    return (r.groupby(["target", "group"])[["top1", "convergence_epoch"]].mean().round(2)
-            .unstack("group"))
+    g = r.groupby(["target", "group"])
+    out = g[["top1", "macro_f1", "epochs_to_common"]].mean().round(2)
+    out["reached"] = g.epochs_to_common.apply(lambda s: f"{s.notna().sum()}/{len(s)}")
+    out = out.rename(columns={"top1": LABELS["top1"], "macro_f1": LABELS["macro_f1"],
+                              "epochs_to_common": LABELS["epochs_to_common"]})
+    return out.unstack("group")
 
 
 def provenance(results: pd.DataFrame) -> pd.DataFrame:
-    """Where each number came from: run directory, code version, seed, profile."""
-    return results[["target", "backbone", "run_dir", "code_version", "seed", "profile"]]
+    """Where each number came from: run directory, code version, seed, profile, protocol."""
+    return results[["target", "backbone", "seed", "run_dir", "code_version", "profile",
+                    "pretraining", "fine-tuning", "split", "eval crop"]]
 
 
 TABLE_TITLES = {
@@ -152,30 +352,44 @@ TABLE_TITLES = {
 
 
 def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
-    """The study's tables 5.1 to 5.15 row by row, with our number beside each where a run maps.
+    """The study's tables 5.1 to 5.15 row by row, our numbers beside each where a run maps.
 
-    A study row maps to our run of the same method on the target standing in for its dataset
+    A study row maps to our runs of the same method on the target standing in for its dataset
     (architectures differ: ours is the profile's backbone, so every ResNet-50/152 and width or SK
-    variant of a method shares our one number). Rows no run of ours covers stay empty.
+    variant of a method shares our one number). ``ours`` is the mean over seeds with its 95 %
+    t-interval beside; the metrics the study did not report (macro-F1, balanced accuracy, tail
+    top-1, empty-vs-animal, ECE; epochs to the common threshold for convergence rows) sit next to
+    it, and ``protocol`` says what produced them. Rows no run of ours covers stay empty.
     """
     rep = reference.reported().copy()
     if tables is not None:
         rep = rep[rep.table.isin([str(t) for t in tables])]
-    ours = results.assign(study_method=results.method.map(lambda m: reference.STUDY_METHOD.get(m, m)))
-    ours = ours.drop_duplicates(["stands_in_for", "study_method"]).set_index(["stands_in_for", "study_method"])
+    agg = aggregate(results) if "seed" in results else results.assign(n_seeds=1)
+    agg = agg.assign(study_method=agg.method.map(lambda m: reference.STUDY_METHOD.get(m, m)))
+    ours = agg.drop_duplicates(["stands_in_for", "study_method"]).set_index(["stands_in_for",
+                                                                            "study_method"])
+    extra = ["macro_f1", "balanced_acc", "tail_top1", "empty_acc", "ece"]
     rows = []
     for _, r in rep.iterrows():
         key = (r.dataset, r.method if r.method != "supervised-from-scratch-sota" else None)
         run = ours.loc[key] if key in ours.index else None
         conv = pd.notna(r.convergence_epochs)
-        rows.append({
-            "table": r.table, "title": TABLE_TITLES.get(r.table, ""), "dataset": r.dataset,
-            "method": r.method, "architecture": r.architecture,
-            "study": r.convergence_epochs if conv else r.top1,
-            "ours": (None if run is None else (run.convergence_epoch if conv else run.top1)),
-            "measure": "convergence epoch" if conv else "top-1 %",
-            "our target": None if run is None else run.target,
-            "profile": None if run is None else run.profile,
-            "run": None if run is None else run.run_dir,
-        })
+        col = "convergence_epoch" if conv else "top1"
+        row = {"table": r.table, "title": TABLE_TITLES.get(r.table, ""), "dataset": r.dataset,
+               "method": r.method, "architecture": r.architecture,
+               "study": r.convergence_epochs if conv else r.top1,
+               "ours": None if run is None else run[col],
+               "ours 95 % t-interval": (None if run is None or pd.isna(run.get(f"{col}_low", np.nan))
+                                        else f"[{run[f'{col}_low']:.1f}, {run[f'{col}_high']:.1f}]"),
+               "measure": "convergence epoch (own best)" if conv else "top-1 %"}
+        if conv:
+            row["ours: epochs to common threshold"] = None if run is None else run.get("epochs_to_common")
+        else:
+            row.update({LABELS[m]: None if run is None else run.get(m) for m in extra})
+        row.update({"our target": None if run is None else run.target,
+                    "seeds": None if run is None else run.get("seeds"),
+                    "runs": None if run is None else run.get("run_dirs", run.get("run_dir")),
+                    "protocol": None if run is None or "pretraining" not in run else _protocol_text(run),
+                    "profile": None if run is None else results.profile.iloc[0]})
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["table", "title", "method", "architecture"])

@@ -25,14 +25,26 @@ initialized process group, wraps the model in ``DistributedDataParallel``, split
 of ``batch_size`` over the ranks, evaluates on rank 0 and broadcasts the result; only rank 0 writes
 the run directory. Every rank returns the same summary.
 
-On CUDA the loop runs under bf16 autocast with channels_last tensors; augmentation runs on the
-device, vectorized over the batch.
+Tensors are channels_last on every device: on CPU that measured 1.08-1.3x on the demo's fine-tuning
+step (``benchmarks/bench_finetune.py``). On CUDA the loop runs under bf16 autocast; augmentation
+runs on the device, vectorized over the batch.
+
+Same seed, same run: on CPU two processes give bit-identical metrics and checkpoints (tested
+across subprocesses in ``tests/test_determinism.py``): the head is drawn from the seed
+(:func:`camtrap_ssl.experiments.backbones.create_backbone`), data order and augmentation as above,
+and nothing else draws random numbers. On CUDA that is not guaranteed by default: cuDNN picks
+convolution algorithms by timing them (``cudnn.benchmark``) and several backward kernels
+accumulate with atomic adds in an order that varies, so the last bits of the weights differ between
+runs and drift apart over epochs. ``FinetuneConfig(deterministic=True)`` asks for deterministic
+kernels (``torch.use_deterministic_algorithms(True)``, ``cudnn.benchmark = False``,
+``CUBLAS_WORKSPACE_CONFIG=:4096:8``), at some cost in speed; it is part of the run's identity and
+recorded in ``params.json``. A kernel with no deterministic version then raises instead of running.
 """
 from __future__ import annotations
 
 import json
 import math
-import pickle
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -44,6 +56,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train.augment import (
@@ -90,6 +103,7 @@ class FinetuneConfig:
     device: str = "auto"
     sync_bn: bool = True  # SyncBatchNorm under multi-process CUDA (gloo/CPU cannot sync BN)
     num_workers: int = 0  # DataLoader worker processes (speed only)
+    deterministic: bool = False  # deterministic CUDA kernels (see the module docstring)
 
     def __post_init__(self):
         # Refuse what would train something else than asked (a float epoch count, a NaN rate)
@@ -117,6 +131,17 @@ class FinetuneConfig:
     def identity(self) -> dict:
         """The fields that determine a run's results (what a resumed run must agree on)."""
         return {k: v for k, v in asdict(self).items() if k not in _RUNTIME_FIELDS}
+
+
+def use_deterministic_kernels() -> None:
+    """Make CUDA kernels deterministic for this process (``FinetuneConfig.deterministic``).
+
+    cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when its first handle is created, so this must run
+    before the first CUDA matrix product of the process.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -208,8 +233,7 @@ def predict(model, dataset, batch_size: int = 256, device: str | torch.device = 
         x = x.to(device, non_blocking=True)
         if crop is not None:
             x = center_crop(x, crop)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             logits.append(model(x).float().cpu())
         labels.append(y)
@@ -221,6 +245,22 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
+def train_class_counts(ds, num_classes: int) -> list[int]:
+    """Training images per class (what the tail classes are defined from), without decoding images
+    where the dataset exposes its labels (``labels`` attribute or a ``TensorDataset``)."""
+    labels = getattr(ds, "labels", None)
+    if labels is None and isinstance(ds, torch.utils.data.TensorDataset) and len(ds.tensors) >= 2:
+        labels = ds.tensors[1]
+    if labels is None:
+        labels = [int(ds[i][1]) for i in range(len(ds))]
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
+
+
+# The camera-trap metrics of every evaluation (metrics.classification_report), per epoch as
+# ``val_<name>`` and for the last epoch as ``final_<name>`` in the summary.
+EXTRA_METRICS = ("macro_f1", "balanced_acc", "tail_top1", "empty_acc", "ece")
+
+
 def summarize(history: list[dict], cfg: FinetuneConfig, class_names: list[str]) -> dict:
     """The run's summary from its per-epoch metrics (the last epoch's confusion and per-class)."""
     top1 = [h["val_top1"] for h in history]
@@ -228,6 +268,8 @@ def summarize(history: list[dict], cfg: FinetuneConfig, class_names: list[str]) 
     last = history[-1]
     return {
         "final_top1": top1[-1], "final_top5": last["val_top5"],
+        **{f"final_{k}": last.get(f"val_{k}") for k in EXTRA_METRICS},
+        "tail_classes": last.get("tail_classes"), "ece_bins": M.ECE_BINS,
         "best_top1": top1[best], "best_top5": history[best]["val_top5"], "best_epoch": best + 1,
         "convergence_epoch": M.convergence_epoch(top1, cfg.convergence_tolerance),
         "convergence_tolerance": cfg.convergence_tolerance,
@@ -329,10 +371,13 @@ def finished_summary(run_dir: str | Path, convergence_tolerance: float) -> dict 
 
 
 def _load_checkpoint(path: Path, device) -> dict:
-    """The resume state, or a ``ValueError`` that names the file and says how to start over."""
+    """The resume state, or a ``ValueError`` that names the file and says how to start over.
+
+    Read through :func:`camtrap_ssl.models.weights.load_checkpoint` (tensors and plain containers
+    only): a file that would run code is refused as unsafe, not offered a restart."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        return load_checkpoint(path)  # on the CPU; load_state_dict moves it to the model's device
+    except ValueError as e:
         # a truncated zip, a bad pickle opcode, ...: the file cannot be resumed
         raise ValueError(
             f"{path} cannot be read ({type(e).__name__}): the checkpoint is truncated or corrupt, "
@@ -345,16 +390,22 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
     """The loop, under the run directory's lock: resume from its checkpoint, train, summarize."""
     device = dist.device if dist.world_size > 1 else resolve_device(cfg.device)
     cuda = device.type == "cuda"
+    if cfg.deterministic:
+        use_deterministic_kernels()
     sync_bn = cfg.sync_bn and cuda and dist.world_size > 1
     if dist.is_main:
         run.write_params({**params, "environment": provenance.environment(),
                           "runtime": {"num_workers": cfg.num_workers, "device": str(device),
                                       "world_size": dist.world_size, "backend": dist.backend,
-                                      "sync_bn": sync_bn}})
+                                      "sync_bn": sync_bn,
+                                      "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                                      "deterministic_algorithms":
+                                          torch.are_deterministic_algorithms_enabled()}})
+    counts = train_class_counts(train_set, len(class_names))
 
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    net = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, start, elapsed = [], 0, 0.0
     ckpt_path = run.file(rundir.CHECKPOINT)
@@ -392,8 +443,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with single_threaded(not cuda):
                 x = train_transform(x, None if aug is None else aug[idx], cfg.augmentation, crop)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
@@ -415,9 +465,11 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         if dist.is_main:
             logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers,
                                        crop=crop)
-            report = M.classification_report(logits_v, labels_v, class_names)
+            report = M.classification_report(logits_v, labels_v, class_names, counts)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
                    "val_top1": report["top1"], "val_top5": report["top5"],
+                   **{f"val_{k}": report[k] for k in EXTRA_METRICS},
+                   "tail_classes": report["tail_classes"],
                    "per_class": report["per_class"], "confusion": report["confusion"],
                    "seconds": time.time() - t0}
         if dist.world_size > 1:
@@ -440,6 +492,6 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
 
 def load_finetuned(run_dir: str | Path, model: torch.nn.Module) -> torch.nn.Module:
     """Load a run's final weights into ``model`` (built with the same architecture and head)."""
-    ckpt = torch.load(Path(run_dir) / rundir.CHECKPOINT, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(Path(run_dir) / rundir.CHECKPOINT)
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -1,10 +1,21 @@
-"""Classification metrics the study reports: top-1, top-5, per-class precision and recall.
+"""Classification metrics the study reports, and those camera-trap users read beside them.
+
+The study reports top-1, top-5 and per-class precision and recall. On a long-tailed camera-trap
+target top-1 is mostly about the commonest species, so the field reads per-class summaries too:
+macro-F1 (WILDS iWildCam ranks by it), balanced accuracy, top-1 on the tail classes, whether an
+empty frame is told from an animal, and calibration (expected calibration error). All percentages
+are in points (0-100) like top-1.
 
 Kept free of torch training code so that notebooks can recompute them from saved predictions.
 """
 from __future__ import annotations
 
 import numpy as np
+
+# Expected calibration error: equal-width confidence bins, the 15 of Guo et al. (ICML 2017).
+ECE_BINS = 15
+# The class name whose presence makes "empty vs animal" a question (LILA's camera-trap sets).
+EMPTY_CLASS = "empty"
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -30,16 +41,103 @@ def precision_recall(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return precision, recall
 
 
-def classification_report(logits: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> dict:
-    """Everything the fine-tuning loop records for one evaluation, JSON-serialisable."""
+def macro_f1(cm: np.ndarray) -> float:
+    """Mean F1 over the classes present in the evaluation set (support > 0), in points.
+
+    A class that is never predicted has F1 = 0 (scikit-learn's ``zero_division=0``); a class
+    absent from the evaluation set cannot be scored and is left out, as scikit-learn does when
+    given the present labels.
+    """
+    cm = np.asarray(cm)
+    present = cm.sum(1) > 0
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)  # 2 TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return 100 * float(f1[present].mean())
+
+
+def balanced_accuracy(cm: np.ndarray) -> float:
+    """Mean recall over the classes present in the evaluation set, in points."""
+    cm = np.asarray(cm)
+    present = cm.sum(1) > 0
+    return 100 * float((np.diag(cm)[present] / cm.sum(1)[present]).mean())
+
+
+def tail_classes(train_counts) -> list[int]:
+    """Indices of the classes seen less often in training than the median class.
+
+    Strictly below the median, so a uniform training set has no tail (and no tail score).
+    """
+    counts = np.asarray(train_counts, dtype=float)
+    return np.flatnonzero(counts < np.median(counts)).tolist()
+
+
+def tail_top1(cm: np.ndarray, tail: list[int]) -> float | None:
+    """Top-1 over the evaluation images whose true class is a tail class; ``None`` if there are none."""
+    cm = np.asarray(cm)
+    n = cm[tail].sum() if len(tail) else 0
+    return None if n == 0 else 100 * float(np.diag(cm)[tail].sum() / n)
+
+
+def empty_vs_animal_accuracy(cm: np.ndarray, empty: int) -> float:
+    """Share of images whose "empty or animal" call is right, whatever species is named, in points.
+
+    The first question a camera-trap pipeline answers (most frames are empty): an animal
+    predicted as another species still counts as right here.
+    """
+    cm = np.asarray(cm)
+    total = cm.sum()
+    both_empty = cm[empty, empty]
+    both_animal = total - cm[empty].sum() - cm[:, empty].sum() + both_empty
+    return 100 * float((both_empty + both_animal) / total)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE in points: the image-weighted mean |accuracy - confidence| over equal-width bins.
+
+    Confidence is the top softmax probability; bin ``b`` holds confidences in
+    ``(b / n_bins, (b + 1) / n_bins]`` (the first bin also takes 0), following Guo et al. (2017).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(1)
+    correct = probs.argmax(1) == np.asarray(y_true)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return 100 * float(ece)
+
+
+def classification_report(logits: np.ndarray, y_true: np.ndarray, class_names: list[str],
+                          train_counts=None) -> dict:
+    """Everything the fine-tuning loop records for one evaluation, JSON-serialisable.
+
+    ``train_counts`` (images per class in the training split) defines the tail classes; without
+    it ``tail_top1`` is ``None``. ``empty_acc`` is ``None`` unless a class is named "empty".
+    """
     n = len(class_names)
     y_true = np.asarray(y_true)
     pred = logits.argmax(1)
     cm = confusion_matrix(y_true, pred, n)
     precision, recall = precision_recall(cm)
+    tail = tail_classes(train_counts) if train_counts is not None else []
+    empty = [i for i, c in enumerate(class_names) if str(c).lower() == EMPTY_CLASS]
     return {
         "top1": 100 * float((pred == y_true).mean()),
         "top5": 100 * topk_accuracy(logits, y_true, 5),
+        "macro_f1": macro_f1(cm),
+        "balanced_acc": balanced_accuracy(cm),
+        "tail_top1": tail_top1(cm, tail),
+        "tail_classes": [class_names[i] for i in tail],
+        "empty_acc": empty_vs_animal_accuracy(cm, empty[0]) if empty else None,
+        "ece": expected_calibration_error(softmax(logits), y_true),
         "per_class": {
             name: {"precision": None if np.isnan(p) else float(p),
                    "recall": None if np.isnan(r) else float(r), "support": int(s)}
@@ -53,7 +151,9 @@ def convergence_epoch(top1_by_epoch: list[float], tolerance: float = 0.5) -> int
     """The first epoch (1-based) whose validation top-1 is within ``tolerance`` points of the best.
 
     The study reports "epochs to converge" without defining it; this is our definition, and the
-    tolerance is a parameter of every fine-tuning run.
+    tolerance is a parameter of every fine-tuning run. It is measured against the run's *own*
+    best, so a run that plateaus lower "converges" sooner: compare backbones with
+    :func:`epochs_to_reach` and a threshold common to them (:func:`common_threshold`).
     """
     if not top1_by_epoch:
         raise ValueError("no epochs to judge convergence on")
@@ -61,3 +161,18 @@ def convergence_epoch(top1_by_epoch: list[float], tolerance: float = 0.5) -> int
         raise ValueError(f"tolerance must be >= 0 points, got {tolerance}")
     best = max(top1_by_epoch)
     return next(i + 1 for i, v in enumerate(top1_by_epoch) if v >= best - tolerance)
+
+
+def common_threshold(final_top1s, share: float = 0.95) -> float:
+    """The top-1 every backbone on a target is asked to reach: ``share`` of the best final top-1."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    values = [float(v) for v in final_top1s]
+    if not values:
+        raise ValueError("no final top-1 values to set a common threshold from")
+    return share * max(values)
+
+
+def epochs_to_reach(top1_by_epoch: list[float], threshold: float) -> int | None:
+    """The first epoch (1-based) whose validation top-1 reaches ``threshold``; ``None``: not reached."""
+    return next((i + 1 for i, v in enumerate(top1_by_epoch) if v >= threshold), None)
