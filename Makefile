@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 PROFILE ?= demo
 SEED    ?= 0
 
-.PHONY: book test test-fast browser clean
+.PHONY: book test test-fast browser rehearsal clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 # Debian's python3 lacks venv's pip (python3-venv) on a fresh machine: install it only then.
@@ -42,6 +42,13 @@ test: $(VENV)/.installed browser
 # The inner loop: everything but the tests marked slow (notebooks, book, browser, spawned processes).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
+
+# The paper path rehearsed end to end on fabricated data and checkpoints in the published
+# formats (README, "Running the study at paper scale"): about 10 minutes on 2 CPU cores.
+REHEARSAL ?= /tmp/camtrap_ssl_rehearsal
+rehearsal: $(VENV)/.installed
+	rm -rf $(REHEARSAL)
+	$(PY) -m camtrap_ssl.studies.rehearsal --workdir $(REHEARSAL)
 
 clean:
 	rm -rf book/_build book/studies/*.ipynb runs

@@ -205,3 +205,35 @@ def test_the_strip_cut_is_recorded_and_changes_the_prepared_cache(tmp_path):
     assert len(manifests) == 4  # two sides, each with and without the cut
     with pytest.raises(ValueError, match="strip_fraction"):
         load_quiet("serengeti", data_root=tmp_path, size=8, strip_fraction=0.7)
+
+
+def test_a_subset_download_is_loaded_not_the_whole_file_beside_it(tmp_path):
+    """`data download --per-class` leaves LILA's whole JSON (its images never fetched) beside the
+    subset file: the subset is what must be loaded, else every frame is a missing file."""
+    path, images = make_lila(tmp_path / "serengeti")
+    data = json.loads(path.read_text())
+    lila = tmp_path / "serengeti" / P.CATALOGUE["serengeti"]["json_name"]
+    whole = {**data, "images": data["images"] + [{**images[1], "id": "ghost", "file_name": "S1/x/never.JPG"}],
+             "annotations": data["annotations"] + [{"id": "g", "image_id": "ghost", "category_id": 2}]}
+    lila.write_text(json.dumps(whole))
+    path.rename(lila.with_name(lila.stem + ".subset.json"))
+    assert P.find_json("serengeti", tmp_path).name.endswith(".subset.json")
+    t = load_quiet("serengeti", data_root=tmp_path, size=8)
+    assert t.identity["bad_files"] == [] and "ghost" not in t.train.image_ids + t.val.image_ids
+
+
+def test_studies_3_4_see_a_real_dataset_as_the_models_do_the_224_centre_of_256(tmp_path, monkeypatch):
+    """The paper profile stores 256 x 256 frames and evaluates their centre 224 crop; Study 3's
+    pixel translations are of a 224-px input, so its images must be that crop. Real datasets have
+    no animal masks: none are made up."""
+    from camtrap_ssl.studies import comparison
+    monkeypatch.setenv(P.ENV, str(tmp_path))
+    make_lila(tmp_path / "serengeti")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y, masks, classes = comparison.animal_images("serengeti", 4, "paper")
+        xc, yc, _ = comparison.images_of_classes("serengeti", ["zebra"], 2, "paper")
+    assert x.shape[1:] == (3, 224, 224) and masks is None and len(set(y.tolist())) > 1
+    assert xc.shape[1:] == (3, 224, 224) and (yc == classes.index("zebra")).all()
+    # the label is the frame's colour, still readable in the crop
+    assert (x.mean((2, 3)).argmax(1) == y).all()

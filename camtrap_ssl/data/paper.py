@@ -103,8 +103,9 @@ def find_json(name: str, root=None) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{name}: no COCO Camera Traps file at {candidates[0]} (also looked "
-                            f"for {', '.join(p.name for p in candidates[1:])}). "
+    main = candidates[2]  # <name>.json, the name to put a file under by hand
+    raise FileNotFoundError(f"{name}: no COCO Camera Traps file at {main} (also looked "
+                            f"for {', '.join(p.name for p in candidates if p != main)}). "
                             + _download_hint(name, folder))
 
 
