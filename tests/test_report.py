@@ -108,3 +108,16 @@ def test_protocol_reads_the_augmentation_and_crops_the_run_recorded():
     assert "linear probe 90.0 %" in row["pretraining"]
     demo = {**params, "preprocessing": {"augmentation": "demo", "eval_crop": "none"}}
     assert report.protocol(demo, {"epochs": 5})["eval crop"] == "whole frame"
+
+
+def test_the_baseline_defaults_to_the_sl_backbone_present_and_none_makes_an_empty_table(results):
+    """At paper scale the SL backbone is supervised_r50, not the embedded world's "supervised":
+    the comparison must not silently vanish (nor crash Study 2 when no SL run is in the table)."""
+    assert report.sl_baseline(results) == "sl"
+    pd.testing.assert_frame_equal(report.paired_differences(results),
+                                  report.paired_differences(results, baseline="sl"))
+    assert "minus sl" in " ".join(report.differences_table(results).columns)
+    only_ssl = results[results.backbone == "ssl"]
+    table = report.differences_table(only_ssl)
+    assert table.empty and list(table.index.names) == ["target", "backbone"]
+    assert "no comparison" in report.verdict_text(only_ssl)

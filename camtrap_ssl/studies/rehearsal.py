@@ -113,7 +113,7 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
         ("study worlds", cli + ["study", "worlds", "-p", "profile", '"tiny"'] + out),
         ("study 1", cli + ["study", "1"] + paper + ["-p", "backbones", json.dumps([b["sl"]]),
                                                      "-p", "datasets", json.dumps(b["trained_targets"])] + out),
-        ("study 2", cli + ["study", "2"] + paper + ["-p", "backbones", json.dumps([b["ssl"]]),
+        ("study 2", cli + ["study", "2"] + paper + ["-p", "backbones", json.dumps([b["sl"], b["ssl"]]),
                                                      "-p", "datasets", '["serengeti"]'] + out),
         ("study 3", cli + ["study", "3"] + paper + pair
          + [a for k, v in b["study3"].items() for a in ("-p", k, json.dumps(v))] + out),

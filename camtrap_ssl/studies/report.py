@@ -171,12 +171,25 @@ def results_table(results: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["target", "backbone"])
 
 
-def paired_differences(results: pd.DataFrame, baseline: str = "supervised",
+def sl_baseline(results: pd.DataFrame, baseline: str | None = None) -> str:
+    """``baseline``, else the supervised backbone of ``results``: ``supervised`` (the embedded
+    world's) or the first SL one (``supervised_r50`` at paper scale)."""
+    if baseline is not None:
+        return baseline
+    names = list(dict.fromkeys(results.backbone))
+    sl = [b for b in names if b == "supervised"] or \
+        list(dict.fromkeys(results[results.paradigm == "SL"].backbone))
+    return sl[0] if sl else "supervised"
+
+
+def paired_differences(results: pd.DataFrame, baseline: str | None = None,
                        metrics=("top1", "macro_f1")) -> pd.DataFrame:
-    """Each backbone minus ``baseline`` per target, paired by seed, with its 95 % t-interval.
+    """Each backbone minus ``baseline`` (default :func:`sl_baseline`) per target, paired by seed,
+    with its 95 % t-interval.
 
     The verdict names a winner only where the interval excludes zero.
     """
+    baseline = sl_baseline(results, baseline)
     rows = []
     for target, g in results.groupby("target", sort=False):
         base = g[g.backbone == baseline].set_index("seed")
@@ -196,9 +209,12 @@ def paired_differences(results: pd.DataFrame, baseline: str = "supervised",
     return pd.DataFrame(rows)
 
 
-def differences_table(results: pd.DataFrame, baseline: str = "supervised") -> pd.DataFrame:
+def differences_table(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """:func:`paired_differences` for display: difference [95 % t-interval, paired by seed]."""
+    baseline = sl_baseline(results, baseline)
     d = paired_differences(results, baseline)
+    if d.empty:  # no backbone beside the baseline, or no baseline run: nothing to pair
+        return pd.DataFrame(columns=["target", "backbone", "seeds"]).set_index(["target", "backbone"])
     out = pd.DataFrame({"target": d.target, "backbone": d.backbone, "seeds": d.seeds})
     for m in ("top1", "macro_f1"):
         out[f"{LABELS[m]} minus {baseline}"] = [_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
@@ -210,8 +226,9 @@ def differences_table(results: pd.DataFrame, baseline: str = "supervised") -> pd
     return out.set_index(["target", "backbone"])
 
 
-def verdict_text(results: pd.DataFrame, baseline: str = "supervised") -> str:
+def verdict_text(results: pd.DataFrame, baseline: str | None = None) -> str:
     """The book's sentences on SSL against SL, written from the paired intervals (Markdown)."""
+    baseline = sl_baseline(results, baseline)
     d = paired_differences(results, baseline)
     if d.empty:
         return f"No backbone other than {baseline} ran, so there is no comparison to state."
