@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the pair's runs are looked up or written")
     ex.add_argument("--dataset", choices=TARGETS, default="syn_serengeti",
                     help="the target both backbones are fine-tuned on")
-    ex.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    ex.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     ex.add_argument("--seed", type=_nonneg_int, default=0)
     ex.add_argument("--methods", default="guided_backprop,gradcam,scorecam",
                     help="comma-separated attribution methods")

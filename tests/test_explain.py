@@ -33,11 +33,12 @@ def test_a_checkpoint_file_is_accepted_as_a_backbone_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_plan_then_reuse_and_runs_given_by_path(tmp_path, capsys):
+def test_plan_then_reuse_and_runs_given_by_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "cache"))  # no backbone pretrained yet
     runs = tmp_path / "runs"
     backbones = {"SSL": "simclr", "SL": "supervised"}
     plan = comparison.pair_plan(backbones, "syn_serengeti", "tiny", 0, runs)
-    # the test session's cache is empty and tiny backbones are not shipped: pretrain, then fine-tune
+    # an empty cache, and tiny backbones are not shipped: pretrain, then fine-tune
     assert [line.split(":")[0] for line in plan] == ["SSL", "SSL", "SL", "SL"]
     assert plan[0].startswith("SSL: pretrain simclr (tiny, seed 0) first")
     assert all("fine-tune" in line and "about" in line and "2 epochs" in line for line in plan[1::2])

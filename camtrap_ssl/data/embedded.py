@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, paths
-from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from camtrap_ssl.data import cct, splits, strip, synthetic
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.synthetic.scenes import strip_height
@@ -105,7 +105,7 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
     return out
 
 
-def load_target(name: str, profile: str | Profile = "demo", seed: int = 0, masks: bool = False,
+def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0, masks: bool = False,
                 progress: bool = True) -> Target:
     """The named fine-tuning target at the profile's stored size, generated on first use."""
     profile = get_profile(profile)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from camtrap_ssl.core import fileio, paths
-from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from camtrap_ssl.core.seeding import derive_seed, seeded
 from camtrap_ssl.data import synthetic
 from camtrap_ssl.models import create_model, get_entry, list_models
@@ -52,7 +52,7 @@ def describe_backbone(name: str) -> dict:
     return {"backbone": name, "method": e.method, "paradigm": e.paradigm, "family": e.family}
 
 
-def backbone_checkpoint(method: str, profile: str | Profile = "demo", seed: int = 0,
+def backbone_checkpoint(method: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
                         retrain: bool = False, progress: bool = True) -> Path:
     """Path of an embedded backbone's checkpoint: the shipped one, or pretrained now and cached.
 
@@ -101,7 +101,7 @@ def probe_backbone(checkpoint: str | Path, profile: str | Profile, seed: int = 0
     return {row: {k: float(v) for k, v in vals.items()} for row, vals in table.iterrows()}
 
 
-def probe_records(methods=METHODS, profile: str | Profile = "demo", seed: int = 0):
+def probe_records(methods=METHODS, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0):
     """The probe table of the embedded backbones: one row per method plus the two baselines.
 
     ``margin over baselines`` is the smaller of the two probes' leads over the better of raw
@@ -149,7 +149,7 @@ def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str 
 PRETRAIN_SEED = 0
 
 
-def create_backbone(name: str, num_classes: int | None, profile: str | Profile = "demo",
+def create_backbone(name: str, num_classes: int | None, profile: str | Profile = DEFAULT_PROFILE,
                     seed: int = 0, pretrain_seed: int = PRETRAIN_SEED) -> torch.nn.Module:
     """A pretrained backbone with a fresh classifier: embedded (by method), a pretraining
     checkpoint file, or from the zoo.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
-from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
 
 BOOK = ROOT / "book"
@@ -70,7 +70,7 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 SEEDED_STUDIES = ("1", "2")
 
 
-def run_studies(profile: str = "demo", seed: int = 0, runs_root: str | None = None,
+def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,
                 studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None) -> dict:
     """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse).
 
@@ -231,7 +231,7 @@ def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
     return html
 
 
-def build_book(profile: str = "demo", seed: int = 0, run_studies_first: bool = True,
+def build_book(profile: str = DEFAULT_PROFILE, seed: int = 0, run_studies_first: bool = True,
                runs_root: str | None = None) -> Path:
     if run_studies_first:
         run_studies(profile, seed, runs_root)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis import attribution as A
 from camtrap_ssl.core import fileio, paths
-from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
 from camtrap_ssl.data.paper import PAPER_TARGETS
@@ -144,7 +144,7 @@ def _backbone_ready(method: str, profile) -> bool:
         (paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt").exists()
 
 
-def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile="demo", seed: int = 0,
+def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAULT_PROFILE, seed: int = 0,
                runs_root=None, progress: bool = False, ssl_run=None, sl_run=None,
                epochs: int | None = None) -> Pair:
     """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics.
@@ -197,7 +197,7 @@ def eval_view(x: torch.Tensor, profile) -> torch.Tensor:
     return center_crop(x, default_crop(x.shape[-1], profile.augmentation))
 
 
-def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="demo", seed: int = 0,
+def images_of_classes(dataset: str, classes: list, n_per_class: int, profile=DEFAULT_PROFILE, seed: int = 0,
                       masks: bool = False, require_animal: bool = True):
     """Up to ``n_per_class`` validation images of each class, in class order, in their
     evaluation view (:func:`eval_view`).
@@ -233,7 +233,7 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile="de
     return x, y, m
 
 
-def animal_images(dataset: str, n: int, profile="demo", seed: int = 0):
+def animal_images(dataset: str, n: int, profile=DEFAULT_PROFILE, seed: int = 0):
     """``n`` validation images with a visible animal, spread over classes, with masks and labels,
     in their evaluation view (:func:`eval_view`): ``(images, labels, masks, class names)``.
 

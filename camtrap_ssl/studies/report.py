@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
-from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.data.embedded import STANDS_IN_FOR
 from camtrap_ssl.experiments.backbones import describe_backbone
 from camtrap_ssl.experiments.finetuning import finetune_run
@@ -62,7 +62,7 @@ def protocol(params: dict, summary: dict) -> dict:
     }
 
 
-def collect(backbones, targets, profile="demo", seeds=(0,), runs_root=None, epochs=None,
+def collect(backbones, targets, profile=DEFAULT_PROFILE, seeds=(0,), runs_root=None, epochs=None,
             convergence_tolerance: float = 0.5, progress: bool = True) -> pd.DataFrame:
     """Run (or reuse) every backbone x target x seed fine-tune; one row per run."""
     profile = get_profile(profile)
