@@ -318,3 +318,45 @@ def test_batched_reads_equal_item_reads():
         assert torch.equal(a, b)
     x, y, i = fast.__getitems__(idx)
     assert y.dtype == torch.long and i.tolist() == idx and torch.equal(x[2], ds[11][0])
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from camtrap_ssl.models.utils import cpu_has_native_bf16
+    cases = {"flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n": True,
+             "flags\t\t: fpu sse2 avx512f avx512_bf16\n": True,
+             # plain AVX512: oneDNN emulates bf16 there and autocast is slower than fp32
+             "flags\t\t: fpu sse2 avx512f avx512bw avx512vl\n": False,
+             "processor\t: 0\n": False}
+    for i, (text, expected) in enumerate(cases.items()):
+        f = tmp_path / f"cpuinfo{i}"
+        f.write_text("processor\t: 0\n" + text)
+        assert cpu_has_native_bf16(str(f)) is expected, text
+    assert cpu_has_native_bf16(str(tmp_path / "absent")) is False
+
+
+def test_precision_is_resolved_into_the_identity(monkeypatch):
+    from camtrap_ssl.models import utils
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda native=native: native)
+        assert utils.resolve_precision("auto", "cpu") == expected
+        ident = FinetuneConfig(device="cpu").identity()
+        assert ident["precision"] == expected  # never "auto": the two give other numbers
+    assert utils.resolve_precision("fp32", "cuda") == "fp32"
+    assert FinetuneConfig(precision="bf16").identity() != FinetuneConfig(precision="fp32").identity()
+    with pytest.raises(ValueError, match=r"^precision='fp16'; allowed: \['auto', 'bf16', 'fp32'\]"):
+        FinetuneConfig(precision="fp16")
+
+
+def test_bf16_training_learns_and_computes_in_bf16(tmp_path):
+    """Both precisions learn the separable task; their losses differ, so autocast was applied."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.set_num_threads(1)
+        cfg = FinetuneConfig(epochs=4, batch_size=16, lr=1e-3, seed=3, device="cpu",
+                             precision=precision)
+        s = finetune(small_model(), *train_val(), CLASSES, cfg, tmp_path / precision, progress=False)
+        assert s["final_top1"] >= 80.0, (precision, s["final_top1"])
+        losses[precision] = [r["train_loss"] for r in rundir.RunDir(tmp_path / precision).metrics()]
+        params = rundir.RunDir(tmp_path / precision).params()
+        assert params["finetune"]["precision"] == precision
+    assert losses["fp32"] != losses["bf16"]

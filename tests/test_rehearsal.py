@@ -16,7 +16,6 @@ from PIL import Image
 
 from camtrap_ssl.core.loopback import serve_folder
 from camtrap_ssl.data import fabricate as F
-from camtrap_ssl.data.cct import load_cct
 from camtrap_ssl.data.lila import CATALOGUE
 from camtrap_ssl.data.strip import strip_rows
 

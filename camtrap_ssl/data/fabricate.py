@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from torchvision.datasets import CIFAR10, CIFAR100
 
 from camtrap_ssl.core.profiles import SERENGETI_STRIP_FRACTION
-from torchvision.datasets import CIFAR10, CIFAR100
 from camtrap_ssl.data.lila import CATALOGUE
 from camtrap_ssl.data.strip import strip_rows
 

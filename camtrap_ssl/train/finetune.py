@@ -26,8 +26,10 @@ of ``batch_size`` over the ranks, evaluates on rank 0 and broadcasts the result;
 the run directory. Every rank returns the same summary.
 
 Tensors are channels_last on every device: on CPU that measured 1.08-1.3x on the demo's fine-tuning
-step (``benchmarks/bench_finetune.py``). On CUDA the loop runs under bf16 autocast; augmentation
-runs on the device, vectorized over the batch.
+step (``benchmarks/bench_finetune.py``). The loop runs under bf16 autocast on CUDA and on CPUs that
+multiply bf16 in hardware (Intel AMX: 1.6-2.1x over fp32 on the demo's step, same benchmark), fp32
+elsewhere (``precision``; the resolved one is part of the run's identity). Augmentation runs on the
+device, vectorized over the batch.
 
 Same seed, same run: on CPU two processes give bit-identical metrics and checkpoints (tested
 across subprocesses in ``tests/test_determinism.py``): the head is drawn from the seed
@@ -56,6 +58,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
@@ -104,6 +107,9 @@ class FinetuneConfig:
     sync_bn: bool = True  # SyncBatchNorm under multi-process CUDA (gloo/CPU cannot sync BN)
     num_workers: int = 0  # DataLoader worker processes (speed only)
     deterministic: bool = False  # deterministic CUDA kernels (see the module docstring)
+    # "auto": bf16 autocast on CUDA and on CPUs with native bf16 (AMX), fp32 elsewhere; the
+    # identity records the resolved one, since the two give different numbers
+    precision: str = "auto"
 
     def __post_init__(self):
         # Refuse what would train something else than asked (a float epoch count, a NaN rate)
@@ -127,10 +133,20 @@ class FinetuneConfig:
             raise ValueError(f"crop must be None or a positive int, got {self.crop!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}; allowed: auto, cpu, cuda")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; allowed: {list(PRECISIONS)}")
 
     def identity(self) -> dict:
-        """The fields that determine a run's results (what a resumed run must agree on)."""
-        return {k: v for k, v in asdict(self).items() if k not in _RUNTIME_FIELDS}
+        """The fields that determine a run's results (what a resumed run must agree on), with
+        ``precision`` resolved for this machine (``auto`` is not a result-determining value)."""
+        ident = {k: v for k, v in asdict(self).items() if k not in _RUNTIME_FIELDS}
+        ident["precision"] = self.resolved_precision()
+        return ident
+
+    def resolved_precision(self) -> str:
+        """``bf16`` or ``fp32``: what this config computes in on this machine."""
+        device = "cuda" if self.device == "auto" and torch.cuda.is_available() else self.device
+        return resolve_precision(self.precision, "cpu" if device == "auto" else device)
 
 
 def use_deterministic_kernels() -> None:
@@ -220,10 +236,13 @@ def _collated(batch):
 
 @torch.no_grad()
 def predict(model, dataset, batch_size: int = 256, device: str | torch.device = "cpu",
-            num_workers: int = 0, crop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a whole dataset, in order; ``crop``: its centre crop (evaluation)."""
+            num_workers: int = 0, crop: int | None = None,
+            precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole dataset, in order; ``crop``: its centre crop (evaluation);
+    ``precision``: see :func:`camtrap_ssl.models.utils.resolve_precision`."""
     device = torch.device(device)
     cuda = device.type == "cuda"
+    precision = resolve_precision(precision, device)
     model.eval()
     logits, labels = [], []
     loader = torch.utils.data.DataLoader(_Indexed(dataset), batch_size=batch_size,
@@ -234,7 +253,7 @@ def predict(model, dataset, batch_size: int = 256, device: str | torch.device = 
         if crop is not None:
             x = center_crop(x, crop)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with autocast(device, precision):
             logits.append(model(x).float().cpu())
         labels.append(y)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
@@ -390,6 +409,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
     """The loop, under the run directory's lock: resume from its checkpoint, train, summarize."""
     device = dist.device if dist.world_size > 1 else resolve_device(cfg.device)
     cuda = device.type == "cuda"
+    precision = cfg.resolved_precision()
     if cfg.deterministic:
         use_deterministic_kernels()
     sync_bn = cfg.sync_bn and cuda and dist.world_size > 1
@@ -444,7 +464,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
             with single_threaded(not cuda):
                 x = train_transform(x, None if aug is None else aug[idx], cfg.augmentation, crop)
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            with autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -464,7 +484,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         row = None
         if dist.is_main:
             logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers,
-                                       crop=crop)
+                                       crop=crop, precision=precision)
             report = M.classification_report(logits_v, labels_v, class_names, counts)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
                    "val_top1": report["top1"], "val_top5": report["top5"],
