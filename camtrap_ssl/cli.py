@@ -26,6 +26,7 @@ from camtrap_ssl.data.embedded import TARGETS
 from camtrap_ssl.data.images import EXTENSIONS, list_images
 from camtrap_ssl.experiments import finetuning, grid
 from camtrap_ssl.experiments.backbones import (
+    POOLS,
     backbone_names,
     describe_backbone,
     is_backbone,
@@ -75,8 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_nonneg_int, default=0)
     lila.add_cli(data_sub)
 
-    pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world")
+    pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world "
+                                         "(or the unlabelled camera-trap pool); budget snapshots "
+                                         "<out>@25.pt and <out>@50.pt are written beside --out")
     pt.add_argument("--method", choices=METHODS, required=True)
+    pt.add_argument("--pool", choices=POOLS, default="source",
+                    help="source: the labelled source world; camtrap: unlabelled frames of the "
+                         "Serengeti stand-in's training sites (SSL methods only)")
     pt.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     pt.add_argument("--seed", type=_nonneg_int, default=0)
     pt.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
@@ -163,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "pretrain":
         rec = pretrain_and_probe(args.method, args.profile, args.seed, args.out, epochs=args.epochs,
                                  max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-                                 probe=not args.no_probe)
+                                 probe=not args.no_probe, pool=args.pool)
         print(json.dumps({k: rec[k] for k in ("wall_seconds", "epochs_done", "probes") if k in rec}, indent=2))
     elif args.command == "finetune":
         spec, = specs_from_args(args)

@@ -41,7 +41,8 @@ def build_tiny_book(tmp_root: str | os.PathLike) -> Path:
                                     "unset it to execute the studies")
     # generated or executed content stays behind
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns(
-        "_build", VENDOR, ".vendor-*", "*.ipynb", "build_record.json", ".ipynb_checkpoints"))
+        "_build", VENDOR, ".vendor-*", "*.ipynb", "build_record.json", ".ipynb_checkpoints",
+        "rq1_answer.md"))
     studies = book / "studies"
     studies.mkdir(exist_ok=True)
     if source:

@@ -48,6 +48,10 @@ class Profile:
     # Studies 1 and 2 run every (backbone, target) cell once per fine-tuning seed and report the
     # mean with a 95 % interval; two seeds are the fewest an interval needs (tiny: tests).
     finetune_seeds: tuple[int, ...] = (0, 1, 2)
+    # RQ1 (the "When does SSL transfer better?" page): frames of each domain-distance target
+    # (syn_serengeti_d0..d4) and of the unlabelled in-domain pretraining pool
+    family_images: int = 0
+    pool_images: int = 0
     # study 3 and 4
     images_per_class: int = 10
     featvis_steps: int = 48  # optimisation steps per feature visualization (Study 4)
@@ -85,10 +89,11 @@ PROFILES: dict[str, Profile] = {
         source_per_class=12, source_val_per_class=4,
         similar_per_class=12, similar_test_per_class=4,
         serengeti_images=160, ena24_images=60, camtrap_size=(64, 48),
-        arch="resnet10_w0125", pretrain_size=32, pretrain_epochs=_epochs(1, 1, 1, 1, 1),
+        arch="resnet10_w0125", pretrain_size=32, pretrain_epochs=_epochs(4, 4, 4, 4, 4),
         pretrain_batch_size=32,
         finetune_epochs=2, finetune_epochs_small=2, batch_size=32, lr=1e-3, weight_decay=5e-4,
         finetune_seeds=(0, 1), images_per_class=3, featvis_steps=2,
+        family_images=160, pool_images=240,
     ),
     # demo fine-tuning: 5 epochs (8 on the small ENA24 stand-in; the study: 25 and 50) over three
     # seeds, cut from 8 (12) over one seed so that the book stays within 15 minutes on 2 cores
@@ -97,10 +102,10 @@ PROFILES: dict[str, Profile] = {
         source_per_class=300, source_val_per_class=60,
         similar_per_class=150, similar_test_per_class=50,
         serengeti_images=2400, ena24_images=480, camtrap_size=(160, 120),
-        arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 20, 20, 30, 30),
+        arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 80, 80, 50, 50),
         pretrain_batch_size=128,
         finetune_epochs=5, finetune_epochs_small=8, batch_size=64, lr=1e-3, weight_decay=5e-4,
-        images_per_class=10,
+        images_per_class=10, family_images=600, pool_images=6000,
     ),
     "paper": Profile(
         name="paper", input_size=224,

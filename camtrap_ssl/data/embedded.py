@@ -28,10 +28,19 @@ from camtrap_ssl.data import cct, splits, strip, synthetic
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.synthetic.scenes import strip_height
 
-TARGETS = ("syn_serengeti", "syn_ena24", "syn_cifar")
+# the domain-distance family of RQ1: the Serengeti stand-in at distance k from the source world
+FAMILY_TARGETS = tuple(f"syn_serengeti_d{k}" for k in synthetic.FAMILY_DISTANCES)
+TARGETS = ("syn_serengeti", "syn_ena24", "syn_cifar", *FAMILY_TARGETS)
 CACHE_FORMAT = 1  # bump when the decoding below changes pixels
 
-STANDS_IN_FOR = {"syn_serengeti": "serengeti", "syn_ena24": "ena24", "syn_cifar": "cifar10"}
+STANDS_IN_FOR = {"syn_serengeti": "serengeti", "syn_ena24": "ena24", "syn_cifar": "cifar10",
+                 **{t: f"serengeti (distance {t[-1]} of {FAMILY_TARGETS[-1][-1]})"
+                    for t in FAMILY_TARGETS}}
+
+
+def family_distance(name: str) -> int | None:
+    """The distance of a domain-distance target (``syn_serengeti_d3`` -> 3), else ``None``."""
+    return int(name[-1]) if name in FAMILY_TARGETS else None
 
 
 def _to_uint8_nchw(x01: torch.Tensor) -> torch.Tensor:
@@ -118,9 +127,15 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                       ArrayDataset(_resize_uint8(world.images_train, size), torch.from_numpy(world.labels_train)),
                       ArrayDataset(_resize_uint8(world.images_val, size), torch.from_numpy(world.labels_val)),
                       list(world.classes), {"world": "similar", "profile": profile.name, "seed": seed})
-    json_path = synthetic.camtrap_world(name.removeprefix("syn_"), profile, seed=seed)
+    distance = family_distance(name)
+    if distance is None:
+        json_path = synthetic.camtrap_world(name.removeprefix("syn_"), profile, seed=seed)
+    else:
+        _require(profile.family_images, "family_images", name, profile)
+        json_path = synthetic.camtrap_world(synthetic.family_spec(distance), profile, seed=seed,
+                                            n_images=profile.family_images)
     index = cct.load_cct(json_path)
-    parts = splits.split(index, by="location", val_fraction=0.25, seed=seed)
+    parts = splits.split(index, by="location", val_fraction=VAL_FRACTION, seed=seed)
     fraction = world_strip_fraction(profile)
     data = decoded_samples(index, size, fraction, masks, progress)
     sets = []
@@ -133,4 +148,60 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
     return Target(name, sets[0], sets[1], list(index.class_names),
                   {"json": str(json_path), "json_sha256": index.json_sha256, "split": parts.by,
                    "strip": strip.describe(fraction, profile.camtrap_size[1]),
-                   "size": size, "profile": profile.name, "seed": seed})
+                   "size": size, "profile": profile.name, "seed": seed,
+                   **({} if distance is None else
+                      {"distance": distance,
+                       "difficulty": synthetic.family_spec(distance).difficulty()})})
+
+
+VAL_FRACTION = 0.25  # share of the camera-trap stand-ins' frames in validation (by location)
+
+
+def _require(n: int, field: str, what: str, profile: Profile) -> None:
+    if n < 1:
+        raise ValueError(f"profile {profile.name!r} has {field}={n}: {what} needs the embedded "
+                         "world (profiles 'tiny' and 'demo')")
+
+
+def validation_sites(profile: str | Profile = DEFAULT_PROFILE, seed: int = 0) -> list[str]:
+    """The camera sites in the validation split of the Serengeti stand-in or of any distance of
+    the domain-distance family (``load_target``'s location splits; the family shares one plan,
+    hence one split, at every distance)."""
+    profile = get_profile(profile)
+    worlds = [synthetic.camtrap_world("serengeti", profile, seed=seed)]
+    if profile.family_images > 0:
+        worlds.append(synthetic.camtrap_world(synthetic.family_spec(0), profile, seed=seed,
+                                              n_images=profile.family_images))
+    sites = set()
+    for path in worlds:
+        index = cct.load_cct(path)
+        parts = splits.split(index, by="location", val_fraction=VAL_FRACTION, seed=seed)
+        sites |= {index.images[i].get("location") for i in parts.val}
+    return sorted(sites)
+
+
+def camtrap_pool(profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
+                 progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Unlabelled camera-trap frames for in-domain self-supervised pretraining: uint8 NHWC
+    images at ``profile.input_size`` and their identity.
+
+    ``profile.pool_images`` frames of the Serengeti stand-in's world, drawn as other sequences
+    (random stream 1) at camera sites that are in no validation split (neither the stand-in's nor
+    the domain-distance family's, :func:`validation_sites`), so the pool shares no camera site,
+    hence no background, with any validation split a backbone pretrained on it is scored on. Read
+    as the target is (strip cut, squashed to the input size); labels are discarded.
+    """
+    profile = get_profile(profile)
+    _require(profile.pool_images, "pool_images", "the in-domain pool", profile)
+    index = cct.load_cct(synthetic.camtrap_world("serengeti", profile, seed=seed))
+    held_out = set(validation_sites(profile, seed))
+    sites = tuple(s for s in synthetic.CAMTRAP_SPECS["serengeti"].site_names
+                  if s in {im.get("location") for im in index.images.values()} and s not in held_out)
+    json_path = synthetic.camtrap_world("serengeti", profile, seed=seed,
+                                        n_images=profile.pool_images, stream=1, sites=sites)
+    pool = cct.load_cct(json_path)
+    data = decoded_samples(pool, profile.input_size, world_strip_fraction(profile), progress=progress)
+    images = np.ascontiguousarray(data["images"].transpose(0, 2, 3, 1))
+    return images, {"world": "serengeti pool", "profile": profile.name, "seed": seed,
+                    "stream": 1, "sites": list(sites), "excluded_validation_sites": sorted(held_out),
+                    "n_images": int(len(images)), "json_sha256": pool.json_sha256}

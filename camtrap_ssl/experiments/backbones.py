@@ -4,6 +4,13 @@ Backbones are named either by a pretraining method (``supervised``, ``simclr``, 
 ``swav``, ``deepclusterv2``: the embedded backbones of the profile, shipped or pretrained on
 first use), by the path of a checkpoint written by ``camtrap-ssl pretrain``, or by a registry name
 of :mod:`camtrap_ssl.models` (the paper-scale zoo).
+
+An embedded name may add where and how long it was pretrained (RQ1):
+
+* ``<method>-camtrap``: pretrained without labels on the in-domain pool of camera-trap frames
+  (:func:`camtrap_ssl.data.embedded.camtrap_pool`) instead of the source world (SSL methods only);
+* ``<name>@25``, ``<name>@50``: the same pretraining run after 25 % or 50 % of its epochs
+  (:data:`BUDGETS`; the budget snapshots of :func:`camtrap_ssl.pretrain.loop.pretrain`).
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from camtrap_ssl.core.seeding import derive_seed, seeded
 from camtrap_ssl.data import synthetic
+from camtrap_ssl.data.embedded import camtrap_pool
 from camtrap_ssl.models import create_model, get_entry, list_models
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.loop import PretrainConfig, backbone_from_checkpoint, pretrain
@@ -24,11 +32,40 @@ from camtrap_ssl.pretrain.methods import FAMILY, METHODS, PARADIGM
 from camtrap_ssl.pretrain.probes import probe_table
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+BUDGETS = (25, 50)  # percent of a method's epochs at which its pretraining run is also kept
+POOLS = ("source", "camtrap")  # what an embedded backbone is pretrained on
+
+
+def parse_embedded(name: str) -> tuple[str, str, int] | None:
+    """``(method, pool, budget percent)`` of an embedded backbone name, ``None`` for any other
+    name: ``swav`` -> ``("swav", "source", 100)``, ``simclr-camtrap@50`` ->
+    ``("simclr", "camtrap", 50)``."""
+    if not isinstance(name, str):
+        return None
+    base, _, budget = name.partition("@")
+    method, _, pool = base.partition("-")
+    pool = pool or "source"
+    if method not in METHODS or pool not in POOLS or (pool != "source" and method == "supervised"):
+        return None
+    if budget and budget not in {str(b) for b in BUDGETS}:
+        return None
+    return method, pool, int(budget or 100)
+
+
+def embedded_names() -> list[str]:
+    """Every embedded backbone name: the methods, their in-domain variants, their budgets."""
+    bases = list(METHODS) + [f"{m}-camtrap" for m in METHODS if m != "supervised"]
+    return bases + [f"{b}@{k}" for b in bases for k in BUDGETS]
 
 
 def backbone_names() -> list[str]:
-    """Embedded pretraining methods, then every registry name that has published weights."""
-    return list(METHODS) + [n for n in list_models() if get_entry(n).weights is not None]
+    """Embedded backbones, then every registry name that has published weights."""
+    return embedded_names() + [n for n in list_models() if get_entry(n).weights is not None]
+
+
+def snapshot_epochs(epochs: int) -> dict[int, int]:
+    """``{budget percent: epoch}`` of the budget snapshots of an ``epochs``-epoch run (at least 1)."""
+    return {b: max(1, round(epochs * b / 100)) for b in BUDGETS}
 
 
 def is_checkpoint_file(name: str) -> bool:
@@ -37,7 +74,7 @@ def is_checkpoint_file(name: str) -> bool:
 
 
 def is_backbone(name: str) -> bool:
-    return name in backbone_names() or is_checkpoint_file(name)
+    return parse_embedded(name) is not None or name in backbone_names() or is_checkpoint_file(name)
 
 
 def describe_backbone(name: str) -> dict:
@@ -46,46 +83,75 @@ def describe_backbone(name: str) -> dict:
         rec = load_checkpoint(name)["record"]
         method = rec["config"]["method"]
         return {"backbone": name, "method": method, "paradigm": PARADIGM[method], "family": FAMILY[method]}
-    if name in METHODS:
-        return {"backbone": name, "method": name, "paradigm": PARADIGM[name], "family": FAMILY[name]}
+    parsed = parse_embedded(name)
+    if parsed:
+        method, pool, budget = parsed
+        return {"backbone": name, "method": method, "paradigm": PARADIGM[method],
+                "family": FAMILY[method], "pretrained_on": pool, "budget_percent": budget}
     e = get_entry(name)
     return {"backbone": name, "method": e.method, "paradigm": e.paradigm, "family": e.family}
 
 
-def backbone_checkpoint(method: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
+def snapshot_path(out: str | Path, budget: int) -> Path:
+    """Where the ``budget`` % snapshot of the run writing ``out`` goes: ``x.pt`` -> ``x@25.pt``."""
+    out = Path(out)
+    return out if budget == 100 else out.with_name(f"{out.stem}@{budget}{out.suffix}")
+
+
+def backbone_checkpoint(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
                         retrain: bool = False, progress: bool = True) -> Path:
     """Path of an embedded backbone's checkpoint: the shipped one, or pretrained now and cached.
 
-    The project ships the demo profile's five backbones (``camtrap_ssl/checkpoints``), produced by
-    ``camtrap-ssl pretrain`` with their record inside; ``retrain=True`` pretrains from scratch
-    instead (minutes per method on a CPU). Other profiles pretrain on first use.
+    The project ships the demo profile's backbones (``camtrap_ssl/checkpoints/demo_<name>.pt``),
+    produced by ``camtrap-ssl pretrain`` with their record inside; ``retrain=True`` pretrains from
+    scratch instead (minutes per method on a CPU). Other profiles pretrain on first use; a budget
+    snapshot comes from the whole run, which writes every snapshot beside its final checkpoint.
     """
     profile = get_profile(profile)
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}; allowed: {list(METHODS)}")
-    shipped = SHIPPED / f"{profile.name}_{method}.pt"
+    parsed = parse_embedded(name)
+    if parsed is None:
+        raise ValueError(f"backbone={name!r} is not an embedded backbone; allowed: {embedded_names()}")
+    method, pool, budget = parsed
+    shipped = SHIPPED / f"{profile.name}_{name}.pt"
     if shipped.exists() and not retrain and seed == 0:
         return shipped
-    out = paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt"
-    if out.exists() and not retrain:
-        return out
-    return pretrain_backbone(method, profile, seed, out, progress=progress)
+    base = method if pool == "source" else f"{method}-{pool}"
+    out = paths.cache_dir() / "backbones" / f"{profile.name}_{base}_seed{seed}.pt"
+    wanted = snapshot_path(out, budget)
+    if wanted.exists() and not retrain:
+        return wanted
+    pretrain_backbone(method, profile, seed, out, progress=progress, pool=pool)
+    return wanted
 
 
 def pretrain_backbone(method: str, profile: str | Profile, seed: int, out: str | Path,
                       epochs: int | None = None, max_seconds: float | None = None,
-                      progress: bool = True) -> Path:
-    """Pretrain one embedded backbone on the labelled source world (labels used by SL only)."""
+                      progress: bool = True, pool: str = "source") -> Path:
+    """Pretrain one embedded backbone on the labelled source world (labels used by SL only) or,
+    ``pool="camtrap"``, without labels on the in-domain camera-trap pool; the budget snapshots
+    (:data:`BUDGETS`) are written beside ``out`` (:func:`snapshot_path`)."""
     profile = get_profile(profile)
-    world = synthetic.source_world(profile, seed=seed)
-    cfg = PretrainConfig(method=method, arch=profile.arch,
-                         epochs=epochs or profile.pretrain_epochs[method],
-                         batch_size=min(profile.pretrain_batch_size, len(world.images_train)),
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r}; allowed: {list(POOLS)}")
+    if pool == "camtrap" and method == "supervised":
+        raise ValueError("method='supervised' needs labels; the camera-trap pool is unlabelled "
+                         "(pool='camtrap' takes the SSL methods)")
+    epochs = epochs or profile.pretrain_epochs[method]
+    if pool == "source":
+        world = synthetic.source_world(profile, seed=seed)
+        images, labels, classes = world.images_train, world.labels_train, list(world.classes)
+        identity = {"world": "source", "profile": profile.name, "seed": seed,
+                    "n_images": int(len(images)), "classes": classes}
+    else:
+        images, identity = camtrap_pool(profile, seed=seed, progress=progress)
+        labels, classes = None, None
+    cfg = PretrainConfig(method=method, arch=profile.arch, epochs=epochs,
+                         batch_size=min(profile.pretrain_batch_size, len(images)),
                          seed=seed, input_size=profile.pretrain_size)
-    identity = {"world": "source", "profile": profile.name, "seed": seed,
-                "n_images": int(len(world.images_train)), "classes": list(world.classes)}
-    return pretrain(cfg, world.images_train, world.labels_train, out, num_classes=len(world.classes),
-                    progress=progress, data_identity=identity, max_seconds=max_seconds)
+    snapshots = {snapshot_path(out, b): e for b, e in snapshot_epochs(epochs).items()}
+    return pretrain(cfg, images, labels, out, num_classes=len(classes) if classes else None,
+                    progress=progress, data_identity=identity, max_seconds=max_seconds,
+                    snapshots=snapshots)
 
 
 def probe_backbone(checkpoint: str | Path, profile: str | Profile, seed: int = 0) -> dict:
@@ -132,14 +198,20 @@ def probe_records(methods=METHODS, profile: str | Profile = DEFAULT_PROFILE, see
 
 def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str | Path,
                        epochs: int | None = None, max_seconds: float | None = None,
-                       probe: bool = True) -> dict:
-    """Pretrain, probe, and store the probe scores in the checkpoint's record; return the record."""
-    out = pretrain_backbone(method, profile, seed, out, epochs=epochs, max_seconds=max_seconds)
-    ckpt = load_checkpoint(out)
-    ckpt["record"]["command"] = "camtrap-ssl " + " ".join(sys.argv[1:]) if sys.argv else ""
-    if probe:
-        ckpt["record"]["probes"] = probe_backbone(out, profile, seed)
-    fileio.atomic_torch_save(ckpt, out)
+                       probe: bool = True, pool: str = "source") -> dict:
+    """Pretrain, probe, and store the probe scores in the checkpoint's record (and in each budget
+    snapshot's); return the final record."""
+    out = pretrain_backbone(method, profile, seed, out, epochs=epochs, max_seconds=max_seconds,
+                            pool=pool)
+    command = "camtrap-ssl " + " ".join(sys.argv[1:]) if sys.argv else ""
+    for path in [snapshot_path(out, b) for b in BUDGETS] + [out]:
+        if not path.exists():  # a snapshot past a max_seconds stop
+            continue
+        ckpt = load_checkpoint(path)
+        ckpt["record"]["command"] = command
+        if probe:
+            ckpt["record"]["probes"] = probe_backbone(path, profile, seed)
+        fileio.atomic_torch_save(ckpt, path)
     return ckpt["record"]
 
 
@@ -158,9 +230,10 @@ def create_backbone(name: str, num_classes: int | None, profile: str | Profile =
     so the same run starts from the same weights in every process; an embedded backbone is the
     one pretrained with ``pretrain_seed``.
     """
-    path = backbone_checkpoint(name, profile, pretrain_seed) if name in METHODS else name
+    embedded = parse_embedded(name) is not None
+    path = backbone_checkpoint(name, profile, pretrain_seed) if embedded else name
     with seeded(derive_seed(seed, "head")):
-        if is_checkpoint_file(name) or name in METHODS:
+        if is_checkpoint_file(name) or embedded:
             model = backbone_from_checkpoint(path, num_classes=num_classes)
         else:
             model = create_model(name, pretrained=True, num_classes=num_classes)
@@ -173,6 +246,6 @@ def backbone_sha256(backbone: str, profile: Profile, seed: int) -> str | None:
     for zoo names (their downloads are checked against published checksums instead)."""
     if is_checkpoint_file(backbone):
         return fileio.sha256_file(backbone)
-    if backbone in METHODS:
+    if parse_embedded(backbone) is not None:
         return fileio.sha256_file(backbone_checkpoint(backbone, profile, seed, progress=False))
     return None

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile
-from camtrap_ssl.data.datasets import Target
+from camtrap_ssl.data.datasets import Target, with_label_fraction
 from camtrap_ssl.data.targets import get_target, stands_in_for
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
@@ -49,15 +49,16 @@ def run(spec: RunSpec, data: Target | None = None, progress: bool = True,
         return done, rd
     profile = spec.profile
     tgt = data or get_target(spec.target, profile, spec.data_seed, progress=progress)
+    train, labels = with_label_fraction(tgt.train, spec.label_fraction, spec.seed)
     model = create_backbone(spec.backbone, len(tgt.classes), profile, spec.seed)
     record = getattr(model, "pretrained_record", {})
     extra = {"identity": spec.identity, "backbone": describe_backbone(spec.backbone),
              "target": spec.target, "stands_in_for": stands_in_for(spec.target),
-             "profile": profile.name, "data": tgt.identity,
+             "profile": profile.name, "data": tgt.identity, "labels": labels,
              "pretraining": {**{k: record.get(k) for k in ("config", "code_version", "wall_seconds",
                                                             "epochs_done", "probes")},
                              "sha256": backbone_sha256(spec.backbone, profile, PRETRAIN_SEED)}}
-    summary = finetune(model, tgt.train, tgt.val, tgt.classes, spec.config(), rd, extra_params=extra,
+    summary = finetune(model, train, tgt.val, tgt.classes, spec.config(), rd, extra_params=extra,
                        progress=progress, restart=restart, lock_timeout=spec.lock_timeout)
     return summary, rd
 
@@ -65,12 +66,13 @@ def run(spec: RunSpec, data: Target | None = None, progress: bool = True,
 def finetune_run(backbone: str, target: str | Target, profile: str | Profile = DEFAULT_PROFILE,
                  seed: int = 0, runs_root=None, epochs: int | None = None, lr: float | None = None,
                  convergence_tolerance: float = 0.5, lock_timeout: float | None = None,
-                 progress: bool = True, restart: bool = False) -> tuple[dict, Path]:
+                 progress: bool = True, restart: bool = False,
+                 label_fraction: float = 1.0) -> tuple[dict, Path]:
     """Fine-tune ``backbone`` on ``target`` (skipped when that exact run is complete); (summary,
     run dir). The arguments are :class:`RunSpec`'s fields; ``target`` may be a loaded target."""
     data = target if isinstance(target, Target) else None
     spec = RunSpec(backbone, data.name if data else target, profile, seed, epochs, lr, runs_root,
-                   convergence_tolerance, lock_timeout)
+                   convergence_tolerance, lock_timeout, label_fraction)
     return run(spec, data, progress=progress, restart=restart)
 
 

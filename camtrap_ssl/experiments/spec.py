@@ -58,6 +58,7 @@ __all__ = [
     "add_arguments",
     "check_backbone",
     "check_epochs",
+    "check_label_fraction",
     "check_lr",
     "check_nonneg_number",
     "check_profile",
@@ -126,6 +127,12 @@ def check_backbone(value, name: str = "backbone") -> str:
     return value
 
 
+def check_label_fraction(value, name: str = "label_fraction") -> float:
+    if not _is_number(value) or not math.isfinite(value) or not 0 < value <= 1:
+        raise _refuse(name, value, "a number in (0, 1] (the share of the training labels used)")
+    return float(value)
+
+
 def check_target(value, name: str = "target") -> str:
     if not isinstance(value, str) or value not in all_targets():
         raise _refuse(name, value, f"one of {all_targets()}")
@@ -170,6 +177,9 @@ class RunSpec:
     runs_root: str | os.PathLike | None = None  # None: $CAMTRAP_SSL_RUNS or <repository>/runs
     convergence_tolerance: float = 0.5  # points of top-1, see train.metrics.convergence_epoch
     lock_timeout: float | None = None  # seconds to wait for another writer; None: as long as it takes
+    # what again (part of the identity): train on a class-stratified share of the target's labels,
+    # drawn with the run's seed, nested across shares (camtrap_ssl.data.datasets.with_label_fraction)
+    label_fraction: float = 1.0
 
     def __post_init__(self):
         put = object.__setattr__  # frozen: normalise once, here
@@ -183,6 +193,7 @@ class RunSpec:
         put(self, "convergence_tolerance",
             check_nonneg_number(self.convergence_tolerance, "convergence_tolerance"))
         put(self, "lock_timeout", check_nonneg_number(self.lock_timeout, "lock_timeout", optional=True))
+        put(self, "label_fraction", check_label_fraction(self.label_fraction))
 
     def replace(self, **changes) -> RunSpec:
         return replace(self, **changes)
@@ -218,7 +229,8 @@ class RunSpec:
         backbone this needs its checkpoint, which a profile without shipped ones pretrains once."""
         return {"target": {"name": self.target, **self.data_identity},
                 "backbone": {"name": self.backbone, "weights": _weights_identity(self)},
-                "profile": self.profile.to_dict(), "finetune": self.config().identity()}
+                "profile": self.profile.to_dict(), "finetune": self.config().identity(),
+                "label_fraction": self.label_fraction}
 
     @property
     def root(self) -> Path:
@@ -314,6 +326,8 @@ def add_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
     parser.add_argument("--epochs", type=_parsed(int), default=None,
                         help="default: the profile's budget for the target")
     parser.add_argument("--lr", type=_parsed(float), default=None, help="default: the profile's")
+    parser.add_argument("--label-fraction", type=_parsed(float), default=1.0,
+                        help="train on this class-stratified share of the labels (0 < f <= 1)")
     parser.add_argument("--runs-root", default=None,
                         help="default: $CAMTRAP_SSL_RUNS, else runs/ in the repository")
     parser.add_argument("--lock-timeout", type=_parsed(float), default=None,
@@ -324,7 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
 def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
     """The specs an :func:`add_arguments` parser describes (one, or one per grid cell)."""
     common = {"profile": args.profile, "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
-              "runs_root": args.runs_root, "lock_timeout": args.lock_timeout}
+              "runs_root": args.runs_root, "lock_timeout": args.lock_timeout,
+              "label_fraction": args.label_fraction}
     if hasattr(args, "backbones"):
         return grid_specs(args.backbones, args.targets, **common)
     return [RunSpec(args.backbone, args.target, **common)]

@@ -67,7 +67,7 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 
 
 # The studies that run every cell over fine-tuning seeds (parameter ``seeds``, not ``seed``).
-SEEDED_STUDIES = ("1", "2")
+SEEDED_STUDIES = ("1", "2", "rq1")
 
 
 def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,
@@ -214,6 +214,30 @@ def vendor_js(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
     return target
 
 
+# The RQ1 page's answer, copied into the book's introduction (intro.md includes this file), so
+# the introduction states exactly the sentences the executed page wrote from its intervals.
+ANSWER = "rq1_answer.md"
+
+
+def answer_markdown(notebook: Path) -> str:
+    """The Markdown output of the executed notebook's cell tagged ``answer``."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "answer" in cell.get("metadata", {}).get("tags", []):
+            for out in cell.get("outputs", []):
+                text = out.get("data", {}).get("text/markdown")
+                if text:
+                    return "".join(text) if isinstance(text, list) else text
+    raise ValueError(f"{notebook}: no cell tagged 'answer' with a Markdown output; was it executed?")
+
+
+def write_answer(notebook: Path, out: Path) -> Path:
+    """Write the answer of the executed RQ1 ``notebook`` to ``out`` (atomically), naming its page."""
+    text = (answer_markdown(notebook) + "\n\nFrom the executed page {doc}`studies/rq1_when`, where every "
+            "condition has its table, plot and runs.\n")
+    return fileio.atomic_write_bytes(out, text.encode())
+
+
 def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
     """Render ``book_dir`` with Jupyter Book 1.x into ``book_dir/_build/html``.
 
@@ -225,6 +249,7 @@ def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
     if missing:
         raise FileNotFoundError(f"executed notebooks missing in {book_dir}: {missing}; "
                                 "run the studies first (camtrap-ssl book without --skip-studies)")
+    write_answer(book_dir / "studies" / STUDIES["rq1"], book_dir / "studies" / ANSWER)
     vendor_js(book_dir, npm_dir)
     subprocess.run([jupyter_book_executable(), "build", str(book_dir), "--quiet"], check=True)
     html = book_dir / "_build" / "html"

@@ -18,7 +18,12 @@ from pathlib import Path
 
 from camtrap_ssl.analysis.attribution import METHODS as ATTRIBUTION_METHODS
 from camtrap_ssl.core import paths
+from camtrap_ssl.data.synthetic import FAMILY_DISTANCES
 from camtrap_ssl.experiments import spec as S
+from camtrap_ssl.experiments.backbones import BUDGETS
+from camtrap_ssl.pretrain.methods import METHODS
+
+SSL = [m for m in METHODS if m != "supervised"]
 
 ROOT = paths.REPOSITORY
 NOTEBOOKS = paths.NOTEBOOKS
@@ -26,6 +31,7 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
     "worlds": "worlds.ipynb",  # the book's introduction: galleries of the embedded world
     "1": "study1_supervised.ipynb",
     "2": "study2_self_supervised.ipynb",
+    "rq1": "rq1_when.ipynb",  # RQ1 along controlled axes: reuses Study 2's full-label runs
     "3": "study3_invariance.ipynb",
     "3-appendix": "study3_appendix.ipynb",
     "4": "study4_reasoning.ipynb",
@@ -78,6 +84,16 @@ def rules() -> dict:
         "image_folder": _rule("None or an existing folder of images",
                               lambda v: v is None or (isinstance(v, (str, os.PathLike))
                                                       and Path(v).is_dir())),
+        "ssl_backbones": _each(_rule(f"a list of SSL pretraining methods, each one of {SSL}",
+                                     lambda v: v in SSL)),
+        "in_domain": _each(_rule(f"a list of SSL pretraining methods, each one of {SSL}",
+                                 lambda v: v in SSL)),
+        "distances": _each(_rule(f"a list of domain distances, each one of {list(FAMILY_DISTANCES)}",
+                                 lambda v: v in FAMILY_DISTANCES and not isinstance(v, bool))),
+        "label_fractions": _each(S.check_label_fraction),
+        "pretraining_budgets": _each(_rule(f"a list of pretraining budgets in percent, each one "
+                                           f"of {[*BUDGETS, 100]}",
+                                           lambda v: v in (*BUDGETS, 100) and not isinstance(v, bool))),
         "seeds": _rule("a non-empty list of distinct integers >= 0",
                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                        and len(set(v)) == len(v)

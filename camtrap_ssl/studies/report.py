@@ -63,8 +63,10 @@ def protocol(params: dict, summary: dict) -> dict:
 
 
 def collect(backbones, targets, profile=DEFAULT_PROFILE, seeds=(0,), runs_root=None, epochs=None,
-            convergence_tolerance: float = 0.5, progress: bool = True) -> pd.DataFrame:
-    """Run (or reuse) every backbone x target x seed fine-tune; one row per run."""
+            convergence_tolerance: float = 0.5, progress: bool = True,
+            label_fraction: float = 1.0) -> pd.DataFrame:
+    """Run (or reuse) every backbone x target x seed fine-tune; one row per run.
+    ``label_fraction``: train on that class-stratified share of each target's labels."""
     profile = get_profile(profile)
     rows = []
     for target in targets:
@@ -72,10 +74,11 @@ def collect(backbones, targets, profile=DEFAULT_PROFILE, seeds=(0,), runs_root=N
             for seed in _seeds(seeds):
                 summary, rd = finetune_run(backbone, target, profile, seed, runs_root, epochs=epochs,
                                            convergence_tolerance=convergence_tolerance,
-                                           progress=progress)
+                                           progress=progress, label_fraction=label_fraction)
                 params = rundir.RunDir(rd).params()
                 rows.append({**describe_backbone(backbone), "target": target,
                              "stands_in_for": STANDS_IN_FOR.get(target, target), "seed": seed,
+                             "label_fraction": label_fraction,
                              **{col: summary.get(key) for key, col in METRICS.items()},
                              "best_top1": summary["best_top1"], "train_acc": summary["train_acc"],
                              "convergence_epoch": summary["convergence_epoch"],
@@ -183,22 +186,27 @@ def sl_baseline(results: pd.DataFrame, baseline: str | None = None) -> str:
 
 
 def paired_differences(results: pd.DataFrame, baseline: str | None = None,
-                       metrics=("top1", "macro_f1")) -> pd.DataFrame:
-    """Each backbone minus ``baseline`` (default :func:`sl_baseline`) per target, paired by seed,
-    with its 95 % t-interval.
+                       metrics=("top1", "macro_f1"), by=("target",)) -> pd.DataFrame:
+    """Each backbone minus ``baseline`` (default :func:`sl_baseline`) per target (or per
+    condition ``by``: columns whose values together name one comparison), paired by seed, with
+    its 95 % t-interval.
 
     The verdict names a winner only where the interval excludes zero.
     """
     baseline = sl_baseline(results, baseline)
     rows = []
-    for target, g in results.groupby("target", sort=False):
+    by = list(by)
+    for key, g in results.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        target = g.target.iloc[0]
         base = g[g.backbone == baseline].set_index("seed")
         for backbone, h in g[g.backbone != baseline].groupby("backbone", sort=False):
             h = h.set_index("seed")
             seeds = sorted(set(h.index) & set(base.index))
             if not seeds:
                 continue
-            row = {"target": target, "stands_in_for": h.stands_in_for.iloc[0], "backbone": backbone,
+            row = {**dict(zip(by, key)), "target": target,
+                   "stands_in_for": h.stands_in_for.iloc[0], "backbone": backbone,
                    "paradigm": h.paradigm.iloc[0], "family": h.family.iloc[0],
                    "minus": baseline, "seeds": ",".join(map(str, seeds))}
             for m in metrics:

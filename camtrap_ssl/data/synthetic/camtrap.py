@@ -14,6 +14,21 @@ Annotations carry the exact bbox and a ``mask_file`` PNG of every visible animal
 
 Everything is planned from the seed first (:func:`plan_sequences`, cheap, no pixels) and then
 rendered, so class counts can be checked without drawing.
+
+**The domain-distance family** (:func:`family_spec`, RQ1): the Serengeti stand-in with its
+difficulties switched off, so that distance 0 is source-like (large centred still animals on the
+source world's colourful backgrounds, daylight) and each step switches one on again
+(:data:`FAMILY_STEPS`): small animals (perspective sizes), off-centre and moving animals (cut by
+the frame edge, and sequence labels on frames the animal has left), the fixed camera sites with
+their foreground grass, night infrared. Distance 4 has the Serengeti stand-in's settings exactly.
+Every step keeps the same plan (labels, sequences, sites, times): a switched-off difficulty
+transforms the same random draws (a centred animal is the drawn position pulled to the middle),
+or draws from a stream of its own, so the family differs in what the steps say and nothing else,
+and its location split is the same at every distance.
+
+**The unlabelled in-domain pool** (``stream`` and ``sites`` of :func:`plan_sequences`): frames of
+the same world's camera sites with other sequences (another random stream), for self-supervised
+pretraining on camera-trap frames (:func:`camtrap_ssl.data.embedded.camtrap_pool`).
 """
 from __future__ import annotations
 
@@ -24,7 +39,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +49,15 @@ from tqdm.auto import tqdm
 from camtrap_ssl.core.fileio import atomic_write_bytes
 from camtrap_ssl.core.profiles import Profile, get_profile
 
-from .scenes import Individual, make_site, render_frame, stamp
-from .worlds import GENERATOR_VERSION, cache_key, default_cache_dir, stable_id
+from .render import Canvas
+from .scenes import Individual, Site, make_site, render_frame, stamp, strip_height
+from .worlds import (
+    GENERATOR_VERSION,
+    cache_key,
+    colourful_background,
+    default_cache_dir,
+    stable_id,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,16 @@ class CamtrapSpec:
     second_species_share: float = 0.04
     sequence_level: bool = False
     year: int = 2016
+    # the difficulties of SPEC section 1 that the domain-distance family switches (family_spec)
+    small_animals: bool = True  # perspective sizes; off: the source's 0.5-0.85 of the frame height
+    off_centre: bool = True  # anywhere, cut by edges, moving; off: centred (+-0.1) and still
+    site_backgrounds: bool = True  # fixed camera sites with foreground grass; off: a fresh
+    # colourful source-world background per sequence, nothing in front of the animal
+
+    def difficulty(self) -> dict:
+        """The switchable difficulties, as recorded in a world's cache key and identity."""
+        return {"small_animals": self.small_animals, "off_centre": self.off_centre,
+                "site_backgrounds": self.site_backgrounds, "night_share": self.night_share}
 
 
 SERENGETI = CamtrapSpec(
@@ -91,8 +123,27 @@ ENA24 = CamtrapSpec(
 
 SPECS = {"serengeti": SERENGETI, "ena24": ENA24}
 
+# What each step of the domain-distance family switches on, from distance 0 (source-like) to
+# distance 4 (the Serengeti stand-in)
+FAMILY_STEPS = ("small animals (perspective sizes)",
+                "off-centre, moving animals (cut by the edge; labels on frames they left)",
+                "fixed camera sites with foreground grass (occlusion)",
+                "night infrared (35 % of sequences)")
+FAMILY_DISTANCES = tuple(range(len(FAMILY_STEPS) + 1))
 
-def _spec(name: str) -> CamtrapSpec:
+
+def family_spec(distance: int) -> CamtrapSpec:
+    """The Serengeti stand-in at ``distance`` from the source world (0-4; module docstring)."""
+    if not isinstance(distance, int) or isinstance(distance, bool) or distance not in FAMILY_DISTANCES:
+        raise ValueError(f"distance={distance!r}; allowed: {list(FAMILY_DISTANCES)}")
+    return replace(SERENGETI, small_animals=distance >= 1, off_centre=distance >= 2,
+                   site_backgrounds=distance >= 3,
+                   night_share=SERENGETI.night_share if distance >= 4 else 0.0)
+
+
+def _spec(name: str | CamtrapSpec) -> CamtrapSpec:
+    if isinstance(name, CamtrapSpec):
+        return name
     if name not in SPECS:
         raise ValueError(f"name={name!r} is not a camera-trap world; allowed: {sorted(SPECS)}")
     return SPECS[name]
@@ -146,28 +197,46 @@ def _n_sites(spec: CamtrapSpec, n_seq: int) -> int:
     return int(np.clip(n_seq // spec.sites_per_seq, spec.min_sites, len(spec.site_names)))
 
 
-def plan_sequences(name: str, profile: Profile | str, seed: int = 0) -> list:
-    """Decide every sequence (labels, animals, motion, site, time, light) without drawing."""
+def _n_images(spec: CamtrapSpec, p: Profile) -> int:
+    return p.serengeti_images if spec.name == "serengeti" else p.ena24_images
+
+
+def plan_sequences(name: str | CamtrapSpec, profile: Profile | str, seed: int = 0,
+                   n_images: int | None = None, stream: int = 0,
+                   sites: tuple[str, ...] | None = None) -> list:
+    """Decide every sequence (labels, animals, motion, site, time, light) without drawing.
+
+    ``n_images``: frames in all (default: the profile's for this world). ``stream`` > 0 draws
+    other sequences (another random stream) of the same world; ``sites`` restricts them to those
+    camera sites (the in-domain pool). Stream 0 on all sites is the world itself.
+    """
     spec = _spec(name)
     p = get_profile(profile)
-    n_images = p.serengeti_images if name == "serengeti" else p.ena24_images
+    n_images = _n_images(spec, p) if n_images is None else n_images
     if n_images < 1:
-        raise ValueError(f"profile {p.name!r} asks for {n_images} {name} images; the embedded "
+        raise ValueError(f"profile {p.name!r} asks for {n_images} {spec.name} images; the embedded "
                          "world needs at least 1 (the 'paper' profile uses the real datasets)")
     F = spec.frames_per_seq
     lengths = [F] * (n_images // F) + ([n_images % F] if n_images % F else [])
     counts = sequence_counts(name, len(lengths))
     labels = [k for k, c in counts.items() for _ in range(c)]
-    wid = stable_id(name)
-    np.random.default_rng([int(seed), wid, 1]).shuffle(labels)
-    n_sites = _n_sites(spec, len(lengths))
-    sites = spec.site_names[:n_sites]
+    wid = stable_id(spec.name)
+    extra = [int(stream)] if stream else []  # stream 0 keeps the world's own draws
+    np.random.default_rng([int(seed), wid, 1, *extra]).shuffle(labels)
+    if sites is None:
+        sites = spec.site_names[:_n_sites(spec, len(lengths))]
+    else:
+        unknown = sorted(set(sites) - set(spec.site_names))
+        if unknown or not sites:
+            raise ValueError(f"sites={list(sites)!r}: must be some of {list(spec.site_names)}")
+        sites = tuple(sites)
+    n_sites = len(sites)
     species_names = list(spec.frequencies)
     probs = np.array([spec.frequencies[s] for s in species_names])
     probs = probs / probs.sum()
     seqs = []
     for i, (label, n_fr) in enumerate(zip(labels, lengths)):
-        rng = np.random.default_rng([int(seed), wid, 2, i])
+        rng = np.random.default_rng([int(seed), wid, 2, i, *extra])
         inds = []
         if label != "empty":
             kinds = [label]
@@ -184,13 +253,14 @@ def plan_sequences(name: str, profile: Profile | str, seed: int = 0) -> list:
             d0, x0 = rng.uniform(0, 1), rng.uniform(0.0, 1.0)
             for j, sp in enumerate(kinds):
                 same = sp == label
-                inds.append(Individual(
+                ind = Individual(
                     species=sp,
                     depth=float(np.clip(d0 + rng.uniform(-0.2, 0.2), 0, 1)) if j else float(d0),
                     x_anchor=float(x0 + (rng.uniform(-0.35, 0.35) if j else 0.0)),
                     anchor=anchor, speed=speed if same else float(rng.uniform(0, 0.2)),
                     flip=flip if same else bool(rng.uniform() < 0.5),
-                    seed=int(rng.integers(2**31))))
+                    seed=int(rng.integers(2**31)))
+                inds.append(_ease(spec, ind))
         site = sites[int(rng.integers(n_sites))]
         if spec.seasons:
             code, d_a, d_b = spec.seasons[int(rng.integers(len(spec.seasons)))]
@@ -211,6 +281,18 @@ def plan_sequences(name: str, profile: Profile | str, seed: int = 0) -> list:
                              tint=tint, roll="R1" if day < days / 2 else "R2"))
     _name_files(spec, seqs)
     return seqs
+
+
+def _ease(spec: CamtrapSpec, ind: Individual) -> Individual:
+    """``ind`` with the difficulties ``spec`` switches off removed, from the same draws: a
+    centred animal is the drawn position pulled to the middle (to 0.5 +- 0.1, as the source
+    world's objects) and stands still; a large one takes 0.5-0.85 of the frame height (the
+    source's range) from its drawn depth."""
+    if not spec.off_centre:
+        ind = replace(ind, x_anchor=0.5 + 0.2 * (min(max(ind.x_anchor, 0.0), 1.0) - 0.5), speed=0.0)
+    if not spec.small_animals:
+        ind = replace(ind, height=0.5 + 0.35 * ind.depth)
+    return ind
 
 
 def _name_files(spec: CamtrapSpec, seqs: list) -> None:
@@ -262,16 +344,30 @@ def _encode(arr: np.ndarray, fmt: str, **kw) -> bytes:
 MIN_VISIBLE_PIXELS = 4  # below this an animal counts as not visible: no bbox, no mask
 
 
-def write_camtrap_world(name: str, root, profile: Profile | str, seed: int = 0) -> Path:
-    """Render the ``name`` world (``serengeti`` or ``ena24``) into ``root``; return the JSON path.
+def _source_like_site(rng: np.random.Generator, height: int, width: int, ss: int) -> Site:
+    """A background as the source world draws them (fresh per sequence), nothing in front."""
+    cv = Canvas(height, width, ss)
+    colourful_background(cv, rng)
+    return Site(img=cv.img, horizon=0.3 * cv.H, ground_bottom=float(cv.H - strip_height(height) * ss),
+                occ_mask=np.zeros((cv.H, cv.W), bool), occ_img=np.zeros_like(cv.img))
+
+
+def write_camtrap_world(name: str | CamtrapSpec, root, profile: Profile | str, seed: int = 0,
+                        n_images: int | None = None, stream: int = 0,
+                        sites: tuple[str, ...] | None = None) -> Path:
+    """Render the ``name`` world (``serengeti``, ``ena24`` or a :class:`CamtrapSpec`, such as a
+    :func:`family_spec`) into ``root``; return the JSON path. ``n_images``, ``stream``, ``sites``:
+    see :func:`plan_sequences`.
 
     Frames are ``profile.camtrap_size`` (width, height) JPEGs at quality 90 under LILA-style
     relative paths, masks are 0/255 PNGs under ``masks/``, and ``root/<name>.json`` is written
     last (atomically), so its presence means the world is complete.
     """
     spec = _spec(name)
+    name = spec.name
     p = get_profile(profile)
-    seqs = plan_sequences(name, p, seed)  # validates the profile before any drawing
+    # validates the profile before any drawing
+    seqs = plan_sequences(spec, p, seed, n_images=n_images, stream=stream, sites=sites)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     W, H = p.camtrap_size
@@ -286,12 +382,16 @@ def write_camtrap_world(name: str, root, profile: Profile | str, seed: int = 0) 
     for s in seqs:
         season_idx = [c for c, _, _ in spec.seasons].index(s.season) if s.season else 0
         key = (s.site, season_idx)
-        if key not in site_cache:
+        if not spec.site_backgrounds:
+            site = _source_like_site(np.random.default_rng([int(seed), wid, 6, s.index, *(
+                [int(stream)] if stream else [])]), H, W, ss)
+        elif key not in site_cache:
             # seeded by the site alone: layout and viewpoint stay put, only the grass colour
             # follows the season
             site_rng = np.random.default_rng([int(seed), wid, 3, stable_id(s.site)])
             site_cache[key] = make_site(spec.habitat, site_rng, H, W, ss, season=season_idx)
-        site = site_cache[key]
+        if spec.site_backgrounds:
+            site = site_cache[key]
         seq_id = _seq_id(spec, s)
         for f in range(s.n_frames):
             img, ids = render_frame(site, s.individuals, f, height=H, width=W, ss=ss,
@@ -350,16 +450,22 @@ def write_camtrap_world(name: str, root, profile: Profile | str, seed: int = 0) 
     return path
 
 
-def camtrap_world(name: str, profile: Profile | str, seed: int = 0, cache_dir=None) -> Path:
+def camtrap_world(name: str | CamtrapSpec, profile: Profile | str, seed: int = 0, cache_dir=None,
+                  n_images: int | None = None, stream: int = 0,
+                  sites: tuple[str, ...] | None = None) -> Path:
     """The ``name`` world in the cache (written once, then reused); returns its JSON path.
+    ``n_images``, ``stream``, ``sites``: see :func:`plan_sequences`.
 
     Written into a temporary folder that is renamed into place, so a half-written world is never
     mistaken for a finished one.
     """
     spec = _spec(name)
+    name = spec.name
     p = get_profile(profile)
-    fields = {"n": p.serengeti_images if name == "serengeti" else p.ena24_images,
-              "size": list(p.camtrap_size)}
+    fields = {"n": _n_images(spec, p) if n_images is None else int(n_images),
+              "size": list(p.camtrap_size), "difficulty": spec.difficulty()}
+    if stream or sites is not None:
+        fields.update(stream=int(stream), sites=None if sites is None else list(sites))
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     final = cache_dir / f"{spec.name}-{p.name}-{cache_key(spec.name, fields, seed)}"
     path = final / f"{name}.json"
@@ -368,7 +474,7 @@ def camtrap_world(name: str, profile: Profile | str, seed: int = 0, cache_dir=No
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{spec.name}-"))
     try:
-        write_camtrap_world(name, tmp, p, seed)
+        write_camtrap_world(spec, tmp, p, seed, n_images=n_images, stream=stream, sites=sites)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished first: keep theirs

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from camtrap_ssl.core.profiles import get_profile
+
+from .camtrap import FAMILY_DISTANCES, camtrap_world, family_spec
+
 
 def _pick_array(world, n):
     """Round-robin over classes so every class shows up before any repeats."""
@@ -124,3 +128,43 @@ def gallery(world_or_json, n: int = 16, ax=None):
         for _, (x, y, bw, bh) in boxes:
             ax.add_patch(Rectangle((x0 + x - 0.5, y0 + y - 0.5), bw, bh, fill=False, ec="red", lw=1))
     return ax.figure
+
+
+def family_gallery(profile, distances=None, n: int = 5):
+    """The same ``n`` frames at every distance of the domain-distance family: one row per
+    distance, one column per frame (the family shares its plan, so a file name is the same scene
+    with other difficulties switched on; :data:`~camtrap_ssl.data.synthetic.FAMILY_STEPS` says
+    what each row adds)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    p = get_profile(profile)
+    distances = list(FAMILY_DISTANCES if distances is None else distances)
+    paths = {d: camtrap_world(family_spec(d), p, n_images=p.family_images) for d in distances}
+    doc = json.loads(paths[distances[-1]].read_text())
+    cats = {c["id"]: c["name"] for c in doc["categories"]}
+    label = {a["image_id"]: cats[a["category_id"]] for a in doc["annotations"]}
+    # frames with an animal, one per sequence, spread over the classes
+    picks, seen = [], set()
+    for im in doc["images"]:
+        name = label.get(im["id"], "empty")
+        if name != "empty" and name not in seen and im.get("frame_num", 0) == 0:
+            picks.append(im)
+            seen.add(name)
+        if len(picks) == n:
+            break
+    w, h = p.camtrap_size
+    fig, axes = plt.subplots(len(distances), len(picks), squeeze=False,
+                             figsize=(1.9 * len(picks), 1.9 * len(distances) * h / w + 0.3))
+    for r, d in enumerate(distances):
+        for c, im in enumerate(picks):
+            ax = axes[r, c]
+            ax.imshow(Image.open(paths[d].parent / im["file_name"]).convert("RGB"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label[im["id"]], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"distance {d}", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -147,6 +147,9 @@ class Individual:
     speed: float  # fraction of the width per frame, in the facing direction
     flip: bool  # facing left
     seed: int  # fixes its colours and pose across frames
+    # source-like framing (the domain-distance family): this share of the frame height, centred
+    # vertically, instead of the perspective size and ground line of ``depth``
+    height: float | None = None
 
 
 def animal_height(species: str, depth: float) -> float:
@@ -167,9 +170,13 @@ def render_frame(site: Site, individuals: list, frame: int, *, height: int, widt
         for k in order:
             ind = individuals[k]
             x = (ind.x_anchor + (frame - ind.anchor) * ind.speed * (-1 if ind.flip else 1)) * W
-            foot = site.horizon + (0.1 + 0.88 * ind.depth) * span
-            h = animal_height(ind.species, ind.depth) * H
-            x0, x1, _, _ = extent(ind.species)
+            x0, x1, y0, y1 = extent(ind.species)
+            if ind.height is None:
+                foot = site.horizon + (0.1 + 0.88 * ind.depth) * span
+                h = animal_height(ind.species, ind.depth) * H
+            else:  # as the source world frames its objects: large, centred, inside the frame
+                h = min(ind.height * H, 0.92 * W * (y1 - y0) / (x1 - x0), site.ground_bottom)
+                foot = min(0.5 * H + h / 2, site.ground_bottom)
             if x + h * (x1 - x0) < -W or x - h * (x1 - x0) > 2 * W:
                 continue  # far outside: skip the work
             paint(cv, ind.species, np.random.default_rng(ind.seed), cx=x, ground=foot, height=h,

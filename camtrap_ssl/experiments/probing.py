@@ -1,0 +1,104 @@
+"""Linear probes on a target: how far a *frozen* pretrained representation gets with few labels.
+
+RQ1's label-budget axis fine-tunes whole networks (:mod:`camtrap_ssl.experiments.finetuning`)
+and also asks the classic SSL question: how well do the pretrained features separate the target's
+classes when nothing but a linear classifier is trained on them? A probe here is multinomial
+logistic regression (:func:`camtrap_ssl.pretrain.probes.linear_probe`'s, standardized features,
+L-BFGS from zero, so deterministic given its features) on the pooled backbone features of a
+class-stratified share of the target's training labels, scored on the whole validation split with
+the metrics a fine-tuning run records.
+
+The seed draws which images are labelled (:func:`camtrap_ssl.data.datasets.stratified_fraction`,
+nested across shares for one seed), the same subset the fine-tuning run of that seed trains on.
+Nothing else is random, so with all the labels every seed gives the same number: such a point has
+no seed variance to show, and its interval has zero width (the book says so).
+
+Each probe is a recorded run: ``<runs root>/<profile>/<target>/<backbone>/probe-f<share>-seed<k>-
+<hash8>.json``, the hash over everything that changes its number (backbone weights, target data,
+profile, share, seed), written atomically; a finished probe is read, never recomputed.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.data.datasets import stratified_fraction
+from camtrap_ssl.data.targets import get_target
+from camtrap_ssl.experiments.backbones import (
+    PRETRAIN_SEED,
+    backbone_sha256,
+    create_backbone,
+)
+from camtrap_ssl.experiments.spec import WORLD_SEED, RunSpec
+from camtrap_ssl.pretrain.probes import extract_features
+from camtrap_ssl.train import metrics as M
+
+PROBE_C = 1.0  # inverse L2 strength of the logistic regression (scikit-learn's default)
+
+
+def probe_identity(spec: RunSpec) -> dict:
+    """What a probe's number depends on: backbone weights, target data, profile, share, seed."""
+    return {"kind": "linear probe", "backbone": spec.backbone,
+            "weights": backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED),
+            "target": {"name": spec.target, **spec.data_identity},
+            "profile": spec.profile.to_dict(), "label_fraction": spec.label_fraction,
+            "seed": spec.seed, "C": PROBE_C}
+
+
+def probe_path(spec: RunSpec) -> Path:
+    ident = probe_identity(spec)
+    leaf = f"probe-f{spec.label_fraction:g}-seed{spec.seed}-{fileio.fingerprint(ident)[:8]}.json"
+    return spec.root / spec.profile.name / spec.target / spec.backbone / leaf
+
+
+@lru_cache(maxsize=8)
+def _features(backbone: str, target: str, profile_name: str, weights: str | None):
+    """Pooled features of a target's train and validation splits (``weights`` keys the cache)."""
+    spec = RunSpec(backbone, target, profile_name)
+    tgt = get_target(target, spec.profile, WORLD_SEED, progress=False)
+    model = create_backbone(backbone, None, spec.profile, 0)
+    crop = spec.profile.input_size
+
+    def feats(ds):
+        x = ds.get_batch(torch.arange(len(ds)))[0]
+        if x.shape[-1] != crop:  # the evaluation view: the centre crop fine-tuning scores
+            off = (x.shape[-1] - crop) // 2
+            x = x[..., off:off + crop, off:off + crop]
+        return extract_features(model, x)
+
+    return (feats(tgt.train), np.asarray(tgt.train.labels), feats(tgt.val),
+            np.asarray(tgt.val.labels), list(tgt.classes))
+
+
+def linear_probe_run(spec: RunSpec) -> dict:
+    """The probe of ``spec`` (backbone, target, profile, seed, label_fraction): read when
+    recorded, else computed and recorded. Returns the metrics (in points) and the run's path."""
+    path = probe_path(spec)
+    if path.is_file():
+        import json
+        return json.loads(path.read_text())
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    weights = backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED)
+    tx, ty, vx, vy, classes = _features(spec.backbone, spec.target, spec.profile.name, weights)
+    keep = stratified_fraction(ty, spec.label_fraction, spec.seed)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=1000))
+    clf.fit(tx[keep], ty[keep])
+    scores = np.full((len(vx), len(classes)), -np.inf)
+    scores[:, clf.classes_] = clf.decision_function(vx).reshape(len(vx), -1) \
+        if len(clf.classes_) > 2 else np.stack([-clf.decision_function(vx),
+                                                 clf.decision_function(vx)], 1)
+    counts = np.bincount(ty[keep], minlength=len(classes))
+    report = M.classification_report(scores, vy, classes, counts)
+    out = {"identity": probe_identity(spec), "path": str(path), "n_labelled": int(len(keep)),
+           **{k: report[k] for k in ("top1", "top5", "macro_f1", "balanced_acc", "tail_top1",
+                                     "empty_acc")},
+           "environment": provenance.environment()}
+    fileio.atomic_write_json(path, out)
+    return out
