@@ -10,7 +10,8 @@ pytestmark = pytest.mark.slow
 
 # the fewest figures each page must show on the tiny profile
 MIN_FIGURES = {"worlds": 4, "study1_supervised": 3, "study2_self_supervised": 3,
-               "study3_invariance": 6, "study3_appendix": 1, "study4_reasoning": 8}
+               "study3_invariance": 6, "study3_appendix": 1, "study4_reasoning": 8,
+               "rq1_when": 5}
 
 
 def _page(html_dir, name):
@@ -43,3 +44,17 @@ def test_study_tables_set_the_studys_numbers_beside_ours(tiny_book):
     assert "study_top1_r50" in html and "run_dir" in html
     html2 = _page(tiny_book, "study2_self_supervised")
     assert "92.79" in html2  # Barlow Twins R50 on Serengeti (table 5.6)
+
+
+def test_the_introduction_states_the_rq1_pages_answer(tiny_book):
+    """The introduction shows the very sentences the executed RQ1 page wrote, not a copy."""
+    from camtrap_ssl.studies.book import answer_markdown
+
+    answer = answer_markdown(tiny_book.parent.parent / "studies" / STUDIES["rq1"])
+    assert "SSL beat SL" in answer and "The data cannot tell" in answer
+    intro = (tiny_book / "intro.html").read_text()
+    page = _page(tiny_book, "rq1_when")
+    # each outcome heading of the answer, and a condition the page computed, appear in both
+    for text in ("SSL beat SL (interval above 0)", "The data cannot tell", "distance 0"):
+        assert text in intro and text in page, text
+    assert 'href="studies/rq1_when.html"' in intro

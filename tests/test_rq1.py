@@ -261,3 +261,14 @@ def test_linear_probe_scores_a_known_case(tmp_path, monkeypatch):
         out = probing.linear_probe_run(spec)
         assert expect[0] <= out["top1"] <= expect[1], (kind, out["top1"])
         assert out["n_labelled"] == 30  # 10 % of each class
+
+
+@pytest.mark.parametrize("param, value, word", [
+    ("distances", [0, 5], "domain distances"), ("label_fractions", [0.0, 1.0], "(0, 1]"),
+    ("ssl_backbones", ["supervised"], "SSL pretraining methods"),
+    ("pretraining_budgets", [30], "pretraining budgets"), ("in_domain", [], "non-empty")])
+def test_rq1_parameters_are_checked_before_any_run(param, value, word):
+    from camtrap_ssl.studies import params as studies
+    with pytest.raises(ValueError, match=f"^study rq1: {param}=") as e:
+        studies.check_request("rq1", {param: value})
+    assert word in str(e.value)

@@ -96,12 +96,14 @@ PROFILES: dict[str, Profile] = {
         family_images=160, pool_images=240,
     ),
     # demo fine-tuning: 5 epochs (8 on the small ENA24 stand-in; the study: 25 and 50) over three
-    # seeds, cut from 8 (12) over one seed so that the book stays within 15 minutes on 2 cores
+    # seeds, cut from 8 (12) over one seed, and Serengeti / CIFAR stand-ins of 1,800 frames and
+    # 100 images per class (from 2,400 and 150), so that the book with its RQ1 page stays within
+    # 20 minutes on 2 cores (README, "Two commands")
     "demo": Profile(
         name="demo", input_size=64,
         source_per_class=300, source_val_per_class=60,
-        similar_per_class=150, similar_test_per_class=50,
-        serengeti_images=2400, ena24_images=480, camtrap_size=(160, 120),
+        similar_per_class=100, similar_test_per_class=50,
+        serengeti_images=1800, ena24_images=480, camtrap_size=(160, 120),
         arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 80, 80, 50, 50),
         pretrain_batch_size=128,
         finetune_epochs=5, finetune_epochs_small=8, batch_size=64, lr=1e-3, weight_decay=5e-4,

@@ -123,6 +123,11 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
          + ["-p", "n_boot", json.dumps(b["study3"]["n_boot"])] + out),
         ("study 4", cli + ["study", "4"] + paper + pair
          + [a for k, v in b["study4"].items() for a in ("-p", k, json.dumps(v))] + out),
+        # RQ1's axes exist only in the embedded world (they are generated): its page runs on tiny,
+        # as the worlds gallery does, so that the book has every page
+        ("study rq1", cli + ["study", "rq1", "-p", "profile", '"tiny"', "-p", "seeds", "[0, 1]",
+                             "-p", "distances", "[0, 4]", "-p", "label_fractions", "[0.2, 1.0]",
+                             "-p", "pretraining_budgets", "[50, 100]"] + out),
         ("book", [py, "-c", "import sys; from pathlib import Path; from camtrap_ssl.studies.book "
                   "import build_html; print(build_html(Path(sys.argv[1])))", str(work / "book")]),
         ("torchrun", [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "camtrap_ssl.experiments.launch", "--backbone", b["sl"],
