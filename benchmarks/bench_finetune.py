@@ -11,6 +11,9 @@ channels_last) through ``finetune()`` and bare, in images/s, and the implied min
 Serengeti epoch (757,000 images x 0.9 training share). The study reported about 120 minutes per
 epoch on 2 V100s.
 
+Precision section (always): the bare CPU step under bf16 autocast against fp32, side by side;
+``finetune()``'s ``precision="auto"`` takes bf16 where the CPU has it natively because of this.
+
 Memory-format section (always): the bare step on CPU with channels_last tensors against
 contiguous (NCHW) ones, side by side in the same run; ``finetune()`` uses channels_last on every
 device because of this comparison.
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from camtrap_ssl.models import create_model
+from camtrap_ssl.models.utils import autocast, resolve_precision
 from camtrap_ssl.train.finetune import FinetuneConfig, finetune
 
 SERENGETI_IMAGES = 757_000
@@ -68,7 +72,7 @@ def _since(t0: tuple[float, float]) -> tuple[float, float]:
 
 
 def bare(model, batches, device, cuda: bool, lr: float = 1e-5,
-         channels_last: bool = True) -> tuple[float, float]:
+         channels_last: bool = True, precision: str = "auto") -> tuple[float, float]:
     """(wall, CPU) seconds for forward + backward + step over ``batches`` (already in memory)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
@@ -80,7 +84,7 @@ def bare(model, batches, device, cuda: bool, lr: float = 1e-5,
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=fmt)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with autocast(device, resolve_precision(precision, device)):
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,21 +133,38 @@ def compare(arch, size, batch_size, n_batches, n_val, classes, device, workers, 
             "images": n}
 
 
-def memory_formats(arch, size, batch_size, n_batches, classes, repeats) -> dict:
-    """Images/s (wall, CPU time) of the bare CPU step, channels_last against contiguous, alternated."""
+def _cpu_batches(arch, size, batch_size, n_batches, classes):
+    """(model, in-memory batches, image count) for the side-by-side CPU step comparisons."""
     torch.manual_seed(0)
     base = create_model(arch, num_classes=classes)
     data = make_data(n_batches * batch_size, size, classes, seed=1)
-    batches = [data.get_batch(torch.arange(k, k + batch_size))
-               for k in range(0, len(data), batch_size)]
+    return base, [data.get_batch(torch.arange(k, k + batch_size))
+                  for k in range(0, len(data), batch_size)], len(data)
+
+
+def memory_formats(arch, size, batch_size, n_batches, classes, repeats) -> dict:
+    """Images/s (wall, CPU time) of the bare CPU step, channels_last against contiguous, alternated."""
+    base, batches, n = _cpu_batches(arch, size, batch_size, n_batches, classes)
     dev = torch.device("cpu")
     times = {True: [], False: []}
     for _ in range(repeats):
         for cl in (True, False):
             times[cl].append(bare(copy.deepcopy(base), batches, dev, False, channels_last=cl))
-    n = len(data)
     return {("channels_last" if cl else "contiguous"):
             (n / min(t[0] for t in ts), n / min(t[1] for t in ts)) for cl, ts in times.items()}
+
+
+def precisions(arch, size, batch_size, n_batches, classes, repeats) -> dict:
+    """Images/s (wall, CPU time) of the bare CPU step in bf16 autocast against fp32, alternated
+    (both channels_last). bf16 pays only where the CPU multiplies it natively (AMX, AVX512-BF16);
+    ``precision="auto"`` picks it there and nowhere else."""
+    base, batches, n = _cpu_batches(arch, size, batch_size, n_batches, classes)
+    dev = torch.device("cpu")
+    times = {"bf16": [], "fp32": []}
+    for _ in range(repeats):
+        for prec in times:
+            times[prec].append(bare(copy.deepcopy(base), batches, dev, False, precision=prec))
+    return {prec: (n / min(t[0] for t in ts), n / min(t[1] for t in ts)) for prec, ts in times.items()}
 
 
 def main(argv=None) -> int:
@@ -183,6 +204,14 @@ def main(argv=None) -> int:
     print(f"  channels_last              : {cl_w:8.1f} img/s   {cl_c:10.1f} img/s")
     print(f"  contiguous (NCHW)          : {co_w:8.1f} img/s   {co_c:10.1f} img/s")
     print(f"  ratio channels_last / NCHW : {cl_w / co_w:8.3f}         {cl_c / co_c:10.3f}")
+
+    m = precisions(args.arch, args.size, args.batch_size, args.batches, 10, args.repeats)
+    (b_w, b_c), (f_w, f_c) = m["bf16"], m["fp32"]
+    print(f"CPU precision, bare step, channels_last (auto picks {resolve_precision('auto', 'cpu')} "
+          "on this CPU):")
+    print(f"  bf16 autocast              : {b_w:8.1f} img/s   {b_c:10.1f} img/s")
+    print(f"  fp32                       : {f_w:8.1f} img/s   {f_c:10.1f} img/s")
+    print(f"  ratio bf16 / fp32          : {b_w / f_w:8.3f}         {b_c / f_c:10.3f}")
 
     if args.gpu:
         if not torch.cuda.is_available():

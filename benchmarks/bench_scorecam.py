@@ -15,7 +15,11 @@ from pathlib import Path
 
 import torch
 
-from camtrap_ssl.analysis.attribution import SCORECAM_VARIANTS, scorecam, scorecam_reference
+from camtrap_ssl.analysis.attribution import (
+    SCORECAM_VARIANTS,
+    scorecam,
+    scorecam_reference,
+)
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "serengeti-samples"
 
