@@ -19,6 +19,7 @@ profile, share, seed), written atomically; a finished probe is read, never recom
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,7 +80,6 @@ def linear_probe_run(spec: RunSpec) -> dict:
     recorded, else computed and recorded. Returns the metrics (in points) and the run's path."""
     path = probe_path(spec)
     if path.is_file():
-        import json
         return json.loads(path.read_text())
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
