@@ -1,10 +1,12 @@
 """``camtrap-ssl``: the command line over the package.
 
 Every option is checked before anything is computed, so a typo fails in a second with the allowed
-values instead of an hour into a run. The run options of ``finetune`` and ``grid`` are those of
-:func:`camtrap_ssl.experiments.spec.add_arguments`, checked by one
-:class:`~camtrap_ssl.experiments.spec.RunSpec`; a refused value prints ``camtrap-ssl <command>:
-<message>`` (the parameter, the value, what is allowed) and exits with status 2, like argparse.
+values instead of an hour into a run. Every command checks its values through the same checks:
+the run options of ``finetune`` and ``grid`` are :class:`~camtrap_ssl.experiments.spec.RunSpec`'s
+fields (:func:`camtrap_ssl.experiments.spec.add_arguments`), and the other commands' options go
+through :func:`camtrap_ssl.studies.params.rules`, the checks of the study notebooks, which are
+RunSpec's own where they overlap. Argparse only parses; a refused value prints ``camtrap-ssl
+<command>: <message>`` (the parameter, the value, what is allowed) and exits with status 2.
 """
 from __future__ import annotations
 
@@ -19,41 +21,56 @@ from pathlib import Path
 from camtrap_ssl.core import threads  # isort: skip
 import pandas as pd
 
-from camtrap_ssl.analysis import attribution
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
-from camtrap_ssl.data.images import EXTENSIONS, list_images
+from camtrap_ssl.data.images import list_images
 from camtrap_ssl.experiments import finetuning, grid
 from camtrap_ssl.experiments.backbones import (
     POOLS,
     backbone_names,
     describe_backbone,
-    is_backbone,
     pretrain_and_probe,
 )
 from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.studies import comparison
 from camtrap_ssl.studies.book import build_book
-from camtrap_ssl.studies.params import STUDIES, execute_study
+from camtrap_ssl.studies.params import STUDIES, execute_study, rules
+from camtrap_ssl.train import rundir
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _parsed(kind):
+    """Argparse parses (an int, a float); the range is checked by :func:`_check` with the rules."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+# option -> the rule (studies.params.rules) that checks it, for the commands without a RunSpec
+CHECKED = {"profile": "profile", "seed": "seed", "epochs": "pretrain_epochs",
+           "max_minutes": "max_minutes", "limit": "limit", "ssl_backbone": "ssl_backbone",
+           "sl_backbone": "sl_backbone", "dataset": "dataset", "methods": "methods",
+           "folder": "image_folder"}
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    """Every problem with the parsed options (one line each), through the rules the studies use."""
+    checks, problems = rules(), []
+    for option, rule in CHECKED.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue  # not an option of this command, or an optional one left out
+        try:
+            checks[rule](str(value) if isinstance(value, Path) else value, option)
+        except ValueError as e:
+            problems.append(f"--{option.replace('_', '-')}: {e}")
+    return problems
 
 
 def _json_value(text: str):
@@ -67,13 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="camtrap-ssl", description=__doc__.splitlines()[0].strip("`: "))
     sub = p.add_subparsers(dest="command", required=True)
 
-
-
     data = sub.add_parser("data", help="datasets: generate the embedded world, download LILA data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     g = data_sub.add_parser("generate", help="write the embedded synthetic worlds into the cache")
-    g.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
-    g.add_argument("--seed", type=_nonneg_int, default=0)
+    g.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
+    g.add_argument("--seed", type=_parsed(int), default=0)
     lila.add_cli(data_sub)
 
     pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world "
@@ -83,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--pool", choices=POOLS, default="source",
                     help="source: the labelled source world; camtrap: unlabelled frames of the "
                          "Serengeti stand-in's training sites (SSL methods only)")
-    pt.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
-    pt.add_argument("--seed", type=_nonneg_int, default=0)
-    pt.add_argument("--epochs", type=_positive_int, default=None, help="default: the profile's")
-    pt.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
+    pt.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
+    pt.add_argument("--seed", type=_parsed(int), default=0)
+    pt.add_argument("--epochs", type=_parsed(int), default=None, help="default: the profile's")
+    pt.add_argument("--max-minutes", type=_parsed(float), default=None,
+                    help="stop after this many minutes (resume later with the same command)")
     pt.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     pt.add_argument("--no-probe", action="store_true", help="skip the linear/k-NN probes")
 
@@ -109,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="notebook parameter (VALUE parsed as JSON when it can be)")
 
     b = sub.add_parser("book", help="run the four studies and build the Jupyter Book")
-    b.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
-    b.add_argument("--seed", type=_nonneg_int, default=0)
+    b.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
+    b.add_argument("--seed", type=_parsed(int), default=0)
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
 
     ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
@@ -125,13 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--sl-run", type=Path, default=None, help="the same for the SL side")
     ex.add_argument("--runs-root", type=Path, default=None,
                     help="where the pair's runs are looked up or written")
-    ex.add_argument("--dataset", choices=TARGETS, default="syn_serengeti",
-                    help="the target both backbones are fine-tuned on")
-    ex.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
-    ex.add_argument("--seed", type=_nonneg_int, default=0)
-    ex.add_argument("--methods", default="guided_backprop,gradcam,scorecam",
+    ex.add_argument("--dataset", default="syn_serengeti",
+                    help=f"the target both backbones are fine-tuned on: one of {list(TARGETS)}")
+    ex.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
+    ex.add_argument("--seed", type=_parsed(int), default=0)
+    ex.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m],
+                    default=["guided_backprop", "gradcam", "scorecam"],
                     help="comma-separated attribution methods")
-    ex.add_argument("--limit", type=_positive_int, default=None, help="at most this many images")
+    ex.add_argument("--limit", type=_parsed(int), default=None, help="at most this many images")
 
     sub.add_parser("models", help="list the registered backbones")
 
@@ -144,6 +161,12 @@ _REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problems = [] if args.command in ("finetune", "grid", "study") else _check(args)
+    if args.command == "explain":
+        problems += _explain_problems(args)
+    if problems:  # all of them at once, before anything is loaded
+        print(f"camtrap-ssl {args.command}: " + "; ".join(problems), file=sys.stderr)
+        return 2
     threads.configure()  # torch's threads = the cores this process may use (or OMP_NUM_THREADS)
     if args.command == "data" and args.data_command != "generate":
         return args.func(args)
@@ -173,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({k: rec[k] for k in ("wall_seconds", "epochs_done", "probes") if k in rec}, indent=2))
     elif args.command == "finetune":
         spec, = specs_from_args(args)
-        summary, rd = finetuning.run(spec, restart=args.restart)
+        summary, rd = finetuning.finetune_run(spec, restart=args.restart)
         print(rd)
         print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
     elif args.command == "grid":
@@ -183,36 +206,13 @@ def _run(args: argparse.Namespace) -> int:
         with pd.option_context("display.width", 200, "display.max_colwidth", 80):
             print(df[cols].to_string(index=False))
     elif args.command == "study":
-
         params = {name: _json_value(value) for name, value in args.param}
         print(execute_study(args.number, args.output_dir, **params))
     elif args.command == "book":
-
         t0 = time.time()
         out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies)
         print(f"book built in {time.time() - t0:.0f} s: {out}")
     elif args.command == "explain":
-
-
-        methods = [m for m in args.methods.split(",") if m]
-        problems = [f"--methods: {m!r} is not one of {list(attribution.METHODS)}" for m in methods
-                    if m not in attribution.METHODS]
-        problems += [f"--{flag}-backbone: {b!r} is not one of {backbone_names()} or a .pt file"
-                     for flag, b, run in (("ssl", args.ssl_backbone, args.ssl_run),
-                                          ("sl", args.sl_backbone, args.sl_run))
-                     if run is None and not is_backbone(b)]
-        for flag, run in (("ssl", args.ssl_run), ("sl", args.sl_run)):
-            if run is not None:
-                try:
-                    comparison.finished_run(run)
-                except FileNotFoundError as e:
-                    problems.append(f"--{flag}-run: {e}")
-        if not args.folder.is_dir():
-            problems.append(f"folder {str(args.folder)!r} does not exist")
-        elif not list_images(args.folder):
-            problems.append(f"folder {str(args.folder)!r} holds no images ({', '.join(EXTENSIONS)})")
-        if problems:
-            raise SystemExit("camtrap-ssl explain: " + "; ".join(problems))
         prof = get_profile(args.profile)
         try:
             pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.dataset, prof,
@@ -221,8 +221,8 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise SystemExit(f"camtrap-ssl explain: {e}") from None
         n = min(len(list_images(args.folder)), args.limit or 10**9)
-        print(f"explaining {n} images with {', '.join(methods)} for both models", flush=True)
-        table = comparison.explain_folder(pair, args.folder, args.out, methods, prof.input_size,
+        print(f"explaining {n} images with {', '.join(args.methods)} for both models", flush=True)
+        table = comparison.explain_folder(pair, args.folder, args.out, args.methods, prof.input_size,
                                           limit=args.limit)
         print(table.to_string(index=False))
         t = table.attrs
@@ -230,11 +230,22 @@ def _run(args: argparse.Namespace) -> int:
               f"per image, load average {os.getloadavg()[0]:.1f} on {threads.available_cpus()} "
               f"cores); PNGs and predictions.csv in {args.out}")
     elif args.command == "models":
-
         for name in backbone_names():
             d = describe_backbone(name)
             print(f"{name:28s} {d['paradigm']:4s} {d['family'] or '':9s} {d['method']}")
     return 0
+
+
+def _explain_problems(args: argparse.Namespace) -> list[str]:
+    """What the rules cannot see: a given run must be finished, the folder must hold images."""
+    problems = []
+    for flag, run in (("ssl", args.ssl_run), ("sl", args.sl_run)):
+        if run is not None:
+            try:
+                rundir.finished_run(run)
+            except FileNotFoundError as e:
+                problems.append(f"--{flag}-run: {e}")
+    return problems
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import torch
 from camtrap_ssl.core import fileio
 from camtrap_ssl.data import embedded
 from camtrap_ssl.experiments import backbones, finetuning, grid
+from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.pretrain import methods
 from camtrap_ssl.train import rundir
 
@@ -41,20 +42,21 @@ def test_unknown_names_are_refused_with_the_allowed_ones():
     with pytest.raises(ValueError, match="syn_serengeti"):
         embedded.load_target("mnist", "tiny")
     with pytest.raises(ValueError, match="supervised"):
-        finetuning.finetune_run("alexnet", "syn_cifar", "tiny")
+        finetuning.finetune_run(RunSpec("alexnet", "syn_cifar", "tiny"))
 
 
 def test_finetune_run_records_provenance_and_is_not_repeated(tmp_path):
-    summary, rd = finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
-                                        epochs=1, progress=False)
+    spec = RunSpec("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    summary, rd = finetuning.finetune_run(spec, progress=False)
     params = rundir.RunDir(rd).params()
     assert params["backbone"]["paradigm"] == "SL" and params["stands_in_for"] == "cifar10"
     assert params["pretraining"]["config"]["method"] == "supervised"
     assert params["environment"]["code_version"]
     mtime = (rd / "summary.json").stat().st_mtime
-    again, _ = finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    again, _ = finetuning.finetune_run(spec)
     assert again == summary and (rd / "summary.json").stat().st_mtime == mtime
-    model = finetuning.finetuned_model("supervised", "syn_cifar", "tiny", runs_root=tmp_path)
+    model = backbones.create_backbone(rd)  # the fine-tuned classifier of the run
+    assert model.class_names == params["classes"] and not model.training
     x = torch.stack([embedded.load_target("syn_cifar", "tiny").val[i][0] for i in range(4)])
     assert model(x).shape == (4, len(params["classes"]))
 
@@ -120,8 +122,8 @@ def test_a_pretraining_checkpoint_file_is_a_backbone(tmp_path):
     own = tmp_path / "my_simclr.pt"
     own.write_bytes(ckpt.read_bytes())
     assert backbones.describe_backbone(str(own))["paradigm"] == "SSL"
-    summary, rd = finetuning.finetune_run(str(own), "syn_cifar", "tiny", runs_root=tmp_path / "runs",
-                                        epochs=1, progress=False)
+    summary, rd = finetuning.finetune_run(RunSpec(str(own), "syn_cifar", "tiny", epochs=1,
+                                                  runs_root=tmp_path / "runs"), progress=False)
     assert rd.parent.name == "my_simclr" and (rd / "summary.json").exists()
     assert rundir.RunDir(rd).params()["identity"]["backbone"]["weights"]["sha256"] == \
         fileio.sha256_file(own)
@@ -138,19 +140,18 @@ def test_a_run_made_from_a_replaced_backbone_is_kept_and_never_reused(tmp_path, 
     ckpt.write_bytes(backbones.backbone_checkpoint("simclr", "tiny").read_bytes())
     monkeypatch.setattr(backbones, "backbone_checkpoint", lambda *a, **k: ckpt)
     root = tmp_path / "runs"
-    first, rd = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
-                                        progress=False)
-    again, rd_again = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root,
-                                              epochs=1, progress=False)
+    spec = RunSpec("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1)
+    first, rd = finetuning.finetune_run(spec, progress=False)
+    again, rd_again = finetuning.finetune_run(RunSpec(**spec.to_params()), progress=False)
     assert rd_again == rd and again == first
     old_files = {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()}
 
     state = torch.load(ckpt, weights_only=True)
     state["record"]["wall_seconds"] += 1  # same name, other content: a new version of the backbone
     torch.save(state, ckpt)
-    assert not grid.plan_grid(["simclr"], ["syn_cifar"], "tiny", runs_root=root, epochs=1)["complete"][0]
-    _, rd_new = finetuning.finetune_run("simclr", "syn_cifar", "tiny", runs_root=root, epochs=1,
-                                        progress=False)
+    assert not grid.plan_grid(["simclr"], ["syn_cifar"], profile="tiny", runs_root=root,
+                              epochs=1)["complete"][0]
+    _, rd_new = finetuning.finetune_run(RunSpec(**spec.to_params()), progress=False)
     assert rd_new != rd and rd_new.parent == rd.parent and rundir.RunDir(rd_new).is_complete
     assert rundir.RunDir(rd_new).params()["pretraining"]["sha256"] == fileio.sha256_file(ckpt)
     assert {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()} == old_files  # kept
@@ -158,8 +159,8 @@ def test_a_run_made_from_a_replaced_backbone_is_kept_and_never_reused(tmp_path, 
 
 def test_a_finished_run_is_returned_only_for_exactly_what_was_asked(tmp_path):
     """Issue 14: fewer epochs after a longer run must train them, not report the longer run."""
-    run = lambda **kw: finetuning.finetune_run("supervised", "syn_cifar", "tiny",  # noqa: E731
-                                               runs_root=tmp_path, progress=False, **kw)
+    run = lambda **kw: finetuning.finetune_run(  # noqa: E731
+        RunSpec("supervised", "syn_cifar", "tiny", runs_root=tmp_path, **kw), progress=False)
     long, rd_long = run(epochs=2)
     short, rd_short = run(epochs=1)
     assert rd_short != rd_long and short["epochs"] == 1

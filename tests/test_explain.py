@@ -13,23 +13,25 @@ def test_bad_runs_and_empty_folders_are_refused_first(tmp_path, capsys):
     (tmp_path / "imgs").mkdir()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "params.json").write_text("{}")
-    with pytest.raises(SystemExit) as e:
-        cli.main(["explain", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--profile", "tiny",
-                  "--ssl-run", str(tmp_path / "nope"), "--sl-run", str(tmp_path / "half")])
-    msg = str(e.value)
+    assert cli.main(["explain", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--profile",
+                     "tiny", "--ssl-run", str(tmp_path / "nope"), "--sl-run",
+                     str(tmp_path / "half"), "--methods", "saliency,gradcamm"]) == 2
+    msg = capsys.readouterr().err.strip()
+    assert msg.startswith("camtrap-ssl explain: ")
     assert "--ssl-run: run " in msg and "nope' does not exist" in msg
     assert "--sl-run: " in msg and "is not a finished fine-tuning run (missing ['summary.json', " \
         "'checkpoint.pt'])" in msg
-    assert "holds no images" in msg and "\n" not in msg
+    assert "--folder: folder=" in msg and "holding images" in msg and "\n" not in msg
+    assert "--methods: methods='gradcamm' is not allowed" in msg
     assert not (tmp_path / "o").exists()
 
 
-def test_a_checkpoint_file_is_accepted_as_a_backbone_name(tmp_path):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["explain", str(tmp_path), "--out", str(tmp_path / "o"),
-                  "--ssl-backbone", str(tmp_path / "missing.pt")])
-    assert "--ssl-backbone" in str(e.value)  # not a file: refused, with what is allowed
-    assert ".pt file" in str(e.value)
+def test_a_checkpoint_file_is_accepted_as_a_backbone_name(tmp_path, capsys):
+    assert cli.main(["explain", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--ssl-backbone", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--ssl-backbone: ssl_backbone=" in err  # not a file: refused, with what is allowed
+    assert "checkpoint file (.pt)" in err
 
 
 @pytest.mark.slow

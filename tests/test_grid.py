@@ -22,32 +22,34 @@ def count_executions(monkeypatch):
     return calls
 
 
-def test_notebook_declares_the_grid_parameters():
+def test_the_notebook_takes_the_spec_whole():
+    """One parameter, the spec: a new RunSpec field reaches the notebook without another edit."""
     declared = papermill.inspect_notebook(str(grid.NOTEBOOK))
-    assert set(declared) == {"backbone", "target", "profile", "seed", "epochs", "lr", "runs_root",
-                             "lock_timeout"}
+    assert set(declared) == {"spec"}
+    default = json.loads(declared["spec"]["default"].replace("'", '"'))
+    assert RunSpec.from_params(default).target == "syn_cifar"
 
 
 def test_unknown_names_fail_before_any_execution(tmp_path, count_executions):
     with pytest.raises(ValueError, match="backbone='simclrr' is not allowed.*supervised"):
-        grid.run_grid("supervised,simclrr", "syn_cifar", "tiny", runs_root=tmp_path, progress=False)
+        grid.run_grid("supervised,simclrr", "syn_cifar", profile="tiny", runs_root=tmp_path, progress=False)
     with pytest.raises(ValueError, match="target='syn_cifra' is not allowed"):
-        grid.run_grid(["supervised"], ["syn_cifar", "syn_cifra"], "tiny", runs_root=tmp_path,
+        grid.run_grid(["supervised"], ["syn_cifar", "syn_cifra"], profile="tiny", runs_root=tmp_path,
                       progress=False)
     with pytest.raises(ValueError, match="profile='huge' is not allowed"):
-        grid.run_grid(["supervised"], ["syn_cifar"], "huge", runs_root=tmp_path, progress=False)
+        grid.run_grid(["supervised"], ["syn_cifar"], profile="huge", runs_root=tmp_path, progress=False)
     with pytest.raises(ValueError, match="epochs=0 is not allowed"):
-        grid.run_grid(["supervised"], ["syn_cifar"], "tiny", runs_root=tmp_path, epochs=0,
+        grid.run_grid(["supervised"], ["syn_cifar"], profile="tiny", runs_root=tmp_path, epochs=0,
                       progress=False)
     with pytest.raises(FileNotFoundError, match="camtrap-ssl data download ena24"):
-        grid.run_grid(["supervised"], ["syn_cifar", "ena24"], "tiny", runs_root=tmp_path,
+        grid.run_grid(["supervised"], ["syn_cifar", "ena24"], profile="tiny", runs_root=tmp_path,
                       progress=False)
     assert count_executions == [] and not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow  # two notebook executions
 def test_grid_executes_once_then_skips(tmp_path, count_executions):
-    df = grid.run_grid(["supervised"], ["syn_cifar"], "tiny", seed=0, runs_root=tmp_path, epochs=1,
+    df = grid.run_grid(["supervised"], ["syn_cifar"], profile="tiny", seed=0, runs_root=tmp_path, epochs=1,
                        progress=False)
     assert len(count_executions) == 1 and count_executions[0]["epochs"] == 1
     rd = RunSpec("supervised", "syn_cifar", "tiny", epochs=1, runs_root=tmp_path).run_dir()
@@ -61,18 +63,18 @@ def test_grid_executes_once_then_skips(tmp_path, count_executions):
     assert not list(rd.glob(".*running*")) and not (rd / grid.FAILED).exists()
     stamps = {p.name: p.stat().st_mtime_ns for p in rd.iterdir()}
 
-    again = grid.run_grid("supervised", "syn_cifar", "tiny", seed=0, runs_root=tmp_path, epochs=1,
+    again = grid.run_grid("supervised", "syn_cifar", profile="tiny", seed=0, runs_root=tmp_path, epochs=1,
                           progress=False)
     assert len(count_executions) == 1 and not bool(again.loc[0, "executed"])
     assert again.drop(columns="executed").equals(df.drop(columns="executed"))
     assert {p.name: p.stat().st_mtime_ns for p in rd.iterdir()} == stamps
-    plan = grid.plan_grid("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    plan = grid.plan_grid("supervised", "syn_cifar", profile="tiny", runs_root=tmp_path, epochs=1)
     assert plan["complete"].tolist() == [True]
 
     # other epochs are another run: executed, not reported from the 1-epoch one (issue 14)
-    assert grid.plan_grid("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
+    assert grid.plan_grid("supervised", "syn_cifar", profile="tiny", runs_root=tmp_path,
                           epochs=2)["complete"].tolist() == [False]
-    longer = grid.run_grid("supervised", "syn_cifar", "tiny", seed=0, runs_root=tmp_path, epochs=2,
+    longer = grid.run_grid("supervised", "syn_cifar", profile="tiny", seed=0, runs_root=tmp_path, epochs=2,
                            progress=False)
     assert len(count_executions) == 2 and bool(longer.loc[0, "executed"])
     assert longer.loc[0, "epochs"] == 2 and longer.loc[0, "run_dir"] != str(rd)

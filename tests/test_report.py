@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from camtrap_ssl.experiments import results as run_results
 from camtrap_ssl.studies import report
 from camtrap_ssl.train import rundir
 
@@ -102,12 +103,12 @@ def test_protocol_reads_the_augmentation_and_crops_the_run_recorded():
                               "probes": {"pretrained": {"linear": 0.9}}},
               "preprocessing": {"augmentation": "norouzzadeh", "stored_size": 256,
                                 "train_crop": "random 224 of 256", "eval_crop": "centre 224 of 256"}}
-    row = report.protocol(params, {"epochs": 25})
+    row = run_results.protocol(params, {"epochs": 25})
     assert "aug norouzzadeh" in row["fine-tuning"] and "25 ep" in row["fine-tuning"]
     assert row["eval crop"] == "centre 224 of 256" and row["split"] == "gold_standard"
     assert "linear probe 90.0 %" in row["pretraining"]
     demo = {**params, "preprocessing": {"augmentation": "demo", "eval_crop": "none"}}
-    assert report.protocol(demo, {"epochs": 5})["eval crop"] == "whole frame"
+    assert run_results.protocol(demo, {"epochs": 5})["eval crop"] == "whole frame"
 
 
 def test_the_baseline_defaults_to_the_sl_backbone_present_and_none_makes_an_empty_table(results):

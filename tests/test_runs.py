@@ -20,15 +20,22 @@ def test_atomic_write_leaves_only_the_file(tmp_path):
     assert fileio.read_json(tmp_path / "a.json") == {"x": 2}
 
 
-def test_run_is_complete_only_after_summary(tmp_path):
+def test_a_run_is_finished_with_params_summary_and_checkpoint_and_only_then(tmp_path):
+    """One definition of a finished run, used by every layer (the grid, finetune_run, explain)."""
     rd = rundir.RunDir(tmp_path / "r")
     rd.write_params({"a": 1})
     rd.write_metrics([{"epoch": 1, "val_top1": 50.0}])
-    assert not rd.is_complete
+    assert not rd.is_complete and rd.missing == [rundir.SUMMARY, rundir.CHECKPOINT]
     assert rundir.find_runs(tmp_path) == []
     assert [r.path for r in rundir.find_runs(tmp_path, complete_only=False)] == [rd.path]
     rd.write_summary({"final_top1": 50.0})
+    assert not rd.is_complete  # a summary without the weights cannot be explained or reused
+    with pytest.raises(FileNotFoundError, match=r"not a finished fine-tuning run \(missing "
+                                                r"\['checkpoint.pt'\]\)"):
+        rundir.finished_run(rd.path)
+    rd.file(rundir.CHECKPOINT).write_bytes(b"weights")
     assert rd.is_complete and rd.metrics() == [{"epoch": 1, "val_top1": 50.0}]
+    assert rundir.finished_run(rd.file(rundir.CHECKPOINT)).path == rd.path
 
 
 def test_environment_is_serialisable_and_versioned():

@@ -136,8 +136,8 @@ def test_one_set_of_options_for_finetune_grid_and_torchrun(tmp_path):
 def test_finetune_run_refuses_before_writing_anything(tmp_path):
     for kw in ({"epochs": 0}, {"seed": "0"}, {"seed": -1}, {"lr": float("nan")}, {"lr": float("inf")}):
         with pytest.raises(ValueError, match=f"^{next(iter(kw))}="):
-            finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
-                                    progress=False, **kw)
+            finetuning.finetune_run(RunSpec("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
+                                            **kw), progress=False)
     assert not any(tmp_path.iterdir())  # no params.json left to block the correct call
 
 
@@ -146,13 +146,15 @@ def no_data_loading(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the target was loaded before the runs root was checked")
     monkeypatch.setattr(finetuning, "get_target", refuse)
+    monkeypatch.setattr(finetuning, "load_spec_target", refuse)
 
 
 def test_a_runs_root_that_is_a_file_is_refused_before_training(tmp_path, no_data_loading):
     root = tmp_path / "runs"
     root.write_text("not a folder")
     with pytest.raises(ValueError, match=rf"runs_root='{root}' is a file"):
-        finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=root, progress=False)
+        finetuning.finetune_run(RunSpec("supervised", "syn_cifar", "tiny", runs_root=root),
+                                progress=False)
 
 
 def test_a_read_only_runs_root_is_refused_before_training(tmp_path, no_data_loading):
@@ -165,7 +167,8 @@ def test_a_read_only_runs_root_is_refused_before_training(tmp_path, no_data_load
         root.mkdir()
         root.chmod(0o555)
     with pytest.raises(ValueError, match=rf"runs_root='{root}' cannot be written"):
-        finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=root, progress=False)
+        finetuning.finetune_run(RunSpec("supervised", "syn_cifar", "tiny", runs_root=root),
+                                progress=False)
 
 
 def _cli(*args, env=None):
@@ -197,13 +200,12 @@ def test_the_launcher_takes_the_same_options_and_lands_in_the_same_run(tmp_path,
     assert launch.main(["--backbone", "supervised", "--target", "syn_cifar", "--profile", "tiny",
                         "--seed", "-1"]) == 2
     assert "seed=-1 is not allowed" in capsys.readouterr().err
-    summary, rd = finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
-                                          epochs=1, progress=False)
+    spec = RunSpec("supervised", "syn_cifar", "tiny", runs_root=tmp_path, epochs=1)
+    summary, rd = finetuning.finetune_run(spec, progress=False)
     assert launch.main(["--backbone", "supervised", "--target", "syn_cifar", "--profile", "tiny",
                         "--epochs", "1", "--runs-root", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[0] == str(rd)  # reused, not trained again
-    assert finetuning.finetune_run("supervised", "syn_cifar", "tiny", runs_root=tmp_path,
-                                   epochs=1, progress=False) == (summary, rd)
+    assert finetuning.finetune_run(spec, progress=False) == (summary, rd)
 
 
 def test_a_real_dataset_is_identified_by_its_files_and_fine_tunes(tmp_path, monkeypatch):
@@ -218,9 +220,9 @@ def test_a_real_dataset_is_identified_by_its_files_and_fine_tunes(tmp_path, monk
     rd = spec.run_dir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 3 classes, not the study's 48
-        summary, got = finetuning.run(spec, progress=False)
+        summary, got = finetuning.finetune_run(spec, progress=False)
     assert got == rd and summary["epochs"] == 1
-    assert finetuning.run(spec, progress=False) == (summary, rd)  # reused
+    assert finetuning.finetune_run(spec, progress=False) == (summary, rd)  # reused
     (json_path.parent / "gold_standard_ids.txt").write_text(images[1]["id"] + "\n")
     assert RunSpec("supervised", "serengeti", "tiny", epochs=1,
                    runs_root=tmp_path / "runs").run_dir() != rd

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 # Fine-tuning augmentations (camtrap_ssl.train.augment implements them)
-AUGMENTATIONS = ("norouzzadeh", "demo", "none")
+AUGMENTATIONS = ("norouzzadeh", "crop_flip", "demo", "none")
 # Norouzzadeh et al. cut the bottom 100 rows (date, time, temperature, camera) of every
 # 2048 x 1536 Serengeti frame before resizing (resize.py of their published code); other
 # resolutions cut the same fraction of their height

@@ -115,8 +115,10 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
 
 
 def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0, masks: bool = False,
-                progress: bool = True) -> Target:
-    """The named fine-tuning target at the profile's stored size, generated on first use."""
+                progress: bool = True, strip_fraction: float | None = None) -> Target:
+    """The named fine-tuning target at the profile's stored size, generated on first use.
+    ``strip_fraction``: rows cut from each camera-trap frame's bottom (None: exactly the world's
+    drawn strip, :func:`world_strip_fraction`)."""
     profile = get_profile(profile)
     if name not in TARGETS:
         raise ValueError(f"target={name!r}; allowed: {list(TARGETS)}")
@@ -136,7 +138,7 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                                             n_images=profile.family_images)
     index = cct.load_cct(json_path)
     parts = splits.split(index, by="location", val_fraction=VAL_FRACTION, seed=seed)
-    fraction = world_strip_fraction(profile)
+    fraction = world_strip_fraction(profile) if strip_fraction is None else strip_fraction
     data = decoded_samples(index, size, fraction, masks, progress)
     sets = []
     for ids in (parts.train, parts.val):

@@ -19,11 +19,14 @@ def stands_in_for(name: str) -> str:
 
 
 def get_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0, masks: bool = False,
-               progress: bool = True):
+               progress: bool = True, strip_fraction: float | None = None):
     """Any fine-tuning target by name: an embedded ``syn_*`` one or a real dataset
-    (:mod:`camtrap_ssl.data.paper`, stored at the profile's ``resize_size`` with its strip cut)."""
+    (:mod:`camtrap_ssl.data.paper`, stored at the profile's ``resize_size`` with its strip cut).
+    ``strip_fraction``: the share of each frame's rows cut from its bottom (None: the target's
+    own: the profile's for the real camera-trap sets, the drawn strip of the embedded worlds)."""
     if name in PAPER_TARGETS:
         p = get_profile(profile)
-        return load_paper_target(name, size=p.resize_size, seed=seed, strip_fraction=p.strip_fraction,
+        strip = p.strip_fraction if strip_fraction is None else strip_fraction
+        return load_paper_target(name, size=p.resize_size, seed=seed, strip_fraction=strip,
                                  progress=progress)
-    return load_target(name, profile, seed, masks=masks)
+    return load_target(name, profile, seed, masks=masks, strip_fraction=strip_fraction)

@@ -30,6 +30,8 @@ from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.loop import PretrainConfig, backbone_from_checkpoint, pretrain
 from camtrap_ssl.pretrain.methods import FAMILY, METHODS, PARADIGM
 from camtrap_ssl.pretrain.probes import probe_table
+from camtrap_ssl.train import rundir
+from camtrap_ssl.train.finetune import load_finetuned
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 BUDGETS = (25, 50)  # percent of a method's epochs at which its pretraining run is also kept
@@ -78,18 +80,22 @@ def is_backbone(name: str) -> bool:
 
 
 def describe_backbone(name: str) -> dict:
-    """Paradigm (SL/SSL) and SSL family (instance/cluster) of a backbone name."""
+    """What a backbone is, always the same keys: ``backbone``, ``method``, ``paradigm`` (SL/SSL),
+    ``family`` (instance/cluster, None for SL), ``pretrained_on`` (``source``, ``camtrap``, or
+    ``imagenet`` for the zoo) and ``budget_percent`` (of its pretraining epochs)."""
+    parsed = parse_embedded(name)
     if is_checkpoint_file(name):
         rec = load_checkpoint(name)["record"]
         method = rec["config"]["method"]
-        return {"backbone": name, "method": method, "paradigm": PARADIGM[method], "family": FAMILY[method]}
-    parsed = parse_embedded(name)
-    if parsed:
-        method, pool, budget = parsed
-        return {"backbone": name, "method": method, "paradigm": PARADIGM[method],
-                "family": FAMILY[method], "pretrained_on": pool, "budget_percent": budget}
-    e = get_entry(name)
-    return {"backbone": name, "method": e.method, "paradigm": e.paradigm, "family": e.family}
+        pool = "camtrap" if (rec.get("data") or {}).get("world") == "serengeti pool" else "source"
+        where, budget = pool, 100
+    elif parsed:
+        method, where, budget = parsed
+    else:
+        e = get_entry(name)
+        method, where, budget = e.method, "imagenet", 100
+    return {"backbone": name, "method": method, "paradigm": PARADIGM[method],
+            "family": FAMILY[method], "pretrained_on": where, "budget_percent": budget}
 
 
 def snapshot_path(out: str | Path, budget: int) -> Path:
@@ -215,21 +221,29 @@ def pretrain_and_probe(method: str, profile: str | Profile, seed: int, out: str 
     return ckpt["record"]
 
 
-# The pretraining seed of the embedded backbones a fine-tuning run starts from. Each shipped
-# backbone is one pretraining run (seed 0), so a fine-tuning seed varies the head, the data order
-# and the augmentation, never the backbone: the studies' intervals cover fine-tuning variance.
+# The default pretraining seed of the embedded backbones a fine-tuning run starts from: the
+# shipped checkpoints are seed 0. RunSpec.pretrain_seed asks for another pretraining run, so that
+# intervals can cover pretraining variance as well as fine-tuning variance.
 PRETRAIN_SEED = 0
 
 
-def create_backbone(name: str, num_classes: int | None, profile: str | Profile = DEFAULT_PROFILE,
-                    seed: int = 0, pretrain_seed: int = PRETRAIN_SEED) -> torch.nn.Module:
-    """A pretrained backbone with a fresh classifier: embedded (by method), a pretraining
-    checkpoint file, or from the zoo.
+def create_backbone(name: str | Path, num_classes: int | None = None,
+                    profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
+                    pretrain_seed: int = PRETRAIN_SEED) -> torch.nn.Module:
+    """A model from anything a user names, the one function that builds one:
+
+    * a finished fine-tuning run (its directory or its ``checkpoint.pt``): the fine-tuned
+      classifier, in eval mode, with ``class_names`` (the other arguments are the run's own);
+    * an embedded backbone (``simclr``, ``simclr-camtrap@50``, ...: the one pretrained with
+      ``pretrain_seed``), a pretraining checkpoint file (``.pt``), or a registry name (the zoo):
+      the pretrained backbone with a fresh ``num_classes`` head (``None``: no head).
 
     The fresh head is initialised from ``seed`` alone (:func:`camtrap_ssl.core.seeding.seeded`),
-    so the same run starts from the same weights in every process; an embedded backbone is the
-    one pretrained with ``pretrain_seed``.
+    so the same run starts from the same weights in every process.
     """
+    if Path(name).is_dir() or Path(name).name == rundir.CHECKPOINT:
+        return _finetuned(name)
+    name = str(name)
     embedded = parse_embedded(name) is not None
     path = backbone_checkpoint(name, profile, pretrain_seed) if embedded else name
     with seeded(derive_seed(seed, "head")):
@@ -238,6 +252,20 @@ def create_backbone(name: str, num_classes: int | None, profile: str | Profile =
         else:
             model = create_model(name, pretrained=True, num_classes=num_classes)
     model.backbone_name = name
+    return model
+
+
+def _finetuned(path) -> torch.nn.Module:
+    """The fine-tuned classifier of a finished run, rebuilt from its record alone."""
+    run = rundir.finished_run(path)
+    params = run.params()
+    spec = params.get("spec", {})
+    model = create_backbone(params["backbone"]["backbone"], params["num_classes"],
+                            params["profile"], params["finetune"]["seed"],
+                            spec.get("pretrain_seed", PRETRAIN_SEED))
+    model = load_finetuned(run.path, model)
+    model.class_names = params["classes"]
+    model.run_dir = run.path
     return model
 
 

@@ -6,7 +6,7 @@ the run record. Why notebooks and not a plain loop: the executed notebook is the
 run, produced by the same code a reader can open and rerun.
 
 * **Names first.** Every cell is a :class:`~camtrap_ssl.experiments.spec.RunSpec`, all checked
-  (backbones, targets, profile, seed, epochs, lr) with the same rules as ``camtrap-ssl finetune``,
+  (every field) with the same rules as ``camtrap-ssl finetune``,
   and real datasets must be on disk, before the first kernel starts: a typo in the fifth name must
   not surface after four hours of training.
 * **Skip only what was asked.** A cell whose run directory (named by the spec's identity) holds a
@@ -27,9 +27,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import paths
-from camtrap_ssl.core.profiles import DEFAULT_PROFILE
+from camtrap_ssl.experiments.results import run_row
 from camtrap_ssl.experiments.spec import RunSpec, grid_specs
 from camtrap_ssl.train import rundir
+from camtrap_ssl.train.finetune import finished_summary
 
 ROOT = paths.REPOSITORY
 NOTEBOOK = paths.NOTEBOOKS / "finetune_run.ipynb"
@@ -39,11 +40,10 @@ FAILED = "finetune_run.failed.ipynb"
 __all__ = ["NOTEBOOK", "execute_run", "plan_grid", "run_grid"]
 
 
-def plan_grid(backbones, targets, profile=DEFAULT_PROFILE, seed: int = 0, runs_root=None,
-              epochs: int | None = None, lr: float | None = None) -> pd.DataFrame:
-    """The grid's cells with their run directories and whether each is already complete."""
-    specs = grid_specs(backbones, targets, profile=profile, seed=seed, runs_root=runs_root,
-                       epochs=epochs, lr=lr)
+def plan_grid(backbones, targets, *, seeds=None, **common) -> pd.DataFrame:
+    """The grid's cells with their run directories and whether each is already complete.
+    ``common``: any :class:`RunSpec` field, the same for every cell."""
+    specs = grid_specs(backbones, targets, seeds, **common)
     return pd.DataFrame([{**_cell(s), "complete": rundir.RunDir(s.run_dir()).is_complete}
                          for s in specs])
 
@@ -54,18 +54,17 @@ def _cell(spec: RunSpec) -> dict:
 
 
 def execute_run(spec: RunSpec, progress: bool = True) -> Path:
-    """Execute the run notebook for one cell; return the executed notebook in its run directory."""
+    """Execute the run notebook for one cell; return the executed notebook in its run directory.
+    The notebook receives the spec whole (:meth:`RunSpec.to_params`, its one parameter ``spec``)
+    and rebuilds it (:meth:`RunSpec.from_params`), so every field arrives unchanged."""
     import papermill
 
     run_dir = spec.check_writable()
     out, tmp = run_dir / EXECUTED, run_dir / f".{EXECUTED}.{os.getpid()}.running.ipynb"
     failed = run_dir / FAILED
-    params = {"backbone": spec.backbone, "target": spec.target, "profile": spec.profile.name,
-              "seed": spec.seed, "epochs": spec.epochs, "lr": spec.lr,
-              "runs_root": str(spec.root), "lock_timeout": spec.lock_timeout}
     try:
-        papermill.execute_notebook(str(NOTEBOOK), str(tmp), parameters=params, cwd=str(ROOT),
-                                   kernel_name="python3", progress_bar=False,
+        papermill.execute_notebook(str(NOTEBOOK), str(tmp), parameters={"spec": spec.to_params()},
+                                   cwd=str(ROOT), kernel_name="python3", progress_bar=False,
                                    log_output=False)
     except Exception as e:
         if tmp.exists():
@@ -76,26 +75,15 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Path:
     return out
 
 
-def _scalars(summary: dict) -> dict:
-    out = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
-    for tol, ep in summary.get("convergence_epochs", {}).items():
-        out[f"convergence_epoch@{tol}"] = ep
-    return out
+def run_grid(backbones, targets, *, seeds=None, progress: bool = True, **common) -> pd.DataFrame:
+    """Fine-tune every backbone on every target (and seed), skipping runs complete for exactly
+    this request; one :func:`~camtrap_ssl.experiments.results.run_row` per run, plus
+    ``executed`` (False when the run was already complete).
 
-
-def run_grid(backbones, targets, profile=DEFAULT_PROFILE, seed: int = 0, runs_root=None,
-             epochs: int | None = None, lr: float | None = None, lock_timeout: float | None = None,
-             progress: bool = True) -> pd.DataFrame:
-    """Fine-tune every backbone on every target (skipping runs complete for exactly this
-    request); one row per run.
-
-    ``backbones`` / ``targets``: lists or comma-separated strings. Columns: backbone, target,
-    profile, seed, run_dir, executed (False when the run was already complete), and the summary's
-    scalars (final/best top-1 and top-5, convergence epochs, ...).
+    ``backbones`` / ``targets``: lists or comma-separated strings; ``common``: any other
+    :class:`RunSpec` field (profile, epochs, label_fraction, precision, ...).
     """
-    specs = grid_specs(backbones, targets, profile=profile, seed=seed, runs_root=runs_root,
-                       epochs=epochs, lr=lr, lock_timeout=lock_timeout)
-    return run_specs(specs, progress)
+    return run_specs(grid_specs(backbones, targets, seeds, **common), progress)
 
 
 def run_specs(specs: list[RunSpec], progress: bool = True) -> pd.DataFrame:
@@ -110,7 +98,8 @@ def run_specs(specs: list[RunSpec], progress: bool = True) -> pd.DataFrame:
         if executed:
             execute_run(spec, progress)
         if not rundir.RunDir(rd).is_complete:
-            raise RuntimeError(f"{rd / EXECUTED} ran but {rd} holds no summary.json")
-        rows.append({**_cell(spec), "executed": executed,
-                     **_scalars(rundir.RunDir(rd).summary())})
+            raise RuntimeError(f"{rd / EXECUTED} ran but {rd} holds no finished run "
+                               f"(missing {rundir.RunDir(rd).missing})")
+        summary = finished_summary(rd, spec.convergence_tolerance)
+        rows.append({**run_row(spec, summary, rd), "executed": executed})
     return pd.DataFrame(rows)

@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments import backbones
-from camtrap_ssl.experiments.finetuning import run
+from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
 from camtrap_ssl.train.distributed import BACKENDS, init_from_env, main_first, teardown
 from camtrap_ssl.train.finetune import finished_summary
@@ -39,17 +38,16 @@ def main(argv=None) -> int:
     ctx = init_from_env(args.backend)
     prof = spec.profile
 
-    def load_target():
-        return get_target(spec.target, prof, spec.seed, progress=ctx.is_main)
-
     try:
         # data caches and embedded backbones are written on first use: rank 0 fills them first
         rd = main_first(spec.check_writable)
         target = None
         if finished_summary(rd, spec.convergence_tolerance) is None:  # else nothing to load
-            main_first(backbones.create_backbone, spec.backbone, None, prof, spec.seed)
-            target = main_first(load_target)
-        summary, rd = run(spec, target, progress=ctx.is_main)
+            main_first(backbones.create_backbone, spec.backbone, None, prof, spec.seed,
+                       spec.pretrain_seed)
+            # the spec's own data seed and strip: the world trained on is the world recorded
+            target = main_first(load_spec_target, spec, ctx.is_main)
+        summary, rd = finetune_run(spec, target, progress=ctx.is_main)
         if ctx.is_main:
             print(rd)
             print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

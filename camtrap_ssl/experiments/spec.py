@@ -30,14 +30,20 @@ import argparse
 import math
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 from camtrap_ssl.core import fileio, paths
-from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from camtrap_ssl.core.profiles import (
+    AUGMENTATIONS,
+    DEFAULT_PROFILE,
+    PROFILES,
+    Profile,
+    get_profile,
+)
 from camtrap_ssl.data import paper, synthetic
-from camtrap_ssl.data.embedded import TARGETS
+from camtrap_ssl.data.embedded import TARGETS, world_strip_fraction
 from camtrap_ssl.data.targets import SMALL_TARGETS, all_targets
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
@@ -45,9 +51,13 @@ from camtrap_ssl.experiments.backbones import (
     backbone_sha256,
     is_backbone,
     is_checkpoint_file,
+    parse_embedded,
 )
 from camtrap_ssl.models import get_entry
+from camtrap_ssl.models.utils import PRECISIONS
 from camtrap_ssl.train.finetune import MAX_EPOCHS, FinetuneConfig
+
+CIFAR_TARGETS = ("cifar10", "cifar100")
 
 # Every fine-tuning seed of a cell runs on the same embedded target world (see RunSpec.data_seed).
 WORLD_SEED = 0
@@ -57,13 +67,16 @@ __all__ = [
     "RunSpec",
     "add_arguments",
     "check_backbone",
+    "check_choice",
     "check_epochs",
     "check_label_fraction",
     "check_lr",
     "check_nonneg_number",
     "check_profile",
     "check_runs_root",
+    "check_positive_int",
     "check_seed",
+    "check_strip",
     "check_target",
     "grid_specs",
     "names",
@@ -118,6 +131,33 @@ def check_nonneg_number(value, name: str, optional: bool = False) -> float | Non
     return float(value)
 
 
+def check_positive_int(value, name: str, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        raise _refuse(name, value, ("None or " if optional else "") + "an integer >= 1")
+    return value
+
+
+def check_choice(value, name: str, allowed) -> str:
+    if value not in tuple(allowed) or not isinstance(value, str):
+        raise _refuse(name, value, f"one of {list(allowed)}")
+    return value
+
+
+def check_strip(value, target: str, name: str = "strip") -> float | None:
+    """None (the target's strip) or a share of the rows in [0, 0.5); CIFAR has no strip to cut."""
+    if value is None:
+        return None
+    if not _is_number(value) or not math.isfinite(value) or not 0 <= value < 0.5:
+        raise _refuse(name, value, "None (the target's) or a number in [0, 0.5) (the share of "
+                                   "each frame's rows cut from its bottom)")
+    if value and (target in CIFAR_TARGETS or target == "syn_cifar"):
+        raise _refuse(name, value, f"None or 0 for target {target!r}: its images carry no "
+                                   "information strip")
+    return float(value)
+
+
 def check_backbone(value, name: str = "backbone") -> str:
     if isinstance(value, os.PathLike):
         value = str(value)
@@ -150,36 +190,90 @@ def check_runs_root(value, name: str = "runs_root") -> Path | None:
 
 
 def names(value, name: str) -> list[str]:
-    """A list of names from a list or a comma-separated string, order kept, duplicates dropped."""
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
+    """A list of names from a list or a comma-separated string, order kept, duplicates dropped.
+    Each list item may itself be comma-separated (a repeated command-line option), except an
+    existing path, which is kept whole: a path may contain commas."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
     if not isinstance(value, (list, tuple)):
         raise _refuse(name, value, "a list of names or a comma-separated string")
-    out = [v for v in dict.fromkeys(value) if v]
+    split = []
+    for v in value:
+        v = os.fspath(v) if isinstance(v, os.PathLike) else v
+        if not isinstance(v, str):
+            raise _refuse(name, value, "a list of names or a comma-separated string")
+        split += [v] if os.path.exists(v) else [x.strip() for x in v.split(",")]
+    out = [v for v in dict.fromkeys(split) if v]
     if not out:
         raise _refuse(name, value, "at least one name")
     return out
 
 
+def _parsed(kind):
+    """An argparse type that only parses (int or float); the range check is RunSpec's."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
 # -- the specification ---------------------------------------------------------------------------
+def _field(default, help: str, parse=None, identity: bool = True):
+    """A :class:`RunSpec` field with what the command line and the papermill round trip need:
+    ``help`` (the option's text), ``parse`` (argparse's type: parses only, RunSpec checks) and
+    whether the field is part of the run's identity."""
+    return field(default=default, metadata={"help": help, "parse": parse, "identity": identity})
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One fine-tuning run as asked for. Constructing it checks every field (one ``ValueError``
-    naming the first bad one); nothing is loaded or trained."""
+    naming the first bad one); nothing is loaded or trained.
 
-    backbone: str
-    target: str
-    profile: Profile | str = DEFAULT_PROFILE  # a name, or a Profile (overrides are identity too)
-    seed: int = 0
-    epochs: int | None = None  # None: the profile's budget for the target
-    lr: float | None = None  # None: the profile's
+    It is the one object every layer passes: the command line's options are generated from its
+    fields (:func:`add_arguments`), the run notebook receives it whole (:meth:`to_params` /
+    :meth:`from_params`), and :func:`camtrap_ssl.experiments.finetuning.finetune_run` takes it.
+    A new field reaches every entry point without another edit."""
+
+    backbone: str = field(metadata={"help": "a backbone name (camtrap-ssl models), a pretraining "
+                                            "checkpoint (.pt)", "parse": None, "identity": True})
+    target: str = field(metadata={"help": "a target name", "parse": None, "identity": True})
+    # a name, or a Profile (overrides are identity too)
+    profile: Profile | str = _field(DEFAULT_PROFILE, f"one of {sorted(PROFILES)}")
+    seed: int = _field(0, "fine-tuning seed (head, data order, augmentation; a real dataset's "
+                          "split)", int)
+    pretrain_seed: int = _field(PRETRAIN_SEED, "pretraining seed of an embedded backbone (0: the "
+                                               "shipped one; others are pretrained on first use)", int)
+    epochs: int | None = _field(None, "default: the profile's budget for the target", int)
+    lr: float | None = _field(None, "default: the profile's", float)
+    # train on a class-stratified share of the target's labels, drawn with the run's seed, nested
+    # across shares (camtrap_ssl.data.datasets.with_label_fraction)
+    label_fraction: float = _field(1.0, "train on this class-stratified share of the labels "
+                                        "(0 < f <= 1)", float)
+    precision: str = _field("auto", f"one of {list(PRECISIONS)}; auto: bf16 where the CPU "
+                                    "multiplies bf16 natively or on CUDA, else fp32")
+    # the protocol's parts; None: the target's own protocol (see RunSpec.protocol)
+    augmentation: str | None = _field(None, f"one of {list(AUGMENTATIONS)}; default: the target's "
+                                            "protocol")
+    crop: int | None = _field(None, "side the network sees, cut from the stored images (random in "
+                                    "training, centred in evaluation); default: the profile's "
+                                    "input size", int)
+    strip: float | None = _field(None, "share of each frame's rows cut from its bottom (the "
+                                       "information strip), in [0, 0.5); default: the target's",
+                                 float)
     # where and how, never what: not part of the identity
-    runs_root: str | os.PathLike | None = None  # None: $CAMTRAP_SSL_RUNS or <repository>/runs
-    convergence_tolerance: float = 0.5  # points of top-1, see train.metrics.convergence_epoch
-    lock_timeout: float | None = None  # seconds to wait for another writer; None: as long as it takes
-    # what again (part of the identity): train on a class-stratified share of the target's labels,
-    # drawn with the run's seed, nested across shares (camtrap_ssl.data.datasets.with_label_fraction)
-    label_fraction: float = 1.0
+    runs_root: str | os.PathLike | None = _field(
+        None, "default: $CAMTRAP_SSL_RUNS, else runs/ in the repository", identity=False)
+    convergence_tolerance: float = _field(0.5, "points of top-1, see "
+                                               "train.metrics.convergence_epoch", float,
+                                          identity=False)
+    lock_timeout: float | None = _field(None, "seconds to wait for another process writing the "
+                                              "same run (default: until it is done)", float,
+                                        identity=False)
 
     def __post_init__(self):
         put = object.__setattr__  # frozen: normalise once, here
@@ -187,35 +281,101 @@ class RunSpec:
         put(self, "target", check_target(self.target))
         put(self, "profile", check_profile(self.profile))
         put(self, "seed", check_seed(self.seed))
+        put(self, "pretrain_seed", check_seed(self.pretrain_seed, "pretrain_seed"))
+        if self.pretrain_seed != PRETRAIN_SEED and parse_embedded(self.backbone) is None:
+            raise _refuse("pretrain_seed", self.pretrain_seed,
+                          f"{PRETRAIN_SEED} for backbone {self.backbone!r}: only the embedded "
+                          "backbones are pretrained here, with a seed")
         put(self, "epochs", check_epochs(self.epochs))
         put(self, "lr", check_lr(self.lr))
+        put(self, "label_fraction", check_label_fraction(self.label_fraction))
+        put(self, "precision", check_choice(self.precision, "precision", PRECISIONS))
+        if self.augmentation is not None:
+            check_choice(self.augmentation, "augmentation", AUGMENTATIONS)
+        put(self, "crop", check_positive_int(self.crop, "crop", optional=True))
+        put(self, "strip", check_strip(self.strip, self.target))
         put(self, "runs_root", check_runs_root(self.runs_root))
         put(self, "convergence_tolerance",
             check_nonneg_number(self.convergence_tolerance, "convergence_tolerance"))
         put(self, "lock_timeout", check_nonneg_number(self.lock_timeout, "lock_timeout", optional=True))
-        put(self, "label_fraction", check_label_fraction(self.label_fraction))
+        crop = self.protocol()["crop"]
+        if crop > self.profile.resize_size:
+            raise _refuse("crop", crop, f"at most the stored side, {self.profile.resize_size} "
+                                        f"pixels at profile {self.profile.name!r}")
 
     def replace(self, **changes) -> RunSpec:
         return replace(self, **changes)
 
+    # -- the papermill round trip: JSON-safe fields and back ------------------------------------
+    def to_params(self) -> dict:
+        """Every field as JSON-safe values (a profile with overrides as ``{"name": .., field:
+        value, ..}``), so that ``RunSpec.from_params(spec.to_params()) == spec``."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "profile":
+                base = PROFILES[v.name].to_dict()
+                v = v.name if v == PROFILES[v.name] else \
+                    {"name": v.name, **{k: x for k, x in v.to_dict().items() if base[k] != x}}
+            elif isinstance(v, Path):
+                v = str(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_params(cls, params: dict) -> RunSpec:
+        """The spec :meth:`to_params` wrote (unknown names refused, listing the fields)."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a RunSpec field; fields: {known}")
+        params = dict(params)
+        prof = params.get("profile", DEFAULT_PROFILE)
+        if isinstance(prof, dict):
+            prof = dict(prof)
+            params["profile"] = get_profile(prof.pop("name"), **_profile_values(prof))
+        return cls(**params)
+
+    # -- what the run is --------------------------------------------------------------------------
     @property
     def data_seed(self) -> int:
         """The seed the target's data are drawn with. Every fine-tuning seed of an embedded target
         runs on the same world (``WORLD_SEED``), as every one starts from the same backbone
-        (``backbones.PRETRAIN_SEED``): a run's seed is its fine-tuning seed, so intervals over
+        (``pretrain_seed``): a run's seed is its fine-tuning seed, so intervals over
         seeds cover fine-tuning variance. A real dataset's validation split is drawn with the seed."""
         return WORLD_SEED if self.target in TARGETS else self.seed
+
+    def protocol(self) -> dict:
+        """The fine-tuning recipe of the target, with what the spec overrides: ``augmentation``,
+        ``crop`` (pixels the network sees) and ``strip`` (share of rows cut from each frame's
+        bottom).
+
+        The recipe belongs to the target's family, not the profile: camera-trap targets take the
+        profile's camera-trap augmentation (Norouzzadeh et al.'s at the paper profile) and cut
+        their information strip (the study's 100/1536 rows; the embedded worlds their own drawn
+        strip); CIFAR has no strip and takes no camera-exposure jitter: at the paper profile the
+        usual recipe for ImageNet backbones (upsampled to 256, random 224 crop and flip,
+        ``crop_flip``), since the study does not state its own; the embedded CIFAR stand-in keeps
+        the profile's. Every part is recorded in the run's identity."""
+        p = self.profile
+        cifar = self.target in CIFAR_TARGETS
+        aug = "crop_flip" if cifar and p.augmentation == "norouzzadeh" else p.augmentation
+        return {"augmentation": self.augmentation or aug,
+                "crop": self.crop or p.input_size,
+                "strip": self.strip if self.strip is not None else default_strip(self.target, p)}
 
     def config(self) -> FinetuneConfig:
         """The fine-tuning configuration: the profile's settings, with what the spec overrides."""
         p = self.profile
         default = p.finetune_epochs_small if self.target in SMALL_TARGETS else p.finetune_epochs
+        proto = self.protocol()
         return FinetuneConfig(epochs=default if self.epochs is None else self.epochs,
                               batch_size=p.batch_size, lr=p.lr if self.lr is None else self.lr,
                               weight_decay=p.weight_decay, seed=self.seed,
-                              # the network sees input_size, cut from frames stored at resize_size
-                              augmentation=p.augmentation, crop=p.input_size,
-                              convergence_tolerance=self.convergence_tolerance)
+                              # the network sees crop, cut from frames stored at resize_size
+                              augmentation=proto["augmentation"], crop=proto["crop"],
+                              convergence_tolerance=self.convergence_tolerance,
+                              precision=self.precision)
 
     @cached_property
     def data_identity(self) -> dict:
@@ -230,7 +390,7 @@ class RunSpec:
         return {"target": {"name": self.target, **self.data_identity},
                 "backbone": {"name": self.backbone, "weights": _weights_identity(self)},
                 "profile": self.profile.to_dict(), "finetune": self.config().identity(),
-                "label_fraction": self.label_fraction}
+                "protocol": self.protocol(), "label_fraction": self.label_fraction}
 
     @property
     def root(self) -> Path:
@@ -238,6 +398,8 @@ class RunSpec:
 
     def run_dir(self) -> Path:
         b = Path(self.backbone).stem if is_checkpoint_file(self.backbone) else self.backbone
+        if self.pretrain_seed != PRETRAIN_SEED:
+            b = f"{b}.pretrain{self.pretrain_seed}"
         leaf = f"seed{self.seed}-e{self.config().epochs}-{fileio.fingerprint(self.identity)[:8]}"
         return self.root / self.profile.name / self.target / b / leaf
 
@@ -259,8 +421,25 @@ class RunSpec:
         return rd
 
 
+def _profile_values(overrides: dict) -> dict:
+    """JSON's lists back into the tuples a Profile holds."""
+    kinds = {f.name: f.type for f in fields(Profile)}
+    return {k: tuple(v) if isinstance(v, list) and "tuple" in str(kinds.get(k)) else v
+            for k, v in overrides.items()}
+
+
+def default_strip(target: str, profile: Profile) -> float:
+    """The information strip a target's frames lose: the study's 100/1536 for its camera-trap
+    sets, the embedded camera-trap worlds' own drawn strip, none for CIFAR and its stand-in."""
+    if target in CIFAR_TARGETS or target == "syn_cifar":
+        return 0.0
+    if target in TARGETS:
+        return world_strip_fraction(profile)
+    return profile.strip_fraction
+
+
 def _weights_identity(spec: RunSpec) -> dict:
-    sha = backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED)
+    sha = backbone_sha256(spec.backbone, spec.profile, spec.pretrain_seed)
     if sha is not None:
         return {"sha256": sha}
     w = get_entry(spec.backbone).weights  # a zoo name: its published file and checksum
@@ -290,56 +469,40 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return fileio.sha256_file(path)
 
 
-def grid_specs(backbones, targets, **common) -> list[RunSpec]:
-    """One spec per cell (targets outer, backbones inner), all checked before any is run."""
-    return [RunSpec(b, t, **common) for t in names(targets, "targets")
-            for b in names(backbones, "backbones")]
+def grid_specs(backbones, targets, seeds=None, **common) -> list[RunSpec]:
+    """One spec per cell (targets outer, backbones, then seeds inner), all checked before any is
+    run. ``seeds``: a list of fine-tuning seeds (None: ``common``'s ``seed``, default 0);
+    ``common``: any other :class:`RunSpec` field."""
+    seeds = [common.pop("seed", 0)] if seeds is None else list(seeds)
+    return [RunSpec(b, t, seed=s, **common) for t in names(targets, "targets")
+            for b in names(backbones, "backbones") for s in seeds]
 
 
 # -- command line ---------------------------------------------------------------------------------
-def _parsed(kind):
-    """An argparse type that only parses (int or float); the range check is RunSpec's."""
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
-                                             f", got {text!r}") from None
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
-    """The run options of every command: ``--backbone``/``--target`` (``many``: ``--backbones``/
-    ``--targets``, comma-separated, one run per cell), ``--profile``, ``--seed``, ``--epochs``,
-    ``--lr``, ``--runs-root``, ``--lock-timeout``. :func:`specs_from_args` turns them into specs."""
-    if many:
-        parser.add_argument("--backbones", required=True, help="comma-separated backbone names "
-                            "or pretraining checkpoint files (.pt)")
-        parser.add_argument("--targets", required=True, help="comma-separated target names")
-    else:
-        parser.add_argument("--backbone", required=True,
-                            help="a backbone name (camtrap-ssl models) or a pretraining checkpoint (.pt)")
-        parser.add_argument("--target", required=True, help=f"one of {all_targets()}")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
-    parser.add_argument("--seed", type=_parsed(int), default=0)
-    parser.add_argument("--epochs", type=_parsed(int), default=None,
-                        help="default: the profile's budget for the target")
-    parser.add_argument("--lr", type=_parsed(float), default=None, help="default: the profile's")
-    parser.add_argument("--label-fraction", type=_parsed(float), default=1.0,
-                        help="train on this class-stratified share of the labels (0 < f <= 1)")
-    parser.add_argument("--runs-root", default=None,
-                        help="default: $CAMTRAP_SSL_RUNS, else runs/ in the repository")
-    parser.add_argument("--lock-timeout", type=_parsed(float), default=None,
-                        help="seconds to wait for another process writing the same run "
-                             "(default: wait until it is done)")
+    """The run options of every command, one per :class:`RunSpec` field (``--pretrain-seed`` for
+    ``pretrain_seed``), generated from the fields so that a new field is an option everywhere.
+    ``many``: ``--backbones``/``--targets`` (comma-separated or repeated; a path containing a
+    comma is given by repeating the option), one run per cell. :func:`specs_from_args` turns
+    them into specs; the checks are RunSpec's."""
+    for f in fields(RunSpec):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        if f.name in ("backbone", "target"):
+            if many:
+                parser.add_argument(flag + "s", dest=f.name + "s", action="append", required=True,
+                                    help=meta["help"] + "s, comma-separated or repeated")
+            else:
+                parser.add_argument(flag, required=True, help=meta["help"])
+            continue
+        default = f.default.name if isinstance(f.default, Profile) else f.default
+        parser.add_argument(flag, default=default, help=meta["help"],
+                            type=_parsed(meta["parse"]) if meta["parse"] else None)
 
 
 def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
     """The specs an :func:`add_arguments` parser describes (one, or one per grid cell)."""
-    common = {"profile": args.profile, "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
-              "runs_root": args.runs_root, "lock_timeout": args.lock_timeout,
-              "label_fraction": args.label_fraction}
+    common = {f.name: getattr(args, f.name) for f in fields(RunSpec)
+              if f.name not in ("backbone", "target")}
     if hasattr(args, "backbones"):
         return grid_specs(args.backbones, args.targets, **common)
     return [RunSpec(args.backbone, args.target, **common)]

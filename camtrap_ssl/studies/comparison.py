@@ -30,14 +30,13 @@ from camtrap_ssl.experiments.backbones import (
     create_backbone,
     describe_backbone,
 )
-from camtrap_ssl.experiments.finetuning import finetune_run, finetuned_model
+from camtrap_ssl.experiments.finetuning import finetune_run
 from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.augment import center_crop, default_crop
-from camtrap_ssl.train.finetune import load_finetuned
 
 
 @dataclass
@@ -46,33 +45,6 @@ class Pair:
     per_class: dict  # display name -> {class: {precision, recall, support}}
     classes: list
     run_dirs: dict
-
-
-def finished_run(path) -> Path:
-    """The run directory of ``path`` (a run directory, or the ``checkpoint.pt`` inside one),
-    checked to hold a finished run; else a one-line error naming it."""
-    path = Path(path)
-    run_dir = path.parent if path.is_file() else path
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run {str(path)!r} does not exist (expected a run directory "
-                                f"or its {rundir.CHECKPOINT})")
-    run = rundir.RunDir(run_dir)
-    missing = [f for f in (rundir.PARAMS, rundir.SUMMARY, rundir.CHECKPOINT) if not run.file(f).exists()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} is not a finished fine-tuning run (missing {missing})")
-    return run_dir
-
-
-def model_from_run(run_dir):
-    """``(backbone, fine-tuned model, summary, classes)`` of a finished run directory."""
-    run = rundir.RunDir(finished_run(run_dir))
-    params = run.params()
-    backbone = params["backbone"]["backbone"]
-    model = create_backbone(backbone, params["num_classes"], params["profile"],
-                            params["finetune"]["seed"])
-    model = load_finetuned(run.path, model)
-    model.class_names = params["classes"]
-    return backbone, model, run.summary(), params["classes"]
 
 
 def _seconds_per_train_image(profile) -> float:
@@ -110,9 +82,9 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
     lines, per_image = [], None
     for side, backbone in backbones.items():
         if runs.get(side):
-            lines.append(f"{side}: the finished run {finished_run(runs[side])}")
+            lines.append(f"{side}: the finished run {rundir.finished_run(runs[side]).path}")
             continue
-        spec = RunSpec(backbone, dataset, profile, seed, epochs, runs_root=runs_root)
+        spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root)
         if backbone in METHODS and not _backbone_ready(backbone, profile):
             # its run directory is named by the weights' hash: known once it is pretrained
             shipped = SHIPPED / f"demo_{backbone}.pt"
@@ -167,14 +139,14 @@ def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAUL
     classes = None
     for side, backbone in (("SSL", ssl_backbone), ("SL", sl_backbone)):
         if runs[side]:
-            backbone, model, summary, run_classes = model_from_run(runs[side])
-            rd = finished_run(runs[side])
+            rd = rundir.finished_run(runs[side]).path
         else:
-            summary, rd = finetune_run(backbone, dataset, profile, seed, runs_root, epochs=epochs,
-                                       progress=progress)
-            model = finetuned_model(backbone, dataset, profile, seed, runs_root, progress=False,
-                                    epochs=epochs)
-            run_classes = rundir.RunDir(rd).params()["classes"]
+            spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root)
+            _, rd = finetune_run(spec, progress=progress)
+        model = create_backbone(rd)  # the fine-tuned classifier of the run
+        backbone = model.backbone_name
+        summary = rundir.RunDir(rd).summary()
+        run_classes = model.class_names
         if classes is not None and run_classes != classes:
             raise ValueError(f"the two runs have different classes ({classes} and {run_classes}): "
                              "both models must be fine-tuned on the same target")

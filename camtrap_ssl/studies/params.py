@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 from pathlib import Path
 
 from camtrap_ssl.analysis.attribution import METHODS as ATTRIBUTION_METHODS
 from camtrap_ssl.core import paths
+from camtrap_ssl.data.images import EXTENSIONS, list_images
 from camtrap_ssl.data.synthetic import FAMILY_DISTANCES
 from camtrap_ssl.experiments import spec as S
 from camtrap_ssl.experiments.backbones import BUDGETS
@@ -81,9 +83,17 @@ def rules() -> dict:
         "n_boot": _int_at_least(10),
         "methods": _each(_rule(f"a list of attribution methods, each one of {list(ATTRIBUTION_METHODS)}",
                                lambda v: v in ATTRIBUTION_METHODS)),
-        "image_folder": _rule("None or an existing folder of images",
+        "image_folder": _rule(f"None or an existing folder holding images ({', '.join(EXTENSIONS)})",
                               lambda v: v is None or (isinstance(v, (str, os.PathLike))
-                                                      and Path(v).is_dir())),
+                                                      and Path(v).is_dir()
+                                                      and len(list_images(v)) > 0)),
+        # the command line's options beside the studies' (camtrap_ssl.cli)
+        "pretrain_epochs": _int_at_least(1, optional=True),
+        "limit": _int_at_least(1, optional=True),
+        "max_minutes": _rule("None or a finite number > 0",
+                             lambda v: v is None or (isinstance(v, (int, float))
+                                                     and not isinstance(v, bool)
+                                                     and math.isfinite(v) and v > 0)),
         "ssl_backbones": _each(_rule(f"a list of SSL pretraining methods, each one of {SSL}",
                                      lambda v: v in SSL)),
         "in_domain": _each(_rule(f"a list of SSL pretraining methods, each one of {SSL}",

@@ -16,18 +16,13 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
-from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
-from camtrap_ssl.data.embedded import STANDS_IN_FOR
-from camtrap_ssl.experiments.backbones import describe_backbone
+from camtrap_ssl.data.targets import stands_in_for
 from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.experiments.results import METRICS, PROTOCOL_COLUMNS, run_row
 from camtrap_ssl.studies import reference
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train import rundir
 
-# summary key -> results column; all in points (0-100), ECE included
-METRICS = {"final_top1": "top1", "final_top5": "top5", "final_macro_f1": "macro_f1",
-           "final_balanced_acc": "balanced_acc", "final_tail_top1": "tail_top1",
-           "final_empty_acc": "empty_acc", "final_ece": "ece"}
 LABELS = {"top1": "top-1 %", "top5": "top-5 %", "macro_f1": "macro-F1 %",
           "balanced_acc": "balanced acc %", "tail_top1": "tail top-1 %",
           "empty_acc": "empty-vs-animal %", "ece": "ECE % (15 bins)",
@@ -38,54 +33,15 @@ INTERVAL = "mean [95 % t-interval over fine-tuning seeds]"
 COMMON_SHARE = 0.95
 
 
-def _seeds(seeds) -> list[int]:
-    return [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-
-
-def protocol(params: dict, summary: dict) -> dict:
-    """What produced a run's numbers, from its ``params.json``: pretraining, fine-tuning, data."""
-    pre = params.get("pretraining") or {}
-    cfg = pre.get("config") or {}
-    probe = ((pre.get("probes") or {}).get("pretrained") or {}).get("linear")
-    ft = params.get("finetune", {})
-    prep = params.get("preprocessing") or {}  # train.finetune records augmentation and crops here
-    aug = prep.get("augmentation") or ft.get("augmentation", "?")
-    return {
-        "pretraining": (f"{cfg.get('method', params['backbone']['method'])}, "
-                        f"{pre.get('epochs_done', '?')} ep"
-                        + (f", linear probe {100 * probe:.1f} %" if probe is not None else "")),
-        "fine-tuning": (f"full network, {summary['epochs']} ep, Adam lr {ft.get('lr')}, "
-                        f"batch {ft.get('batch_size')}, aug {aug}"),
-        "split": (params.get("data") or {}).get("split", "?"),
-        "eval crop": ("whole frame" if prep.get("eval_crop", "none") == "none"
-                      else prep["eval_crop"]),
-    }
-
-
-def collect(backbones, targets, profile=DEFAULT_PROFILE, seeds=(0,), runs_root=None, epochs=None,
-            convergence_tolerance: float = 0.5, progress: bool = True,
-            label_fraction: float = 1.0) -> pd.DataFrame:
-    """Run (or reuse) every backbone x target x seed fine-tune; one row per run.
-    ``label_fraction``: train on that class-stratified share of each target's labels."""
-    profile = get_profile(profile)
+def collect(specs, progress: bool = True) -> pd.DataFrame:
+    """Run (or reuse) every spec's fine-tune; one :func:`~camtrap_ssl.experiments.results.run_row`
+    per run, with the common-threshold convergence added. Build the specs with
+    :func:`~camtrap_ssl.experiments.spec.grid_specs` (backbones x targets x seeds, any other
+    field in common)."""
     rows = []
-    for target in targets:
-        for backbone in backbones:
-            for seed in _seeds(seeds):
-                summary, rd = finetune_run(backbone, target, profile, seed, runs_root, epochs=epochs,
-                                           convergence_tolerance=convergence_tolerance,
-                                           progress=progress, label_fraction=label_fraction)
-                params = rundir.RunDir(rd).params()
-                rows.append({**describe_backbone(backbone), "target": target,
-                             "stands_in_for": STANDS_IN_FOR.get(target, target), "seed": seed,
-                             "label_fraction": label_fraction,
-                             **{col: summary.get(key) for key, col in METRICS.items()},
-                             "best_top1": summary["best_top1"], "train_acc": summary["train_acc"],
-                             "convergence_epoch": summary["convergence_epoch"],
-                             "epochs": summary["epochs"], **protocol(params, summary),
-                             "run_dir": str(rd),
-                             "code_version": params.get("environment", {}).get("code_version"),
-                             "profile": profile.name})
+    for spec in specs:
+        summary, rd = finetune_run(spec, progress=progress)
+        rows.append(run_row(spec, summary, rd))
     return with_common_convergence(pd.DataFrame(rows))
 
 
@@ -134,14 +90,15 @@ def aggregate(results: pd.DataFrame, columns=SEED_COLUMNS) -> pd.DataFrame:
             row.update({"common_threshold": g.common_threshold.iloc[0],
                         "epochs_to_common": reached.mean() if len(reached) else np.nan,
                         "reached": f"{len(reached)}/{len(g)}"})
-        for c in ("pretraining", "fine-tuning", "split", "eval crop"):
+        for c in PROTOCOL_COLUMNS:
             row[c] = " | ".join(sorted(set(map(str, g[c]))))
         row["run_dirs"] = " ".join(g.run_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _cell(mean, low, high, digits: int = 1) -> str:
+def format_cell(mean, low, high, digits: int = 1) -> str:
+    """``mean [low, high]`` as the book prints an estimate with its interval (``-`` for none)."""
     if pd.isna(mean):
         return "-"
     if pd.isna(low):
@@ -160,7 +117,7 @@ def results_table(results: pd.DataFrame) -> pd.DataFrame:
     a = aggregate(results)
     out = pd.DataFrame({"target": a.target, "backbone": a.backbone, "paradigm": a.paradigm})
     for c in SEED_COLUMNS:
-        out[LABELS[c]] = [_cell(r[c], r[f"{c}_low"], r[f"{c}_high"]) for _, r in a.iterrows()]
+        out[LABELS[c]] = [format_cell(r[c], r[f"{c}_low"], r[f"{c}_high"]) for _, r in a.iterrows()]
     out[LABELS["epochs_to_common"]] = [
         "not reached" if pd.isna(r.epochs_to_common) else f"{r.epochs_to_common:.1f} ({r.reached} seeds)"
         for r in a.itertuples()]
@@ -225,7 +182,7 @@ def differences_table(results: pd.DataFrame, baseline: str | None = None) -> pd.
         return pd.DataFrame(columns=["target", "backbone", "seeds"]).set_index(["target", "backbone"])
     out = pd.DataFrame({"target": d.target, "backbone": d.backbone, "seeds": d.seeds})
     for m in ("top1", "macro_f1"):
-        out[f"{LABELS[m]} minus {baseline}"] = [_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
+        out[f"{LABELS[m]} minus {baseline}"] = [format_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
                                                 for _, r in d.iterrows()]
         out[f"verdict ({LABELS[m]})"] = d[f"{m}_verdict"]
     proto = {(r.target, r.backbone): _protocol_text(r) for _, r in aggregate(results).iterrows()}
@@ -297,7 +254,7 @@ def plot_learning_curves(results: pd.DataFrame):
         if "common_threshold" in results:
             thr = results[results.target == target].common_threshold.iloc[0]
             ax.axhline(thr, color="0.5", ls=":", lw=0.8)
-        ax.set_title(f"{target} (stands in for {STANDS_IN_FOR.get(target, target)})", fontsize=9)
+        ax.set_title(f"{target} (stands in for {stands_in_for(target)})", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation top-1 (%)")
         ax.grid(alpha=0.3)

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
-from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
-from camtrap_ssl.data.embedded import FAMILY_TARGETS, STANDS_IN_FOR
+from camtrap_ssl.data.embedded import FAMILY_TARGETS
 from camtrap_ssl.data.synthetic import FAMILY_STEPS
 from camtrap_ssl.experiments.backbones import describe_backbone
 from camtrap_ssl.experiments.probing import linear_probe_run
-from camtrap_ssl.experiments.spec import RunSpec
+from camtrap_ssl.experiments.results import probe_row
+from camtrap_ssl.experiments.spec import grid_specs
 from camtrap_ssl.studies import report
 
 AXES = {"distance": "domain distance (0: source-like, 4: the Serengeti stand-in)",
@@ -44,63 +44,49 @@ AXES = {"distance": "domain distance (0: source-like, 4: the Serengeti stand-in)
 CAMTRAP_TARGET = FAMILY_TARGETS[-1]
 
 
-def distance_results(backbones, distances, profile=DEFAULT_PROFILE, seeds=(0, 1, 2),
-                     runs_root=None, epochs=None, progress: bool = False) -> pd.DataFrame:
-    """Fine-tune every backbone on every distance of the family; ``distance`` column added."""
+def distance_results(backbones, distances, seeds=(0, 1, 2), progress: bool = False,
+                     **common) -> pd.DataFrame:
+    """Fine-tune every backbone on every distance of the family; ``distance`` column added.
+    ``common``: any other :class:`~camtrap_ssl.experiments.spec.RunSpec` field (profile, epochs,
+    runs_root, ...), passed to every run unchanged."""
     targets = [FAMILY_TARGETS[d] for d in distances]
-    out = report.collect(backbones, targets, profile, seeds, runs_root, epochs, progress=progress)
+    out = report.collect(grid_specs(backbones, targets, seeds, **common), progress=progress)
     out["distance"] = out.target.map({t: int(t[-1]) for t in targets})
     out["condition"] = [f"distance {d}" for d in out.distance]
     return out
 
 
-def label_results(backbones, fractions, profile=DEFAULT_PROFILE, seeds=(0, 1, 2), runs_root=None,
-                  epochs=None, target: str = CAMTRAP_TARGET, progress: bool = False) -> pd.DataFrame:
+def label_results(backbones, fractions, seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
+                  progress: bool = False, **common) -> pd.DataFrame:
     """Full fine-tuning and the linear probe of every backbone at every label share."""
-    profile = get_profile(profile)
     frames = []
     for f in fractions:
-        ft = report.collect(backbones, [target], profile, seeds, runs_root, epochs,
-                            progress=progress, label_fraction=f)
-        ft["mode"] = "fine-tune"
-        frames.append(ft)
-        rows = []
-        for backbone in backbones:
-            for seed in seeds:
-                spec = RunSpec(backbone, target, profile, seed, runs_root=runs_root,
-                               label_fraction=f)
-                p = linear_probe_run(spec)
-                rows.append({**describe_backbone(backbone), "target": target,
-                             "stands_in_for": STANDS_IN_FOR.get(target, target), "seed": seed,
-                             "label_fraction": f, "mode": "linear probe",
-                             **{k: p[k] for k in report.METRICS.values() if k in p},
-                             "run_dir": p["path"], "profile": profile.name})
-        frames.append(pd.DataFrame(rows))
+        specs = grid_specs(backbones, [target], seeds, label_fraction=f, **common)
+        frames.append(report.collect(specs, progress=progress))
+        frames.append(pd.DataFrame([probe_row(s, linear_probe_run(s)) for s in specs]))
     out = pd.concat(frames, ignore_index=True)
     out["condition"] = [f"{m}, {100 * f:g} % of labels" for m, f in zip(out["mode"], out.label_fraction)]
     return out
 
 
-def domain_results(sl_backbone: str, ssl_methods, profile=DEFAULT_PROFILE, seeds=(0, 1, 2),
-                   runs_root=None, epochs=None, target: str = CAMTRAP_TARGET,
-                   progress: bool = False) -> pd.DataFrame:
+def domain_results(sl_backbone: str, ssl_methods, seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
+                   progress: bool = False, **common) -> pd.DataFrame:
     """SL (source), each SSL method pretrained on the source world and on the camera-trap pool."""
     backbones = [sl_backbone] + [b for m in ssl_methods for b in (m, f"{m}-camtrap")]
-    out = report.collect(backbones, [target], profile, seeds, runs_root, epochs, progress=progress)
-    where = {"source": "the source world", "camtrap": "camera-trap frames"}
-    out["condition"] = [f"pretrained on {where[describe_backbone(b)['pretrained_on']]}"
-                        for b in out.backbone]
+    out = report.collect(grid_specs(backbones, [target], seeds, **common), progress=progress)
+    where = {"source": "the source world", "camtrap": "camera-trap frames",
+             "imagenet": "ImageNet"}
+    out["condition"] = [f"pretrained on {where[p]}" for p in out.pretrained_on]
     return out
 
 
-def budget_results(sl_backbone: str, ssl_methods, budgets, profile=DEFAULT_PROFILE, seeds=(0, 1, 2),
-                   runs_root=None, epochs=None, target: str = CAMTRAP_TARGET,
-                   progress: bool = False) -> pd.DataFrame:
+def budget_results(sl_backbone: str, ssl_methods, budgets, seeds=(0, 1, 2),
+                   target: str = CAMTRAP_TARGET, progress: bool = False, **common) -> pd.DataFrame:
     """Each SSL method after ``budgets`` % of its pretraining epochs, against SL at its full one."""
     names = [m if b == 100 else f"{m}@{b}" for m in ssl_methods for b in budgets]
-    out = report.collect([sl_backbone] + names, [target], profile, seeds, runs_root, epochs,
+    out = report.collect(grid_specs([sl_backbone] + names, [target], seeds, **common),
                          progress=progress)
-    out["budget"] = [describe_backbone(b)["budget_percent"] for b in out.backbone]
+    out["budget"] = out.budget_percent
     out["condition"] = [f"{b} % of pretraining" for b in out.budget]
     return out
 
@@ -139,7 +125,7 @@ def answer_table(diffs: pd.DataFrame) -> pd.DataFrame:
         "axis": diffs.axis, "condition": diffs.condition, "SSL backbone": diffs.backbone,
         "minus": diffs.minus, "seeds": diffs.seeds,
         "top-1 SSL - SL, points [95 % t-interval]": [
-            report._cell(r.top1_diff, r.top1_low, r.top1_high) for r in diffs.itertuples()],
+            report.format_cell(r.top1_diff, r.top1_low, r.top1_high) for r in diffs.itertuples()],
         "outcome": [_outcome(r) for r in diffs.itertuples()]})
     return out.reset_index(drop=True)
 

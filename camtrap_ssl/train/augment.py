@@ -3,7 +3,7 @@
 Why per sample: the draw follows the dataset index, not the position in a batch, so a resumed or
 data-parallel run augments every image exactly as a single uninterrupted process would.
 
-Two augmentations, named in every run record (:data:`AUGMENTATIONS`):
+Three augmentations, named in every run record (:data:`AUGMENTATIONS`):
 
 * ``"norouzzadeh"``, the study's camera-trap protocol, as Norouzzadeh et al. (PNAS 2018) wrote
   it in ``phase2/data_loader.py`` of GitHub Evolving-AI-Lab/deep_learning_for_camera_trap_images
@@ -21,6 +21,12 @@ Two augmentations, named in every run record (:data:`AUGMENTATIONS`):
 * ``"demo"``, the embedded world's: a reflected shift by up to ``h // 8`` pixels at full size,
   flip, brightness and contrast factors in [0.8, 1.2) around the image mean. Kept for the demo
   book because its 64 px frames leave little room to crop, and its numbers were made with it.
+
+* ``"crop_flip"``, the usual recipe for fine-tuning an ImageNet backbone on CIFAR (the study
+  does not state its CIFAR recipe): the 32-px images upsampled once to the stored side (256 at
+  the paper profile), then a random ``crop`` window and a random left-right flip, no photometric
+  jitter and no strip; evaluation takes the centre crop. Norouzzadeh's crop and flip without his
+  brightness and contrast jitter, which models camera exposure, not CIFAR's photographs.
 
 ``"none"`` leaves training images as they are (evaluation still takes the configured crop).
 """
@@ -91,8 +97,9 @@ def augment_batch(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 def default_crop(size: int, augmentation: str) -> int:
-    """The side a network sees of a ``size``-pixel stored image: Norouzzadeh's 224/256, else all."""
-    if augmentation == "norouzzadeh":
+    """The side a network sees of a ``size``-pixel stored image: 224/256 for the cropping
+    recipes (``norouzzadeh``, ``crop_flip``), else all of it."""
+    if augmentation in ("norouzzadeh", "crop_flip"):
         return max(1, round(size * NOROUZZADEH_CROP / NOROUZZADEH_RESIZE))
     return size
 
@@ -112,7 +119,8 @@ def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., top:top + crop, left:left + crop]
 
 
-def norouzzadeh_batch(x: torch.Tensor, params: torch.Tensor, crop: int) -> torch.Tensor:
+def norouzzadeh_batch(x: torch.Tensor, params: torch.Tensor, crop: int,
+                      photometric: bool = True) -> torch.Tensor:
     """Norouzzadeh et al.'s training augmentation of a batch in [0, 1] (see the module docstring).
 
     Per sample: a ``crop x crop`` window at integer offsets uniform in ``0 .. size - crop``, a
@@ -135,6 +143,8 @@ def norouzzadeh_batch(x: torch.Tensor, params: torch.Tensor, crop: int) -> torch
     cols = torch.where(flip, left[:, None] + crop - 1 - ar[None], cols)
     src = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, crop * crop).expand(n, c, crop * crop)
     x = x.reshape(n, c, h * w).gather(2, src).view(n, c, crop, crop)
+    if not photometric:  # "crop_flip": the window and the flip alone
+        return x
     delta = (BRIGHTNESS_MAX_DELTA * (2 * params[:, 3] - 1)).view(n, 1, 1, 1).to(x.dtype)
     lo, hi = CONTRAST_RANGE
     factor = (lo + (hi - lo) * params[:, 4]).view(n, 1, 1, 1).to(x.dtype)
@@ -148,8 +158,8 @@ def train_transform(x: torch.Tensor, params: torch.Tensor | None, augmentation: 
     """A training batch as the network sees it: augmented (unless ``"none"``) and ``crop`` wide."""
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation={augmentation!r}; allowed: {list(AUGMENTATIONS)}")
-    if augmentation == "norouzzadeh":
-        return norouzzadeh_batch(x, params, crop)
+    if augmentation in ("norouzzadeh", "crop_flip"):
+        return norouzzadeh_batch(x, params, crop, photometric=augmentation == "norouzzadeh")
     if augmentation == "demo":
         x = augment_batch(x, params)
     return center_crop(x, crop)

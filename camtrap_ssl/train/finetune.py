@@ -97,7 +97,8 @@ class FinetuneConfig:
     lr: float = 1e-5
     weight_decay: float = 5e-4
     seed: int = 0
-    # "norouzzadeh" (the study's), "demo" (the embedded world's) or "none"; see train.augment
+    # "norouzzadeh" (the study's camera traps), "crop_flip" (CIFAR), "demo" (the embedded
+    # world's) or "none"; see train.augment
     augmentation: str = "norouzzadeh"
     # side the network sees, cut from each stored image (random in training, centred in
     # evaluation); None: 224/256 of the stored side for "norouzzadeh", the whole image otherwise
@@ -329,7 +330,7 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
     crop = cfg.crop or default_crop(stored, cfg.augmentation)
     if crop > stored:
         raise ValueError(f"crop={crop} is larger than the {stored}-pixel training images")
-    kind = "random" if cfg.augmentation == "norouzzadeh" else "centre"
+    kind = "random" if cfg.augmentation in ("norouzzadeh", "crop_flip") else "centre"
     preprocessing = {"augmentation": cfg.augmentation, "stored_size": stored,
                      "train_crop": "none" if crop == stored else f"{kind} {crop} of {stored}",
                      "eval_crop": "none" if crop == stored else f"centre {crop} of {stored}"}

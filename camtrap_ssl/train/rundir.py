@@ -3,7 +3,10 @@
 Every number in the book comes from a run directory: the parameters that produced it, the
 per-epoch metrics, a summary and a checkpoint. Files are written atomically (a temporary file in
 the same folder, then ``os.replace``), and ``summary.json`` is written last, so a run that was
-killed half-way never looks complete: ``is_complete`` checks for the summary alone.
+killed half-way never looks complete. A run is *finished* when its parameters, its summary and its
+final checkpoint are all there (:attr:`RunDir.is_complete`, :func:`finished_run`): the one
+definition every layer uses, since a summary without the weights cannot be explained or predicted
+with, and a reader must not be told a run is reusable when it is not.
 
 One writer at a time: :func:`locked` holds an OS file lock (``fcntl.flock`` on ``.lock`` in the
 run directory) for as long as a process trains into it. The kernel releases a ``flock`` when its
@@ -30,6 +33,7 @@ SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 RECORDS = (SUMMARY, CHECKPOINT, METRICS, PARAMS)  # what a restart removes, the summary first
+FINISHED = (PARAMS, SUMMARY, CHECKPOINT)  # what a finished run holds
 
 
 class RunDir:
@@ -45,8 +49,13 @@ class RunDir:
         return self.path / name
 
     @property
+    def missing(self) -> list[str]:
+        """The files of a finished run (:data:`FINISHED`) this folder lacks."""
+        return [f for f in FINISHED if not self.file(f).exists()]
+
+    @property
     def is_complete(self) -> bool:
-        return self.file(SUMMARY).exists()
+        return not self.missing
 
     def write_params(self, params: dict) -> None:
         atomic_write_json(self.file(PARAMS), params)
@@ -75,6 +84,20 @@ class RunDir:
         """Remove the run's records (summary first, so it never looks complete on the way)."""
         for name in RECORDS:
             self.file(name).unlink(missing_ok=True)
+
+
+def finished_run(path: str | os.PathLike) -> RunDir:
+    """The run of ``path`` (a run directory, or the ``checkpoint.pt`` inside one), checked to be
+    finished; else a one-line ``FileNotFoundError`` naming it and what it lacks."""
+    path = Path(path)
+    run_dir = path.parent if path.is_file() else path
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run {str(path)!r} does not exist (expected a run directory "
+                                f"or its {CHECKPOINT})")
+    run = RunDir(run_dir)
+    if run.missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished fine-tuning run (missing {run.missing})")
+    return run
 
 
 def remove_orphans(path: str | os.PathLike) -> list[Path]:
