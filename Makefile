@@ -44,7 +44,8 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
 # The paper path rehearsed end to end on fabricated data and checkpoints in the published
-# formats (README, "Running the study at paper scale"): 12.5 minutes on 2 shared CPU cores.
+# formats (book/reproduce.md, "Running the study at paper scale"): 12.5 minutes on 2 shared CPU
+# cores (book/speed.md).
 REHEARSAL ?= /tmp/camtrap_ssl_rehearsal
 rehearsal: $(VENV)/.installed
 	rm -rf $(REHEARSAL)

@@ -1,7 +1,8 @@
 """One unattended pass over everything the paper path needs a GPU for; all figures in one JSON file.
 
 Why one script: a session lent a GPU gets about 15 minutes of it, once. This measures, in that
-window and without anyone watching, what README's paper-scale walkthrough can only estimate:
+window and without anyone watching, what book/reproduce.md's paper-scale walkthrough can only
+estimate:
 
 * ``finetune``: ResNet-50 fine-tuning at 224 px through the project's own ``finetune()`` loop (bf16
   autocast and channels_last on CUDA) and a bare forward/backward/step loop beside it, in

@@ -1,5 +1,6 @@
-"""The README's commands on a fresh machine: the Makefile's install logic and the book's
-JavaScript, run against stub executables (nothing on this machine is installed or removed).
+"""The README's two commands on a fresh machine (book/reproduce.md, "From a fresh clone"): the
+Makefile's install logic and the book's JavaScript, run against stub executables (nothing on this
+machine is installed or removed).
 
 Each Makefile test runs the real ``make`` with ``PATH`` set to a folder of stubs only, so what
 is "installed" is exactly what the test puts there, whatever this machine has; the stub

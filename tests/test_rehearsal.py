@@ -1,8 +1,8 @@
 """The paper path rehearsed end to end (camtrap_ssl.studies.rehearsal), and its fabricated inputs.
 
 The slow test is the rehearsal itself (12.5 minutes measured on two shared cores): every command of
-README's paper-scale walkthrough on fabricated data and checkpoints in the published formats. The
-fast tests check the fabrications against the published formats they stand for.
+book/reproduce.md's paper-scale walkthrough on fabricated data and checkpoints in the published
+formats. The fast tests check the fabrications against the published formats they stand for.
 """
 import csv
 import json

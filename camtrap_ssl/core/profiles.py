@@ -98,7 +98,7 @@ PROFILES: dict[str, Profile] = {
     # demo fine-tuning: 5 epochs (8 on the small ENA24 stand-in; the study: 25 and 50) over three
     # seeds, cut from 8 (12) over one seed, and Serengeti / CIFAR stand-ins of 1,800 frames and
     # 100 images per class (from 2,400 and 150), so that the book with its RQ1 page stays within
-    # 20 minutes on 2 cores (README, "Two commands")
+    # 20 minutes on 2 cores (book/speed.md, "Whole commands")
     "demo": Profile(
         name="demo", input_size=64,
         source_per_class=300, source_val_per_class=60,

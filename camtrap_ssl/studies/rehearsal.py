@@ -2,9 +2,10 @@
 
 A researcher with a GPU, the LILA datasets and the official checkpoints is the paper path's only
 user; without this they would be the first to run it whole, after a day of downloads. The
-rehearsal runs exactly the commands of README's "Running the study at paper scale", with the
-``paper`` profile and only the budget reduced (epochs, images per class, backbones and targets,
-images behind Study 3/4's figures), against a miniature of everything the paper path reads:
+rehearsal runs exactly the commands of book/reproduce.md's "Running the study at paper scale",
+with the ``paper`` profile and only the budget reduced (epochs, images per class, backbones and
+targets, images behind Study 3/4's figures), against a miniature of everything the paper path
+reads:
 
 1. **fabricate** (:mod:`camtrap_ssl.data.fabricate`, :mod:`camtrap_ssl.models.fabricate`): LILA's
    Serengeti, NACTI and ENA24 as their mirror serves them (2048 x 1536 JPEGs with the information
@@ -87,7 +88,7 @@ def _env(work: Path, url: str) -> dict:
 
 
 def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
-    """(step name, argv) of the rehearsal, in order: what README's walkthrough runs."""
+    """(step name, argv) of the rehearsal, in order: what book/reproduce.md's walkthrough runs."""
     b, py = BUDGET, sys.executable
     cli = [py, "-m", "camtrap_ssl.cli"]
     data = work / "data"
