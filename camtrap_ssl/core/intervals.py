@@ -22,7 +22,7 @@ The variance components and the power analysis that sizes a design are in :mod:`
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
