@@ -271,3 +271,26 @@ def test_inputs_are_checked():
     with pytest.raises(ValueError, match="more than one empty"):
         P.empty_index(["empty", "Blank"])
     assert P.empty_index(["deer", " Blank "]) == 1 and P.empty_index(["deer"]) is None
+
+
+def test_automation_report_uses_the_target_threshold_and_serialises():
+    rng = np.random.default_rng(11)
+    n = 200
+    conf = rng.uniform(0.4, 1, n)
+    correct = rng.random(n) < conf
+    y = rng.integers(0, 3, n)
+    pred = np.where(correct, y, (y + 1) % 3)
+    probs = onehot_probs(pred, conf, 3)
+    seqs = np.arange(n) // 4
+    r = P.automation_report(probs, y, ["empty", "deer", "fox"], 0.9, sequences=seqs, n_boot=100)
+    at = P.coverage_at_accuracy(probs, y, 0.9)
+    assert at.reached and r["threshold"] == at.threshold
+    assert r["coverage_at_target"]["coverage"] == at.coverage == r["at_threshold"]["coverage"]
+    assert r["interval"]["unit"] == "sequence" and r["interval"]["n_units"] == 50
+    assert 0 < r["excess_aurc"] < r["aurc"]
+    assert r["empty_vs_animal"]["accuracy"] >= r["at_threshold"]["accuracy"] >= 0.9
+    json.dumps(r)
+    never = P.automation_report(onehot_probs(np.ones(n, int), conf, 3), np.zeros(n, int), ["a", "b", "c"],
+                                n_boot=20)
+    assert never["threshold"] is None and never["at_threshold"] is None
+    assert never["coverage_at_target"]["reached"] is False and never["interval"]["high"] == 0.0

@@ -146,7 +146,7 @@ def aggregate_sequences(probs, labels, sequence_ids, rule: str = "mean",
     tied = (counts == top[:, None]).sum(1) > 1
     seq_labels = np.where(tied, -1, counts.argmax(1))
     agree = top == n_frames
-    if sequence_labels:
+    if sequence_labels is not None:
         for i, sid in enumerate(ids.tolist()):
             if sid in sequence_labels:
                 lab = int(sequence_labels[sid])
@@ -460,3 +460,31 @@ def coverage_at_accuracy_interval(probs, labels, target: float = 0.95, *, sequen
     lo, hi = np.quantile(covs, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return CoverageInterval(target, float(point[0]), float(lo), float(hi), confidence, unit, n_units,
                             n_boot, float(reached.mean()), seed)
+
+
+# ----------------------------------------------------------------------------------------- report
+
+def automation_report(probs, labels, class_names, target: float = 0.95, threshold: float | None = None,
+                      *, sequences=None, locations=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Everything about automating one evaluation set, JSON-serialisable (shares in [0, 1]).
+
+    ``coverage_at_target`` (with its bootstrap ``interval`` over sequences, locations or images:
+    see :func:`coverage_at_accuracy_interval`), ``aurc`` and ``excess_aurc`` (AURC minus that of
+    a perfect ranking of the same errors), and per species and empty-vs-animal at ``threshold``,
+    which defaults to the threshold that reaches the target (``None`` results when it is not
+    reached and none is given).
+    """
+    p, y = _check(probs, labels)
+    at = coverage_at_accuracy(p, y, target)
+    interval = coverage_at_accuracy_interval(p, y, target, sequences=sequences, locations=locations,
+                                             n_boot=n_boot, seed=seed)
+    value = aurc(p, y)
+    thr = at.threshold if threshold is None else float(threshold)
+    return {
+        "unit": "image", "n": int(y.size), "target": at.target,
+        "coverage_at_target": at.as_dict(), "interval": interval.as_dict(),
+        "aurc": value, "excess_aurc": value - optimal_aurc(y.size, int((p.argmax(1) != y).sum())),
+        "threshold": thr,
+        "at_threshold": None if thr is None else precision_recall_at_threshold(p, y, class_names, thr),
+        "empty_vs_animal": None if thr is None else empty_vs_animal_at_threshold(p, y, class_names, thr),
+    }
