@@ -15,6 +15,7 @@ import ast
 import json
 import math
 import os
+from dataclasses import fields
 from pathlib import Path
 
 from camtrap_ssl.analysis.attribution import METHODS as ATTRIBUTION_METHODS
@@ -62,6 +63,22 @@ def _each(check):
     return check_all
 
 
+# what a study varies itself; every other RunSpec field is a run option passed through unchanged
+STUDY_FIELDS = ("backbone", "target", "profile", "seed", "epochs", "runs_root",
+                "convergence_tolerance")
+
+
+def _check_run_options(value, name):
+    """A study's ``run_options``: any RunSpec field the study does not vary (precision, lr,
+    label_fraction, pretrain_seed, the protocol's parts, ...), checked by RunSpec itself."""
+    allowed = [f.name for f in fields(S.RunSpec) if f.name not in STUDY_FIELDS]
+    if not isinstance(value, dict) or any(k not in allowed for k in value):
+        bad = sorted(set(value) - set(allowed)) if isinstance(value, dict) else value
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be a dict of RunSpec "
+                         f"fields the study does not vary, out of {allowed} (unknown: {bad})")
+    S.RunSpec("supervised", "syn_cifar", "tiny", **value)  # the values: RunSpec's own checks
+
+
 def rules() -> dict:
     """Parameter name -> ``check(value, name)`` (raises ``ValueError``), for every study notebook."""
     return {
@@ -104,6 +121,7 @@ def rules() -> dict:
         "pretraining_budgets": _each(_rule(f"a list of pretraining budgets in percent, each one "
                                            f"of {[*BUDGETS, 100]}",
                                            lambda v: v in (*BUDGETS, 100) and not isinstance(v, bool))),
+        "run_options": _check_run_options,
         "seeds": _rule("a non-empty list of distinct integers >= 0",
                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                        and len(set(v)) == len(v)
