@@ -257,3 +257,64 @@ def test_blank_maps_are_warned_about_with_their_count():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attribute(tiny(), images(2), 1, "saliency")  # a working map says nothing
+
+
+# ------------------------------------------------------------------ the method classes
+def test_methods_map_each_name_to_its_class_in_the_studys_order():
+    from camtrap_ssl.analysis import attribution as A
+
+    assert list(METHODS) == ["saliency", "deconvnet", "guided_backprop", "gradcam",
+                             "guided_gradcam", "scorecam"]
+    assert [METHODS[n] for n in ("saliency", "gradcam", "scorecam")] == [A.Saliency, A.GradCAM,
+                                                                        A.ScoreCAM]
+    assert all(cls.name == name for name, cls in METHODS.items())
+    assert A.LAYER_METHODS == ("gradcam", "guided_gradcam", "scorecam")
+    with pytest.raises(TypeError):
+        METHODS["lime"] = A.Saliency  # read-only: one table for every caller
+
+
+def test_a_class_gives_what_attribute_gives_by_name():
+    from camtrap_ssl.analysis import attribution as A
+
+    m, x, t = tiny(), images(2), torch.tensor([1, 3])
+    assert torch.equal(A.Saliency(m, abs=False).attribute(x, t),
+                       attribute(m, x, t, "saliency", abs=False))
+    assert torch.equal(A.GuidedGradCAM(m, layer="layer3").attribute(x, t),
+                       attribute(m, x, t, "guided_gradcam", layer="layer3"))
+    sc = A.ScoreCAM(m, layer="layer3", batch_size=4, variant="pytorch_grad_cam")
+    assert torch.equal(sc.attribute(x, t), scorecam(m, x, t, layer="layer3", batch_size=4,
+                                                    variant="pytorch_grad_cam"))
+    # the layer reaches the CAM methods: layer3 and layer4 give different maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny model's layer4 Grad-CAM blanks one map
+        assert not torch.equal(A.GradCAM(m, "layer3").attribute(x, t),
+                               A.GradCAM(m).attribute(x, t))
+
+
+@pytest.mark.parametrize("build, word", [
+    (lambda A, m: A.Saliency(m, abs="yes"), "abs='yes'; allowed: True or False"),
+    (lambda A, m: A.GradCAM(m, layer="layer9"), "layer='layer9'"),
+    (lambda A, m: A.GuidedGradCAM(m, layer="conv9"), "top-level modules"),
+    (lambda A, m: A.ScoreCAM(m, variant="fast"), "variant='fast'; allowed: ['authors'"),
+    (lambda A, m: A.ScoreCAM(m, batch_size=0), "batch_size must be a positive int"),
+    (lambda A, m: A.ScoreCAM(m, batch_size=True), "batch_size must be a positive int"),
+    (lambda A, m: A.ScoreCAM(m, progress=1), "progress=1; allowed: True or False"),
+])
+def test_each_class_checks_its_own_arguments(build, word):
+    from camtrap_ssl.analysis import attribution as A
+
+    with pytest.raises(ValueError) as err:
+        build(A, tiny())
+    assert word in str(err.value)
+
+
+def test_attribute_names_the_keywords_a_method_takes():
+    m, x = tiny(), images(1)
+    with pytest.raises(ValueError, match=r"\['batch_size'\] for method='saliency' \(Saliency\); "
+                                         r"allowed: \['abs'\]"):
+        attribute(m, x, 0, "saliency", batch_size=3)
+    with pytest.raises(ValueError, match=r"allowed: \['batch_size', 'variant', 'progress'\]"):
+        attribute(m, x, 0, "scorecam", abs=True)
+    # the layer is for the CAM methods; the gradient methods ignore it, so one call serves all
+    assert torch.equal(attribute(m, x, 0, "saliency", layer="layer3"),
+                       attribute(m, x, 0, "saliency"))

@@ -48,6 +48,7 @@ def test_plan_then_reuse_and_runs_given_by_path(tmp_path, capsys, monkeypatch):
                                  progress=True)
     assert "camtrap-ssl explain will:" in capsys.readouterr().out
     plan = comparison.pair_plan(backbones, "syn_serengeti", "tiny", 0, runs)
+    assert [line.split(":")[0] for line in plan] == ["SSL", "SL"]  # one line per side
     assert all("reuse the finished run" in line for line in plan)
     ssl_dir, sl_dir = pair.run_dirs.values()
     by_path = comparison.model_pair("ignored", "ignored", "syn_serengeti", "tiny", 0,

@@ -5,11 +5,15 @@ cannot hide a cycle) and its imports of ``camtrap_ssl`` modules become the edges
 checks are the rules ARCHITECTURE.md states: each layer imports only layers below it, ``pretrain``
 and ``train`` (one level) do not import each other, ``analysis`` imports only ``core``, ``data`` and
 ``models``, nothing imports in a cycle, ``camtrap_ssl`` imports sit at the top of a module, no
-module is over 600 lines, and ``import camtrap_ssl`` pulls in none of the heavy optional packages.
+module is over 600 lines, and the heavy optional packages ARCHITECTURE.md names (read from its
+text) are imported only inside the functions that use them: none at a module's top, none loaded by
+``import camtrap_ssl`` or the light layers.
 """
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,7 +30,21 @@ LAYERS = {"core": 0, "data": 1, "models": 2, "pretrain": 3, "train": 3, "experim
           "analysis": 5, "studies": 6, "cli": 7}
 ANALYSIS_MAY_IMPORT = {"core", "data", "models", "analysis"}
 MAX_LINES = 600
-HEAVY_OPTIONAL = ("papermill", "captum", "lucent", "quantus")
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+
+
+def lazy_packages(text: str) -> tuple[str, ...]:
+    """The packages ARCHITECTURE.md says are imported only where used, from its sentence
+    "only optional heavy third-party packages, a, b, ..., are imported where used"."""
+    m = re.search(r"only optional heavy third-party packages,\s*(.+?),\s*are imported where used",
+                  " ".join(text.split()))
+    return tuple(name.strip() for name in m.group(1).split(",")) if m else ()
+
+
+#: the lazily imported packages, as ARCHITECTURE.md lists them (one list: the document's)
+HEAVY_OPTIONAL = lazy_packages(ARCHITECTURE.read_text())
+#: the light layers: importing every module of these loads none of HEAVY_OPTIONAL
+LIGHT = ("core", "data", "models", "pretrain", "train")
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,7 @@ class _Imports(ast.NodeVisitor):
         self.module, self.source, self.edges = module, source, []
         self.package = module if is_package else module.rpartition(".")[0]
         self.functions: list[str] = []
+        self.heavy: list[Edge] = []  # imports of HEAVY_OPTIONAL packages
 
     def _function(self, node):
         self.functions.append(node.name)
@@ -78,12 +97,23 @@ class _Imports(ast.NodeVisitor):
         self.edges.append(Edge(self.module, dst, node.lineno,
                                self.functions[-1] if self.functions else None, " ".join(text.split())))
 
+    def _heavy(self, node, name: str):
+        top = name.split(".")[0]
+        if top in HEAVY_OPTIONAL:
+            text = ast.get_source_segment(self.source, node) or ""
+            self.heavy.append(Edge(self.module, top, node.lineno,
+                                   self.functions[-1] if self.functions else None,
+                                   " ".join(text.split())))
+
     def visit_Import(self, node):
         for alias in node.names:
+            self._heavy(node, alias.name)
             if alias.name == ROOT or alias.name.startswith(ROOT + "."):
                 self._add(node, alias.name)
 
     def visit_ImportFrom(self, node):
+        if not node.level:
+            self._heavy(node, node.module or "")
         if node.level:
             base = self.package.split(".")
             base = base[:len(base) - (node.level - 1)]
@@ -97,17 +127,19 @@ class _Imports(ast.NodeVisitor):
             self._add(node, sub if sub in MODULES else full)
 
 
-def import_edges() -> list[Edge]:
-    edges = []
+def import_edges() -> tuple[list[Edge], list[Edge]]:
+    """(camtrap_ssl imports, imports of the HEAVY_OPTIONAL packages) of every module."""
+    edges, heavy = [], []
     for module, path in MODULES.items():
         source = path.read_text()
         visitor = _Imports(module, path.name == "__init__.py", source)
         visitor.visit(ast.parse(source, str(path)))
         edges += visitor.edges
-    return edges
+        heavy += visitor.heavy
+    return edges, heavy
 
 
-EDGES = import_edges()
+EDGES, HEAVY_IMPORTS = import_edges()
 
 
 def _where(edge: Edge) -> str:
@@ -248,14 +280,50 @@ def _heavy_after(imports: list[str], watch: tuple[str, ...] = HEAVY_OPTIONAL) ->
     return ast.literal_eval(r.stdout.strip().splitlines()[-1])
 
 
-def test_import_camtrap_ssl_loads_no_heavy_optional_package():
-    """papermill, captum, lucent and quantus load lazily where they are used, never on import."""
-    assert _heavy_after([ROOT]) == []
+def test_architecture_names_the_lazily_imported_packages():
+    """The list the checks below use is ARCHITECTURE.md's, and it names installed packages."""
+    assert lazy_packages("x, only optional heavy third-party packages, a, b.c, are imported "
+                         "where used, so") == ("a", "b.c")
+    assert lazy_packages("no such sentence") == ()
+    assert len(HEAVY_OPTIONAL) >= 2, f"no list of lazy packages found in {ARCHITECTURE}"
+    missing = [p for p in HEAVY_OPTIONAL if importlib.util.find_spec(p) is None]
+    assert not missing, f"ARCHITECTURE.md names packages that are not installed: {missing}"
+
+
+def test_each_lazy_package_is_imported_only_inside_functions():
+    """Every package of the list is used by the package (else the list is stale) and each import
+    of it sits in a function body, so importing a module never loads it."""
+    used = {e.dst for e in HEAVY_IMPORTS}
+    assert used == set(HEAVY_OPTIONAL), (
+        f"ARCHITECTURE.md lists {sorted(HEAVY_OPTIONAL)} as lazily imported, the package imports "
+        f"{sorted(used)}")
+    eager = [_where(e) for e in HEAVY_IMPORTS if e.function is None]
+    assert not eager, (f"heavy optional packages ({', '.join(HEAVY_OPTIONAL)}) imported at a "
+                       "module's top (move each into the function that uses it):\n"
+                       + "\n".join(eager))
+
+
+def _heavy_after(imports: list[str], watch: tuple[str, ...] = HEAVY_OPTIONAL) -> list[str]:
+    """The top-level packages of ``watch`` a fresh interpreter holds after importing ``imports``."""
+    code = "\n".join(["import importlib, sys", *[f"importlib.import_module({m!r})" for m in imports],
+                      f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({watch!r})))"])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=PACKAGE.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return ast.literal_eval(r.stdout.strip().splitlines()[-1])
+
+
+def test_import_camtrap_ssl_and_the_light_layers_load_no_heavy_optional_package():
+    """``import camtrap_ssl`` and every module of the light layers (the pretraining methods, which
+    use lightly, among them) plus the run specification leave none of them loaded."""
+    light = [m for m in MODULES if layer_of(m) in LIGHT] + ["camtrap_ssl.experiments.spec"]
+    assert "camtrap_ssl.pretrain.methods" in light and len(light) > 30
+    assert _heavy_after([ROOT, *light]) == []
     assert _heavy_after([ROOT, "csv"], watch=("csv", "json")) == ["csv"]  # the probe sees one
 
 
 @pytest.mark.slow
 def test_importing_every_module_loads_no_heavy_optional_package():
     """The same for every module of the package in one fresh interpreter (about 20 s: torch,
-    pandas, matplotlib and lightly are imported on the way)."""
+    pandas and matplotlib are imported on the way)."""
     assert _heavy_after(list(MODULES)) == []

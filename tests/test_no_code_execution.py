@@ -42,17 +42,33 @@ def plant(tmp_path):
     return write
 
 
-def refused(plant, call, check_advice=True):
-    """``call()`` must fail without running the pickle, and (``check_advice``) say so without
-    advising ``weights_only=False`` or allow-listing the global (the advice to run it)."""
+#: what each refusal is checked for; the tests of the loaders that users point at files
+#: parametrize over them, so that a failure says which of the two broke
+ASPECTS = ("runs nothing", "says why")
+
+
+def refused(plant, call, aspect=None):
+    """``call()`` must be refused. ``"runs nothing"``: the planted pickle did not run (its
+    marker file is absent). ``"says why"``: the message names the global the file asked for
+    and gives no advice to load it anyway (``weights_only=False``, allow-listing the global).
+    ``None`` checks both."""
     with pytest.raises((UnsafeCheckpointError, pickle.UnpicklingError)) as err:
         call()
-    assert not plant.marker.exists(), "the planted pickle ran"
     msg = str(err.value)
-    if check_advice:
+    if aspect in (None, "runs nothing"):
+        assert not plant.marker.exists(), "the planted pickle ran"
+    if aspect in (None, "says why"):
         flat = msg.replace("`", "").replace(" set to ", "=")
         assert "weights_only=False" not in flat and "safe_globals" not in flat, msg
+        assert "GLOBAL io.open" in msg, msg
     return msg
+
+
+def test_the_planted_pickle_runs_code_when_loaded_unsafely(plant, tmp_path):
+    """The control: the marker appears when the planted file is unpickled, so its absence in
+    the tests below means the package refused to run it."""
+    torch.load(plant(tmp_path / "evil.pt"), weights_only=False)
+    assert plant.marker.exists()
 
 
 # These loads call torch.load(weights_only=True) directly, so nothing runs, but torch's refusal
@@ -79,22 +95,22 @@ def test_weights_cache_url_override_and_env_var(plant, tmp_path, monkeypatch):
                                         check_hash=False, progress=False))
 
 
-@pytest.mark.parametrize("check_advice", [False, True])
-def test_shipped_and_retrained_embedded_backbones(plant, tmp_path, monkeypatch, check_advice):
+@pytest.mark.parametrize("aspect", ASPECTS)
+def test_shipped_and_retrained_embedded_backbones(plant, tmp_path, monkeypatch, aspect):
     monkeypatch.setattr(backbones, "SHIPPED", tmp_path / "shipped")
     plant(tmp_path / "shipped" / "tiny_simclr.pt")
-    refused(plant, lambda: backbones.create_backbone("simclr", 3, "tiny", seed=0), check_advice)
+    refused(plant, lambda: backbones.create_backbone("simclr", 3, "tiny", seed=0), aspect)
     monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "cache"))
     plant(tmp_path / "cache" / "backbones" / "tiny_barlowtwins_seed3.pt")
     refused(plant, lambda: backbones.create_backbone("barlowtwins", 3, "tiny", pretrain_seed=3),
-            check_advice)
+            aspect)
 
 
-@pytest.mark.parametrize("check_advice", [False, True])
-def test_checkpoint_file_backbone_given_to_studies(plant, tmp_path, check_advice):
+@pytest.mark.parametrize("aspect", ASPECTS)
+def test_checkpoint_file_backbone_given_to_studies(plant, tmp_path, aspect):
     evil = str(plant(tmp_path / "mine.pt"))
-    refused(plant, lambda: backbones.describe_backbone(evil), check_advice)
-    refused(plant, lambda: backbones.create_backbone(evil, 3), check_advice)
+    refused(plant, lambda: backbones.describe_backbone(evil), aspect)
+    refused(plant, lambda: backbones.create_backbone(evil, 3), aspect)
 
 
 def test_pretraining_resume_state(plant, tmp_path):
@@ -108,13 +124,13 @@ def test_pretraining_resume_state(plant, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("check_advice", [False, True])
-def test_run_checkpoint_on_resume_and_on_load(plant, tmp_path, check_advice):
+@pytest.mark.parametrize("aspect", ASPECTS)
+def test_run_checkpoint_on_resume_and_on_load(plant, tmp_path, aspect):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
     data = [(torch.rand(3, 4, 4), k % 2) for k in range(4)]
     run_dir = tmp_path / "run"
     plant(run_dir / "checkpoint.pt")
     cfg = FinetuneConfig(epochs=1, batch_size=2, augmentation="none", device="cpu")
     refused(plant, lambda: finetune(model, data, data, ["a", "b"], cfg, run_dir, progress=False),
-            check_advice)
-    refused(plant, lambda: load_finetuned(run_dir, model), check_advice)
+            aspect)
+    refused(plant, lambda: load_finetuned(run_dir, model), aspect)

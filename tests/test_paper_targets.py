@@ -77,7 +77,9 @@ def test_serengeti_filter_split_by_location_and_labels(tmp_path, monkeypatch):
     x, y = t.train[0]
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32
     assert int(x.mean((1, 2)).argmax()) == y  # the colour channel is the label
-    assert all(p.parent.parent.name == "16px" for p in (tmp_path / "serengeti" / "prepared").rglob("manifest.json"))
+    manifests = list((tmp_path / "serengeti" / "prepared").rglob("manifest.json"))
+    assert sorted(p.parent.name.split("-")[0] for p in manifests) == ["train", "val"]
+    assert {p.parent.parent.name for p in manifests} == {"16px"}
 
 
 def test_bad_files_are_listed_and_cache_is_reused(tmp_path, monkeypatch):

@@ -135,7 +135,8 @@ def check_rehearsal(work, record):
     curves = next((work / "runs" / "paper" / "study3").glob("curves_serengeti_*.csv"))
     assert curves.stat().st_size > 0
     # ... and never trained the pair afresh at the profile's 25 epochs
-    assert all("-e1-" in d.name for d in (work / "runs" / "paper" / "serengeti").glob("*/*"))
+    pair_runs = list((work / "runs" / "paper" / "serengeti").glob("*/*"))
+    assert len(pair_runs) >= 2 and all("-e1-" in d.name for d in pair_runs), pair_runs
 
 
 def test_every_step_runs_the_paper_profile_itself():

@@ -1,15 +1,23 @@
 """Saliency maps for Study 4: which pixels decide a model's prediction.
 
-One entry point, :func:`attribute`, covers the study's methods so that the notebook can loop over
-models and methods with the same call:
+Each method is a small class in the style of captum's ``captum.attr``: built from the model and
+the method's own settings, which its ``__init__`` checks (a ValueError naming the parameter and
+the allowed values), then called as ``.attribute(images, target=None)``:
 
-* ``saliency`` - plain input gradients (Simonyan et al. 2014), through captum;
-* ``deconvnet`` and ``guided_backprop`` - gradients with the ReLU backward pass replaced
-  (Zeiler & Fergus 2014; Springenberg et al. 2015), through captum;
-* ``gradcam`` and ``guided_gradcam`` (Selvaraju et al. 2017), through captum;
-* ``scorecam`` (Wang et al. 2020), which captum lacks, implemented here (:func:`scorecam`) and
-  batched over channels, with a deliberately naive :func:`scorecam_reference` that the tests and
+* :class:`Saliency` ``(model, abs=True)`` - plain input gradients (Simonyan et al. 2014);
+* :class:`DeconvNet` ``(model)`` and :class:`GuidedBackprop` ``(model)`` - gradients with the
+  ReLU backward pass replaced (Zeiler & Fergus 2014; Springenberg et al. 2015);
+* :class:`GradCAM` ``(model, layer="layer4")`` and :class:`GuidedGradCAM` ``(model,
+  layer="layer4")`` (Selvaraju et al. 2017);
+* :class:`ScoreCAM` ``(model, layer="layer4", batch_size=32, variant="authors",
+  progress=False)`` (Wang et al. 2020), which captum lacks, implemented here and batched over
+  channels, with a deliberately naive :func:`scorecam_reference` that the tests and
   ``benchmarks/bench_scorecam.py`` compare against.
+
+The first five run through captum (imported when a map is computed, not on import). ``METHODS``
+maps each method's name (``"saliency"``, ``"deconvnet"``, ``"guided_backprop"``, ``"gradcam"``,
+``"guided_gradcam"``, ``"scorecam"``) to its class, and :func:`attribute` builds the class from
+the name, so a notebook can loop over models and methods with one call.
 
 Models follow ARCHITECTURE.md: they take float images in [0, 1] and normalize inside ``forward``,
 so every map here is a map over *pixels* of the image the reader sees.
@@ -23,8 +31,10 @@ deconvnet written with a custom autograd function, so no ReLU swapping is needed
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -34,13 +44,8 @@ from tqdm.auto import tqdm
 
 from camtrap_ssl.models.utils import check_images, eval_mode, get_layer, model_device
 
-METHODS: tuple[str, ...] = (
-    "saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam", "scorecam",
-)
-# methods that need a convolutional layer to read activations from
-LAYER_METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "scorecam")
 SCORECAM_VARIANTS: tuple[str, ...] = ("authors", "paper", "pytorch_grad_cam")
-"""Score-CAM's published variants (see :func:`scorecam`); the first is the default."""
+"""Score-CAM's published variants (see :class:`ScoreCAM`); the first is the default."""
 _EPS = 1e-12
 
 
@@ -65,68 +70,129 @@ def _check_target_range(targets: Tensor, n_classes: int) -> None:
                          f"{n_classes} outputs")
 
 
-def attribute(model: nn.Module, images: Tensor, target=None, method: str = "saliency",
-              layer: str | nn.Module | None = None, **kw) -> Tensor:
-    """Attribution maps of ``model``'s ``target`` logit for ``images`` (N, 3, H, W) in [0, 1].
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}; allowed: True or False")
 
-    Returns (N, 3, H, W) for the gradient methods (``saliency``, ``deconvnet``,
-    ``guided_backprop``, ``guided_gradcam``) and (N, 1, H, W) for the CAM methods (``gradcam``,
-    ``scorecam``), always at the input's resolution so maps overlay the image directly. ``target``
-    is an int, one int per image, or ``None`` (each image's predicted class). ``layer`` is the
-    convolutional block read by the CAM methods (default ``layer4``, the final one; ignored by
-    the others). Extra keywords: ``abs`` for ``saliency`` (default True, Simonyan et al.'s
-    magnitude); ``batch_size``, ``variant``, ``progress`` for ``scorecam``.
-    Reduce 3-channel maps with :func:`to_2d` and scale with :func:`normalize_map` for display.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not known; allowed: {list(METHODS)}")
-    check_images(images)
-    device = model_device(model)
-    x = images.detach().to(device)
-    module = get_layer(model, "layer4" if layer is None else layer) \
-        if method in LAYER_METHODS else None
-    allowed = {"saliency": {"abs"}, "scorecam": {"batch_size", "variant", "progress"}}
-    bad = set(kw) - allowed.get(method, set())
-    if bad:
-        raise ValueError(f"unexpected keyword(s) {sorted(bad)} for method={method!r}; "
-                         f"allowed: {sorted(allowed.get(method, set()))}")
-    targets = resolve_targets(model, x, target)
-    if method == "scorecam":
-        return scorecam(model, x, targets, layer=module, **kw).to(images.device)
 
-    from captum.attr import (
-        Deconvolution,
-        GuidedBackprop,
-        GuidedGradCam,
-        LayerAttribution,
-        LayerGradCam,
-        Saliency,
-    )
-
-    with eval_mode(model), warnings.catch_warnings():
-        # captum announces its temporary ReLU hooks on every call; they are removed afterwards
-        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        x = x.clone().requires_grad_(True)
-        if method == "saliency":
-            out = Saliency(model).attribute(x, target=targets, abs=kw.get("abs", True))
-        elif method == "deconvnet":
-            out = Deconvolution(model).attribute(x, target=targets)
-        elif method == "guided_backprop":
-            out = GuidedBackprop(model).attribute(x, target=targets)
-        elif method == "gradcam":
-            cam = LayerGradCam(model, module).attribute(x, target=targets,
-                                                        relu_attributions=True)
-            out = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]),
-                                               interpolate_mode="bilinear")
-        else:  # guided_gradcam
-            out = GuidedGradCam(model, module).attribute(x, target=targets,
-                                                         interpolate_mode="bilinear")
-    out = out.detach()
-    n_blank = int((out.flatten(1).abs().amax(1) <= 0).sum())
+def _warn_blank(name: str, maps: Tensor) -> None:
+    n_blank = int((maps.flatten(1).abs().amax(1) <= 0).sum())
     if n_blank:  # e.g. Guided Grad-CAM where Grad-CAM's ReLU left nothing
-        warnings.warn(f"{method}: {n_blank} of {len(out)} maps are blank (all zero)",
-                      stacklevel=2)
-    return out.to(images.device)
+        warnings.warn(f"{name}: {n_blank} of {len(maps)} maps are blank (all zero)",
+                      stacklevel=3)
+
+
+# --------------------------------------------------------------------------------- the methods
+class Attribution:
+    """A saliency method bound to one model: ``Method(model, ...).attribute(images, target)``.
+
+    ``images``: (N, 3, H, W) floats in [0, 1]; ``target``: an int, one int per image, or
+    ``None`` (each image's predicted class). Maps come back at the input's resolution on the
+    images' device, (N, 3, H, W) for the gradient methods and (N, 1, H, W) for the CAM methods,
+    and blank (all-zero) maps are warned about with their count. The model is put in eval mode
+    for the call and restored afterwards.
+    """
+
+    name: str = ""
+
+    def __init__(self, model: nn.Module):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    def attribute(self, images: Tensor, target=None) -> Tensor:
+        check_images(images)
+        x = images.detach().to(model_device(self.model))
+        targets = resolve_targets(self.model, x, target)
+        with eval_mode(self.model), warnings.catch_warnings():
+            # captum announces its temporary ReLU hooks on every call; they are removed afterwards
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            out = self._captum(x.clone().requires_grad_(True), targets).detach()
+        _warn_blank(self.name, out)
+        return out.to(images.device)
+
+    def _captum(self, x: Tensor, targets: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.model).__name__})"
+
+
+class Saliency(Attribution):
+    """Input gradients of the target logit (Simonyan et al. 2014); ``abs=True`` takes their
+    magnitude, as the paper does, ``abs=False`` keeps the sign."""
+
+    name = "saliency"
+
+    def __init__(self, model: nn.Module, abs: bool = True):  # noqa: A002 - captum's name
+        super().__init__(model)
+        _check_bool("abs", abs)
+        self.abs = abs
+
+    def _captum(self, x, targets):
+        from captum.attr import Saliency as CaptumSaliency
+
+        return CaptumSaliency(self.model).attribute(x, target=targets, abs=self.abs)
+
+
+class DeconvNet(Attribution):
+    """Gradients with ReLUs passing only positive *gradients* (Zeiler & Fergus 2014)."""
+
+    name = "deconvnet"
+
+    def _captum(self, x, targets):
+        from captum.attr import Deconvolution
+
+        return Deconvolution(self.model).attribute(x, target=targets)
+
+
+class GuidedBackprop(Attribution):
+    """Gradients with ReLUs passing positive gradients at positive inputs only
+    (Springenberg et al. 2015)."""
+
+    name = "guided_backprop"
+
+    def _captum(self, x, targets):
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+
+        return CaptumGuidedBackprop(self.model).attribute(x, target=targets)
+
+
+class LayerMethod(Attribution):
+    """A method that reads the activations of one convolutional block: ``layer`` is its
+    torchvision name (``layer1`` ... ``layer4``, dotted names such as ``layer4.1.conv2``) or the
+    module itself; the default ``layer4`` is the final block."""
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module = "layer4"):
+        super().__init__(model)
+        self.layer = get_layer(model, layer)
+
+
+class GradCAM(LayerMethod):
+    """Grad-CAM (Selvaraju et al. 2017): ReLU of the gradient-weighted activations of ``layer``,
+    upsampled bilinearly to the image, (N, 1, H, W)."""
+
+    name = "gradcam"
+
+    def _captum(self, x, targets):
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        cam = LayerGradCam(self.model, self.layer).attribute(x, target=targets,
+                                                             relu_attributions=True)
+        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+
+class GuidedGradCAM(LayerMethod):
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM of
+    ``layer``, (N, 3, H, W)."""
+
+    name = "guided_gradcam"
+
+    def _captum(self, x, targets):
+        from captum.attr import GuidedGradCam
+
+        return GuidedGradCam(self.model, self.layer).attribute(x, target=targets,
+                                                               interpolate_mode="bilinear")
 
 
 # --------------------------------------------------------------------------------- Score-CAM
@@ -158,7 +224,7 @@ def _finish_cam(cam_small: Tensor, size) -> Tensor:
 def _check_scorecam_args(variant: str, batch_size: int) -> None:
     if variant not in SCORECAM_VARIANTS:
         raise ValueError(f"variant={variant!r}; allowed: {list(SCORECAM_VARIANTS)}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
@@ -183,8 +249,7 @@ def _weights(scores: Tensor, variant: str, base: float) -> Tensor:
     return scores - base if variant == "paper" else scores
 
 
-def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Module = "layer4",
-             batch_size: int = 32, variant: str = "authors", progress: bool = False) -> Tensor:
+class ScoreCAM(LayerMethod):
     """Score-CAM (Wang et al., CVPR-W 2020) maps (N, 1, H, W) in [0, 1], batched over channels.
 
     For each channel k of ``layer``'s activation A_k: upsample to the image size and min-max
@@ -206,44 +271,94 @@ def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Modu
     Blank maps are warned about (count in the message) wherever they occur. Channels whose
     activation is constant carry no spatial information and no valid mask: weight 0, not run
     through the network. Masked copies go through ``batch_size`` at a time
-    (``benchmarks/bench_scorecam.py``).
+    (``benchmarks/bench_scorecam.py``); ``progress`` shows a bar over the images. Targets out of
+    the model's range are refused.
     """
-    _check_scorecam_args(variant, batch_size)
-    check_images(images)
-    module = get_layer(model, layer)
-    device = model_device(model)
-    x_all = images.detach().to(device)
-    size = x_all.shape[-2:]
-    cams = []
-    with eval_mode(model), torch.no_grad():
-        acts, logits = _layer_activations(model, module, x_all)
-        targets = resolve_targets(model, x_all, target)
-        _check_target_range(targets, logits.shape[1])
-        fill = _fill(model, x_all, variant)
-        blank_probs = F.softmax(model(torch.zeros_like(x_all[:1])), dim=1)[0]
-        for n in tqdm(range(x_all.shape[0]), desc="Score-CAM", disable=not progress):
-            a, t = acts[n], int(targets[n])
-            flat = a.flatten(1)
-            lo, hi = flat.min(1).values, flat.max(1).values
-            live = torch.nonzero(hi - lo > _EPS).flatten()
-            scores = torch.zeros(live.numel(), device=device)
-            for start in range(0, live.numel(), batch_size):
-                idx = live[start:start + batch_size]
-                up = _upsample(a[idx][:, None], size)  # (B, 1, H, W)
-                mask = (up - lo[idx, None, None, None]) / (hi - lo)[idx, None, None, None]
-                out = model(_masked(x_all[n:n + 1], mask, fill))
-                scores[start:start + idx.numel()] = (out[:, t] if variant == "pytorch_grad_cam"
-                                                     else F.softmax(out, dim=1)[:, t])
-            weights = torch.zeros(a.shape[0], device=device)
-            if live.numel():
-                weights[live] = _weights(scores, variant, float(blank_probs[t]))
-            cams.append(_finish_cam((weights[:, None, None] * a).sum(0), size))
-    out = torch.stack(cams)
-    n_blank = int((out.flatten(1).amax(1) <= 0).sum())
-    if n_blank:
-        warnings.warn(f"Score-CAM ({variant}): {n_blank} of {len(out)} maps are blank (all "
-                      f"zero)", stacklevel=2)
-    return out.to(images.device)
+
+    name = "scorecam"
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module = "layer4", batch_size: int = 32,
+                 variant: str = "authors", progress: bool = False):
+        _check_scorecam_args(variant, batch_size)
+        _check_bool("progress", progress)
+        super().__init__(model, layer)
+        self.batch_size, self.variant, self.progress = batch_size, variant, progress
+
+    def attribute(self, images: Tensor, target=None) -> Tensor:
+        check_images(images)
+        model, module, variant, batch_size = self.model, self.layer, self.variant, self.batch_size
+        device = model_device(model)
+        x_all = images.detach().to(device)
+        size = x_all.shape[-2:]
+        cams = []
+        with eval_mode(model), torch.no_grad():
+            acts, logits = _layer_activations(model, module, x_all)
+            targets = resolve_targets(model, x_all, target)
+            _check_target_range(targets, logits.shape[1])
+            fill = _fill(model, x_all, variant)
+            blank_probs = F.softmax(model(torch.zeros_like(x_all[:1])), dim=1)[0]
+            for n in tqdm(range(x_all.shape[0]), desc="Score-CAM", disable=not self.progress):
+                a, t = acts[n], int(targets[n])
+                flat = a.flatten(1)
+                lo, hi = flat.min(1).values, flat.max(1).values
+                live = torch.nonzero(hi - lo > _EPS).flatten()
+                scores = torch.zeros(live.numel(), device=device)
+                for start in range(0, live.numel(), batch_size):
+                    idx = live[start:start + batch_size]
+                    up = _upsample(a[idx][:, None], size)  # (B, 1, H, W)
+                    mask = (up - lo[idx, None, None, None]) / (hi - lo)[idx, None, None, None]
+                    out = model(_masked(x_all[n:n + 1], mask, fill))
+                    scores[start:start + idx.numel()] = (out[:, t] if variant == "pytorch_grad_cam"
+                                                         else F.softmax(out, dim=1)[:, t])
+                weights = torch.zeros(a.shape[0], device=device)
+                if live.numel():
+                    weights[live] = _weights(scores, variant, float(blank_probs[t]))
+                cams.append(_finish_cam((weights[:, None, None] * a).sum(0), size))
+        out = torch.stack(cams)
+        _warn_blank(f"Score-CAM ({variant})", out)
+        return out.to(images.device)
+
+    def __repr__(self) -> str:
+        return (f"ScoreCAM({type(self.model).__name__}, batch_size={self.batch_size}, "
+                f"variant={self.variant!r})")
+
+
+def scorecam(model: nn.Module, images: Tensor, target=None, layer: str | nn.Module = "layer4",
+             batch_size: int = 32, variant: str = "authors", progress: bool = False) -> Tensor:
+    """:class:`ScoreCAM` in one call (the benchmarks and tests time and check it this way)."""
+    return ScoreCAM(model, layer, batch_size=batch_size, variant=variant,
+                    progress=progress).attribute(images, target)
+
+
+METHODS = MappingProxyType({cls.name: cls for cls in (
+    Saliency, DeconvNet, GuidedBackprop, GradCAM, GuidedGradCAM, ScoreCAM)})
+"""Method name -> class, in the order the study shows them (read-only)."""
+LAYER_METHODS: tuple[str, ...] = tuple(n for n, c in METHODS.items() if issubclass(c, LayerMethod))
+"""The methods that read a convolutional layer (they take ``layer``)."""
+
+
+def attribute(model: nn.Module, images: Tensor, target=None, method: str = "saliency",
+              layer: str | nn.Module | None = None, **kw) -> Tensor:
+    """``METHODS[method](model, layer=layer, **kw).attribute(images, target)``: the maps of
+    ``model``'s ``target`` logit for ``images`` (N, 3, H, W) in [0, 1] (see :class:`Attribution`).
+
+    ``layer`` is passed to the methods that read one (``LAYER_METHODS``; default ``layer4``) and
+    ignored by the others, so one call serves every method. Other keywords go to the method's
+    class, which checks them: ``abs`` for ``saliency``; ``batch_size``, ``variant``,
+    ``progress`` for ``scorecam``. Reduce 3-channel maps with :func:`to_2d` and scale with
+    :func:`normalize_map` for display.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; allowed: {list(METHODS)}")
+    cls = METHODS[method]
+    allowed = [p for p in inspect.signature(cls).parameters if p not in ("model", "layer")]
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        raise ValueError(f"unexpected keyword(s) {bad} for method={method!r} ({cls.__name__}); "
+                         f"allowed: {allowed}")
+    if layer is not None and issubclass(cls, LayerMethod):
+        kw["layer"] = layer
+    return cls(model, **kw).attribute(images, target)
 
 
 def scorecam_reference(model: nn.Module, images: Tensor, target=None,

@@ -55,7 +55,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cascading_randomisation(model: nn.Module, images: torch.Tensor, target,
-                            methods: Sequence[str] = METHODS,
+                            methods: Sequence[str] = tuple(METHODS),
                             cascade: Sequence[str] = CASCADE, seed: int = 0,
                             progress: bool = False) -> pd.DataFrame:
     """Rank correlation of each method's maps with the maps after cascading randomisation.

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 
 def strip_rows(height: int, fraction: float) -> int:
     """Rows to cut from the bottom of a ``height``-row frame: ``fraction`` of it, rounded up.
@@ -29,12 +27,6 @@ def strip_rows(height: int, fraction: float) -> int:
     if not 0.0 <= fraction < 0.5:
         raise ValueError(f"strip_fraction={fraction!r} must lie in [0, 0.5)")
     return min(height - 1, max(0, math.ceil(fraction * height - 1e-6)))
-
-
-def cut_strip(image: np.ndarray, fraction: float) -> np.ndarray:
-    """``image`` (H x W [x C]) without its bottom strip (a view; nothing is copied)."""
-    rows = strip_rows(image.shape[0], fraction)
-    return image[: image.shape[0] - rows] if rows else image
 
 
 def describe(fraction: float, height: int) -> str:

@@ -3,8 +3,9 @@
 RQ1's label-budget axis fine-tunes whole networks (:mod:`camtrap_ssl.experiments.finetuning`)
 and also asks the classic SSL question: how well do the pretrained features separate the target's
 classes when nothing but a linear classifier is trained on them? A probe here is multinomial
-logistic regression (:func:`camtrap_ssl.pretrain.probes.linear_probe`'s, standardized features,
-L-BFGS from zero, so deterministic given its features) on the pooled backbone features of a
+logistic regression (:func:`camtrap_ssl.pretrain.probes.fit_linear_probe`, the probe the
+pretrained backbones are checked with: standardized features, L-BFGS from zero, so deterministic
+given its features) on the pooled backbone features, at the centre crop fine-tuning scores, of a
 class-stratified share of the target's training labels, scored on the whole validation split with
 the metrics a fine-tuning run records.
 
@@ -35,8 +36,9 @@ from camtrap_ssl.experiments.backbones import (
     create_backbone,
 )
 from camtrap_ssl.experiments.spec import WORLD_SEED, RunSpec
-from camtrap_ssl.pretrain.probes import extract_features
+from camtrap_ssl.pretrain.probes import class_scores, extract_features, fit_linear_probe
 from camtrap_ssl.train import metrics as M
+from camtrap_ssl.train.augment import center_crop
 
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (scikit-learn's default)
 
@@ -64,12 +66,8 @@ def _features(backbone: str, target: str, profile_name: str, weights: str | None
     model = create_backbone(backbone, None, spec.profile, 0)
     crop = spec.profile.input_size
 
-    def feats(ds):
-        x = ds.get_batch(torch.arange(len(ds)))[0]
-        if x.shape[-1] != crop:  # the evaluation view: the centre crop fine-tuning scores
-            off = (x.shape[-1] - crop) // 2
-            x = x[..., off:off + crop, off:off + crop]
-        return extract_features(model, x)
+    def feats(ds):  # the evaluation view: the centre crop fine-tuning scores
+        return extract_features(model, center_crop(ds.get_batch(torch.arange(len(ds)))[0], crop))
 
     return (feats(tgt.train), np.asarray(tgt.train.labels), feats(tgt.val),
             np.asarray(tgt.val.labels), list(tgt.classes))
@@ -81,19 +79,11 @@ def linear_probe_run(spec: RunSpec) -> dict:
     path = probe_path(spec)
     if path.is_file():
         return json.loads(path.read_text())
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     weights = backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED)
     tx, ty, vx, vy, classes = _features(spec.backbone, spec.target, spec.profile.name, weights)
     keep = stratified_fraction(ty, spec.label_fraction, spec.seed)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=1000))
-    clf.fit(tx[keep], ty[keep])
-    scores = np.full((len(vx), len(classes)), -np.inf)
-    scores[:, clf.classes_] = clf.decision_function(vx).reshape(len(vx), -1) \
-        if len(clf.classes_) > 2 else np.stack([-clf.decision_function(vx),
-                                                 clf.decision_function(vx)], 1)
+    clf = fit_linear_probe(tx[keep], ty[keep], PROBE_C)
+    scores = class_scores(clf, vx, len(classes))
     counts = np.bincount(ty[keep], minlength=len(classes))
     report = M.classification_report(scores, vy, classes, counts)
     out = {"identity": probe_identity(spec), "path": str(path), "n_labelled": int(len(keep)),

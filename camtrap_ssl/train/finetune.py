@@ -390,7 +390,7 @@ def finished_summary(run_dir: str | Path, convergence_tolerance: float) -> dict 
     return summary
 
 
-def _load_checkpoint(path: Path, device) -> dict:
+def _load_checkpoint(path: Path) -> dict:
     """The resume state, or a ``ValueError`` that names the file and says how to start over.
 
     Read through :func:`camtrap_ssl.models.weights.load_checkpoint` (tensors and plain containers
@@ -431,7 +431,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
     history, start, elapsed = [], 0, 0.0
     ckpt_path = run.file(rundir.CHECKPOINT)
     if ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path, device)
+        ckpt = _load_checkpoint(ckpt_path)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         history, start, elapsed = run.metrics()[: ckpt["epoch"]], ckpt["epoch"], ckpt["elapsed"]
