@@ -61,10 +61,21 @@ def test_out_of_range_values_are_refused(params, word):
         studies.check_request("2", params)
 
 
-@pytest.mark.parametrize("seed", [-1, "0", 1.0, True])
-def test_a_bad_seed_is_refused_where_a_study_has_one(seed):
-    with pytest.raises(ValueError, match=r"seed=.* is not allowed; seed must be"):
-        studies.check_request("3", {"seed": seed})
+@pytest.mark.parametrize("seeds", [[-1], ["0"], [1.0], [True], [], [0, 0], 0])
+@pytest.mark.parametrize("study", ["1", "2", "rq1", "3", "3-appendix", "4"])
+def test_every_study_takes_seeds_and_refuses_bad_ones(study, seeds):
+    with pytest.raises(ValueError, match=r"seeds=.* is not allowed; seeds must be"):
+        studies.check_request(study, {"seeds": seeds})
+    with pytest.raises(ValueError, match=f"study {study} has no parameter 'seed'"):
+        studies.check_request(study, {"seed": 0})
+
+
+def test_run_options_pass_any_field_a_study_does_not_vary_and_refuse_the_rest():
+    studies.check_request("1", {"run_options": {"precision": "fp32", "label_fraction": 0.5}})
+    with pytest.raises(ValueError, match=r"run_options=.* is not allowed.*\(unknown: \['seed'\]\)"):
+        studies.check_request("4", {"run_options": {"seed": 3}})
+    with pytest.raises(ValueError, match="precision='fp16' is not allowed"):
+        studies.check_request("3", {"run_options": {"precision": "fp16"}})
 
 
 def test_study_settings_accept_what_a_run_spec_accepts():

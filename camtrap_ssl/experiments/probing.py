@@ -29,13 +29,12 @@ import torch
 
 from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.data.datasets import stratified_fraction
-from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments.backbones import (
-    PRETRAIN_SEED,
     backbone_sha256,
     create_backbone,
 )
-from camtrap_ssl.experiments.spec import WORLD_SEED, RunSpec
+from camtrap_ssl.experiments.finetuning import load_spec_target
+from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.pretrain.probes import class_scores, extract_features, fit_linear_probe
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train.augment import center_crop
@@ -43,30 +42,41 @@ from camtrap_ssl.train.augment import center_crop
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (scikit-learn's default)
 
 
+def _feature_spec(spec: RunSpec) -> RunSpec:
+    """What a probe's features depend on: the spec without what only the classifier on top sees
+    (the fine-tuning seed and label share, the fine-tuning budget and its bookkeeping)."""
+    return spec.replace(seed=0, label_fraction=1.0, epochs=None, lr=None, runs_root=None,
+                        convergence_tolerance=0.5, lock_timeout=None)
+
+
 def probe_identity(spec: RunSpec) -> dict:
-    """What a probe's number depends on: backbone weights, target data, profile, share, seed."""
+    """What a probe's number depends on: backbone weights (of the spec's pretraining seed),
+    target data, profile, protocol (the evaluation crop and the strip), share, seed."""
     return {"kind": "linear probe", "backbone": spec.backbone,
-            "weights": backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED),
+            "weights": backbone_sha256(spec.backbone, spec.profile, spec.pretrain_seed),
             "target": {"name": spec.target, **spec.data_identity},
             "profile": spec.profile.to_dict(), "label_fraction": spec.label_fraction,
+            "protocol": {k: v for k, v in spec.protocol().items() if k != "augmentation"},
             "seed": spec.seed, "C": PROBE_C}
 
 
 def probe_path(spec: RunSpec) -> Path:
     ident = probe_identity(spec)
     leaf = f"probe-f{spec.label_fraction:g}-seed{spec.seed}-{fileio.fingerprint(ident)[:8]}.json"
-    return spec.root / spec.profile.name / spec.target / spec.backbone / leaf
+    b = spec.run_dir().parent.name  # the backbone's folder, pretraining seed included
+    return spec.root / spec.profile.name / spec.target / b / leaf
 
 
 @lru_cache(maxsize=8)
-def _features(backbone: str, target: str, profile_name: str, weights: str | None):
-    """Pooled features of a target's train and validation splits (``weights`` keys the cache)."""
-    spec = RunSpec(backbone, target, profile_name)
-    tgt = get_target(target, spec.profile, WORLD_SEED, progress=False)
-    model = create_backbone(backbone, None, spec.profile, 0)
-    crop = spec.profile.input_size
+def _features(feature_spec: str, weights: str | None):
+    """Pooled features of a target's train and validation splits, in the evaluation view (the
+    centre crop fine-tuning scores); keyed by the feature spec's JSON and the weights' hash."""
+    spec = RunSpec.from_params(json.loads(feature_spec))
+    tgt = load_spec_target(spec, progress=False)
+    model = create_backbone(spec.backbone, None, spec.profile, 0, spec.pretrain_seed)
+    crop = spec.protocol()["crop"]
 
-    def feats(ds):  # the evaluation view: the centre crop fine-tuning scores
+    def feats(ds):
         return extract_features(model, center_crop(ds.get_batch(torch.arange(len(ds)))[0], crop))
 
     return (feats(tgt.train), np.asarray(tgt.train.labels), feats(tgt.val),
@@ -79,8 +89,9 @@ def linear_probe_run(spec: RunSpec) -> dict:
     path = probe_path(spec)
     if path.is_file():
         return json.loads(path.read_text())
-    weights = backbone_sha256(spec.backbone, spec.profile, PRETRAIN_SEED)
-    tx, ty, vx, vy, classes = _features(spec.backbone, spec.target, spec.profile.name, weights)
+    weights = backbone_sha256(spec.backbone, spec.profile, spec.pretrain_seed)
+    key = json.dumps(_feature_spec(spec).to_params(), sort_keys=True)
+    tx, ty, vx, vy, classes = _features(key, weights)
     keep = stratified_fraction(ty, spec.label_fraction, spec.seed)
     clf = fit_linear_probe(tx[keep], ty[keep], PROBE_C)
     scores = class_scores(clf, vx, len(classes))

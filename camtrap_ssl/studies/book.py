@@ -66,16 +66,17 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 """)
 
 
-# The studies that run every cell over fine-tuning seeds (parameter ``seeds``, not ``seed``).
-SEEDED_STUDIES = ("1", "2", "rq1")
+# The studies that run (or reuse) every fine-tuning run over seeds: all but the worlds gallery,
+# whose ``seed`` draws the embedded world itself.
+SEEDED_STUDIES = ("1", "2", "rq1", "3", "3-appendix", "4")
 
 
 def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,
                 studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None) -> dict:
     """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse).
 
-    Studies 1 and 2 run over ``seeds`` (default: the profile's ``finetune_seeds``); 3 and 4 use
-    ``seed``, which should be one of them so that they reuse a run instead of training another.
+    Every study runs over ``seeds`` (default: the profile's ``finetune_seeds``), so Studies 3 and
+    4 analyse the very pairs Studies 1 and 2 trained; ``seed`` draws the worlds gallery.
     """
     seeds = list(seeds if seeds is not None else get_profile(profile).finetune_seeds)
     timings = {}

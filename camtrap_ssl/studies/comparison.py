@@ -116,13 +116,20 @@ def _backbone_ready(method: str, profile) -> bool:
         (paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt").exists()
 
 
+def data_seed(dataset: str, seed: int) -> int:
+    """The seed the runs of ``seed`` drew ``dataset``'s data with (:attr:`RunSpec.data_seed`):
+    the images Studies 3 and 4 analyse come from the world (or split) the pair was scored on."""
+    return RunSpec("supervised", dataset, "tiny", seed).data_seed
+
+
 def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAULT_PROFILE, seed: int = 0,
                runs_root=None, progress: bool = False, ssl_run=None, sl_run=None,
-               epochs: int | None = None) -> Pair:
+               epochs: int | None = None, **run_options) -> Pair:
     """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics.
 
     ``epochs``: the runs' budget (None: the profile's), as Studies 1 and 2 were given it, so that
-    the pair is the pair those studies tabulated rather than a fresh full-budget run.
+    the pair is the pair those studies tabulated rather than a fresh full-budget run;
+    ``run_options``: any other :class:`RunSpec` field of both runs, passed on unchanged.
 
     ``ssl_run`` / ``sl_run``: a finished run directory (or its ``checkpoint.pt``) to use instead
     of the run of ``(backbone, dataset, profile, seed)``. With ``progress`` the plan
@@ -141,7 +148,8 @@ def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAUL
         if runs[side]:
             rd = rundir.finished_run(runs[side]).path
         else:
-            spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root)
+            spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root,
+                           **run_options)
             _, rd = finetune_run(spec, progress=progress)
         model = create_backbone(rd)  # the fine-tuned classifier of the run
         backbone = model.backbone_name

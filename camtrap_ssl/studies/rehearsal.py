@@ -93,7 +93,7 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
     cli = [py, "-m", "camtrap_ssl.cli"]
     data = work / "data"
     paper = ["-p", "profile", '"paper"', "-p", "epochs", str(b["epochs"])]
-    seeds = ["-p", "seeds", json.dumps(b["seeds"])]  # Studies 1 and 2 run every cell per seed
+    seeds = ["-p", "seeds", json.dumps(b["seeds"])]  # every study runs (or reuses) each seed's runs
     pair = ["-p", "ssl_backbone", json.dumps(b["ssl"]), "-p", "sl_backbone", json.dumps(b["sl"]),
             "-p", "dataset", '"serengeti"']
     out = ["--output-dir", str(work / "book" / "studies")]
@@ -118,11 +118,11 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
                                                      "-p", "datasets", json.dumps(b["trained_targets"])] + out),
         ("study 2", cli + ["study", "2"] + paper + seeds + ["-p", "backbones", json.dumps([b["sl"], b["ssl"]]),
                                                      "-p", "datasets", '["serengeti"]'] + out),
-        ("study 3", cli + ["study", "3"] + paper + pair
+        ("study 3", cli + ["study", "3"] + paper + pair + seeds
          + [a for k, v in b["study3"].items() for a in ("-p", k, json.dumps(v))] + out),
-        ("study 3-appendix", cli + ["study", "3-appendix", "-p", "profile", '"paper"'] + pair
+        ("study 3-appendix", cli + ["study", "3-appendix", "-p", "profile", '"paper"'] + pair + seeds
          + ["-p", "n_boot", json.dumps(b["study3"]["n_boot"])] + out),
-        ("study 4", cli + ["study", "4"] + paper + pair
+        ("study 4", cli + ["study", "4"] + paper + pair + seeds
          + [a for k, v in b["study4"].items() for a in ("-p", k, json.dumps(v))] + out),
         # RQ1's axes exist only in the embedded world (they are generated): its page runs on tiny,
         # as the worlds gallery does, so that the book has every page
