@@ -118,8 +118,9 @@ def test_cct_unknown_image_id_is_refused(tmp_path):
 def test_few_locations_fall_back_to_sequence_with_a_warning(tmp_path):
     json_path = write_camtrap_world("serengeti", tmp_path / "w", "tiny", seed=0)
     data = json.loads(json_path.read_text())
+    sites = sorted({im["location"] for im in data["images"]})
     for im in data["images"]:
-        im["location"] = "siteA" if hash(im["location"]) % 2 else "siteB"
+        im["location"] = "siteA" if sites.index(im["location"]) % 2 else "siteB"
     (tmp_path / "w" / "two_sites.json").write_text(json.dumps(data))
     with pytest.warns(UserWarning, match="2 locations, fewer than 5"):
         t = user.load_user_target(tmp_path / "w" / "two_sites.json", size=8, min_images=4,
