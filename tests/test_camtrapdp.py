@@ -270,3 +270,11 @@ def test_class_too_small_for_a_split_is_refused_with_counts(tmp_path, monkeypatc
     t = user.load_user_target(tmp_path / "pkg2", images=root, size=8, min_images=2, progress=False)
     assert "Martes foina" not in t.classes
     assert t.identity["selection"]["dropped_by_min_images"] == {"Martes foina": 1}
+
+
+def test_optional_columns_may_be_absent_and_extra_ones_present(tmp_path):
+    root, _ = make_package(tmp_path / "pkg")
+    rewrite(root / "media.csv", lambda rows: [r[:col(rows, "captureMethod")]
+                                             + r[col(rows, "captureMethod") + 1:] + ["x"]
+                                             for r in rows])
+    assert len(camtrapdp.read_camtrapdp(root).media) == 35
