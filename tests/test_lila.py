@@ -201,10 +201,20 @@ def test_offline_error_names_url_and_remedy(tmp_path):
 
 
 def test_catalogue_entries_are_complete():
+    downloadable = 0
     for name, entry in lila.CATALOGUE.items():
-        assert {"title", "metadata", "json_name", "image_base", "metadata_sha256"} <= set(entry)
+        assert {"title", "metadata", "json_name", "image_base", "metadata_sha256", "images",
+                "classes", "licence", "page", "verified", "checked"} <= set(entry), name
+        assert entry["verified"] is False  # nothing could be fetched where this was written
+        if entry["metadata"] is None:
+            continue
+        downloadable += 1
         assert entry["image_base"].endswith("/") and not entry["metadata"].startswith("/")
-    assert set(lila.CATALOGUE) >= {"serengeti", "nacti", "ena24"}
+        assert isinstance(entry["images"], int) and entry["images"] > 1000, name
+    assert downloadable >= 20
+    assert set(lila.CATALOGUE) >= {"serengeti", "nacti", "ena24", "caltech", "wcs", "wellington",
+                                   "snapshot_karoo", "snapshot_kruger", "missouri", "idaho",
+                                   "orinoquia", "desert_lion", "nz_trailcams", "oregon_critters"}
     assert lila.CATALOGUE["ena24"]["metadata"].endswith("ena24.json")
 
 
@@ -220,3 +230,39 @@ def test_cli_backend(server, tmp_path, monkeypatch, capsys):
     assert "fake.subset.json" in out and "0 failed" in out
     with pytest.raises(SystemExit):
         parser.parse_args(["download", "nope", "--dest", "x"])
+
+
+def test_list_shows_the_whole_catalogue(capsys):
+    lila._cli_list(argparse.Namespace())
+    out = capsys.readouterr().out
+    assert "Snapshot Kgalagadi" in out and "10,357 images, 31 classes" in out
+    assert "unverified" in out and "not downloadable yet" in out
+
+
+def test_new_catalogue_entry_downloads_by_name_with_a_class_subset(server, tmp_path):
+    """Snapshot Karoo, published at its catalogue path on a loopback mirror, fetched by name."""
+    entry = lila.CATALOGUE["snapshot_karoo"]
+    rng = np.random.default_rng(1)
+    cats = [{"id": 0, "name": "empty"}, {"id": 1, "name": "kudu"}, {"id": 2, "name": "gemsbokoryx"}]
+    images, anns = [], []
+    for k in range(6):
+        fname = f"KAR_S1/A01/A01_R1/KAR_S1_A01_R1_IMAG{k:04d}.JPG"
+        images.append({"id": fname[:-4], "file_name": fname, "location": "A01", "seq_id": f"s{k}"})
+        anns.append({"id": f"a{k}", "image_id": fname[:-4], "category_id": k % 3})
+        p = server.root / entry["image_base"] / fname
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(p)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(entry["json_name"], json.dumps({"images": images, "categories": cats,
+                                                    "annotations": anns}))
+    meta = server.root / entry["metadata"]
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_bytes(buf.getvalue())
+    report = lila.download_dataset("snapshot_karoo", tmp_path / "karoo", classes=["kudu"],
+                                   per_class=1, base_url=server.url, progress=False)
+    assert report.downloaded == 1 and not report.failed
+    index = cct.load_cct(report.json_path)
+    assert index.class_names == ["kudu"] and len(index.samples) == 1
+    with pytest.raises(ValueError, match="metadata file name is not in this catalogue"):
+        lila.download_dataset("wsu_lynx", tmp_path / "lynx", base_url=server.url)

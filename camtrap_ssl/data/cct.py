@@ -51,11 +51,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camtrap_ssl.data.images import to_rgb
 from camtrap_ssl.data.strip import strip_rows
 
 __all__ = [
     "CCTFormatError", "CCTIndex", "CCTDataset", "load_cct", "sample_list", "decode_image",
-    "check_image_file", "EMPTY_NAMES", "MULTI_LABEL_POLICIES", "BadImageError", "bad_image_reason",
+    "check_image_file", "EMPTY_NAMES", "PathIndex", "MULTI_LABEL_POLICIES", "BadImageError", "bad_image_reason",
 ]
 
 MULTI_LABEL_POLICIES = ("single", "per_category")
@@ -156,6 +157,24 @@ class CCTIndex:
         return (f"CCTIndex({self.json_path.name}: {len(self.images)} images, "
                 f"{len(self.samples)} samples, {self.num_classes} classes, "
                 f"multi_label={self.multi_label!r})")
+
+
+class PathIndex(CCTIndex):
+    """A :class:`CCTIndex` whose images live at explicit paths (``paths``: id -> Path) rather
+    than under one image root: a Camtrap DP package (local files and fetched URLs side by side)
+    or a folder of class folders. ``json_path`` names the source and ``sha256`` identifies it."""
+
+    def __init__(self, *args, paths: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.paths = paths
+
+    def path_of(self, image_id) -> Path:
+        return Path(self.paths[image_id])
+
+    def with_samples(self, samples: list) -> "PathIndex":
+        return PathIndex(self.json_path, self.image_root, self.info, self.images, self.categories,
+                         self.annotations_by_image, samples, self.multi_label, self.n_unlabelled,
+                         self.n_multi_dropped, self._sha256, paths=self.paths)
 
 
 def _sort_key(x):
@@ -367,7 +386,7 @@ def decode_image(path: Path, size: int, strip_fraction: float = 0.0) -> np.ndarr
     with Image.open(path) as im:
         if im.format == "JPEG":
             im.draft("RGB", (size, size))
-        im = im.convert("RGB")
+        im = to_rgb(im)  # palette, alpha, CMYK, 16-bit grey: see images.to_rgb
         rows = strip_rows(im.height, strip_fraction)
         if rows:
             im = im.crop((0, 0, im.width, im.height - rows))

@@ -36,7 +36,7 @@ def list_images(folder, recursive: bool = True) -> list[Path]:
     return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode -> RGB. Transparent pixels are composited on white (RGBA, LA, P with
     transparency) rather than exposing whatever colour hides under alpha 0; CMYK, greyscale
     and 16-bit greyscale are converted."""
@@ -64,7 +64,7 @@ def load_image(path, size: int, fit: str = "squash", fill: float = 0.5) -> torch
         if img.format == "JPEG":
             img.draft("RGB", (size, size))
         img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
+        img = to_rgb(img)
         if fit == "squash":
             img = img.resize((size, size), Image.BILINEAR, reducing_gap=None)
         else:

@@ -20,14 +20,17 @@ Why it is built this way:
   not a stack of urllib exceptions. Every URL derives from ``base_url``, so tests (and users
   behind a mirror) point the same code at any server.
 
-Catalogue provenance. The metadata and image paths below are LILA's published names as far as the
-author knows them (the combined Serengeti file ``SnapshotSerengeti_S1-11_v2_1.json.zip`` and its
-``snapshotserengeti-unzipped/`` image folder, ``ena24/ena24.json`` and ``ena24/images/``, NACTI's
-``nacti-unzipped/``, ``nacti/nacti_metadata.1.14.json.zip``). **Unsure:** NACTI's metadata name
-carries a version that LILA bumps on re-releases (check the LILA page), the per-season
-Serengeti metadata names (not used; the combined file carries a ``season`` per image), and whether
-ENA24's image folder is ``ena24/images/``. No checksums are published for these files, so
-``metadata_sha256`` is ``None``. Nothing here could be checked online when this was written.
+Catalogue provenance. Every camera-trap set LILA publishes in COCO Camera Traps format is listed.
+Metadata paths (relative to a mirror root) and the image and class counts *of the metadata file*
+come from published tables of LILA's files (the README of GitHub bencevans/camera-trap-lila-public,
+which tabulates each original metadata URL on LILA's Azure mirror with its counts, and a public
+survey of LILA's sets giving image folders and licences); page names follow lila.science. The
+Snapshot Safari image folders other than Karoo's ``KAR_public/`` are inferred by analogy. None of
+it could be fetched here, so every entry says ``verified: False`` and lists in ``checked`` what a
+published source showed. Counts include images of humans that LILA withholds; a download reports
+them as failed. NACTI's metadata name carries a version that LILA bumps on re-releases. No
+checksums are published, so ``metadata_sha256`` is ``None``. Eight further sets are listed with
+counts but no metadata file name (``data list`` says so; download refuses them).
 """
 from __future__ import annotations
 
@@ -62,36 +65,156 @@ MIRRORS = {
 }
 DEFAULT_MIRROR = "gcp"
 
+CDLA = "CDLA-Permissive-1.0"
+
+
+def _entry(title, metadata, json_name, image_base, images, classes, page, notes="",
+           licence=CDLA, boxes=False, checked=()):
+    """One catalogue entry. ``images``/``classes``: counts in the published metadata file (as
+    tabulated from the files, see the module docstring); ``checked``: which fields were seen in
+    a published source; ``verified`` stays False until someone fetches the file itself."""
+    return {"title": title, "metadata": metadata, "metadata_sha256": None, "json_name": json_name,
+            "image_base": image_base, "images": images, "classes": classes, "licence": licence,
+            "boxes": boxes, "page": f"https://lila.science/datasets/{page}", "notes": notes,
+            "verified": False, "checked": list(checked)}
+
+
+_SEEN = ("metadata", "images", "classes")  # metadata URL and counts seen in a published table
+_SAFARI = "Snapshot Safari season 1; images of humans withheld. Image folder by analogy with Karoo's KAR_public/ (unchecked)."
+
 # One entry per dataset. Paths are relative to a mirror root (or to --base-url).
 CATALOGUE: dict[str, dict] = {
-    "serengeti": {
-        "title": "Snapshot Serengeti (seasons 1-11, v2.1)",
-        "metadata": "snapshotserengeti-v-2-0/SnapshotSerengeti_S1-11_v2_1.json.zip",
-        "metadata_sha256": None,
-        "json_name": "SnapshotSerengeti_S1-11_v2_1.json",
-        "image_base": "snapshotserengeti-unzipped/",
-        "notes": "7.1M images, 61 categories, ~76% empty; per-season image zips also exist. "
-                 "Filter with camtrap_ssl.data.selection.serengeti_filter (Norouzzadeh et al.'s 48 "
-                 "classes, seasons 1-6).",
-    },
-    "nacti": {
-        "title": "North American Camera Trap Images (NACTI)",
-        "metadata": "nacti/nacti_metadata.1.14.json.zip",  # versioned name; may move on
-        "metadata_sha256": None,
-        "json_name": "nacti_metadata.json",
-        "image_base": "nacti-unzipped/",
-        "notes": "3.7M images; the study draws a 750k stratified sample "
-                 "(camtrap_ssl.data.selection.sample_keep_distribution).",
-    },
-    "ena24": {
-        "title": "ENA24-detection (Eastern North America)",
-        "metadata": "ena24/ena24.json",
-        "metadata_sha256": None,
-        "json_name": "ena24.json",
-        "image_base": "ena24/images/",  # unsure; the whole set is also one zip, ena24/ena24.zip
-        "notes": "~10k images, 23 classes, boxes on every animal.",
-    },
+    "serengeti": _entry(
+        "Snapshot Serengeti (seasons 1-11, v2.1)",
+        "snapshotserengeti-v-2-0/SnapshotSerengeti_S1-11_v2_1.json.zip",
+        "SnapshotSerengeti_S1-11_v2_1.json", "snapshotserengeti-unzipped/", 7_178_440, 61,
+        "snapshot-serengeti", "~76% empty; per-season metadata also exists. Filter with "
+        "camtrap_ssl.data.selection.serengeti_filter (Norouzzadeh et al.'s 48 classes, S1-S6).",
+        checked=_SEEN + ("image_base",)),
+    "nacti": _entry(
+        "North American Camera Trap Images (NACTI)", "nacti/nacti_metadata.1.14.json.zip",
+        "nacti_metadata.json", "nacti-unzipped/", 3_382_215, 59, "nacti",
+        "Versioned metadata name (LILA may bump it); the study draws a 750k stratified sample "
+        "(camtrap_ssl.data.selection.sample_keep_distribution).", checked=_SEEN + ("image_base",)),
+    "ena24": _entry(
+        "ENA24-detection (Eastern North America)", "ena24/ena24.json", "ena24.json",
+        "ena24/images/", 9_676, 23, "ena24detection", "Boxes on every animal; images of humans "
+        "withheld (ena24_public.json lists only the public ones).", boxes=True,
+        checked=_SEEN + ("image_base",)),
+    "caltech": _entry(
+        "Caltech Camera Traps", "caltechcameratraps/labels/caltech_camera_traps.json.zip",
+        "caltech_camera_traps.json", "caltech-unzipped/cct_images/", 243_100, 22,
+        "caltech-camera-traps", "140 locations, US Southwest; boxes for 63k images in a separate "
+        "file (caltech_bboxes_20200316.json).", checked=_SEEN + ("image_base",)),
+    "channel_islands": _entry(
+        "Channel Islands Camera Traps", "channel-islands-camera-traps/channel-islands-camera-traps.json.zip",
+        "channel-islands-camera-traps.json", "channel-islands-camera-traps/images/", 245_529, 7,
+        "channel-islands-camera-traps", "Coarse classes (rodent, fox, bird, skunk, ...); empty "
+        "frames carry a whole-frame box.", boxes=True, checked=_SEEN + ("image_base",)),
+    "desert_lion": _entry(
+        "Desert Lion Conservation Camera Traps",
+        "desert-lion-camera-traps/desert_lion_camera_traps.json.zip",
+        "desert_lion_camera_traps.json", "desert-lion-camera-traps/annotated-imgs/", 63_468, 46,
+        "desert-lion-conservation-camera-traps", "Namibia; no sequence ids, one location field.",
+        checked=_SEEN + ("image_base",)),
+    "idaho": _entry(
+        "Idaho Camera Traps", "idaho-camera-traps/idaho-camera-traps.json.zip",
+        "idaho-camera-traps.json", "idaho-camera-traps/public/", 1_535_725, 62,
+        "idaho-camera-traps", "276 locations.", licence="Idaho Department of Fish and Game terms "
+        "(no resale; see the page)", checked=_SEEN + ("image_base",)),
+    "island_conservation": _entry(
+        "Island Conservation Camera Traps",
+        "islandconservationcameratraps/island_conservation_camera_traps_1.02.zip",
+        "island_conservation_camera_traps_1.02.json", "islandconservationcameratraps/public/",
+        127_410, 49, "island-conservation-camera-traps", "123 locations on 7 islands; ~65k boxes.",
+        boxes=True, checked=_SEEN + ("image_base",)),
+    "missouri": _entry(
+        "Missouri Camera Traps", "missouricameratraps/missouri_camera_traps_set1_1.21.json.zip",
+        "missouri_camera_traps_set1_1.21.json", "missouricameratraps/images/", 24_673, 21,
+        "missouricameratraps", "~950 boxes (one per image even with several animals).",
+        boxes=True, checked=_SEEN + ("image_base",)),
+    "ohio_small_animals": _entry(
+        "Ohio Small Animals", "osu-small-animals/osu-small-animals.json.zip",
+        "osu-small-animals.json", "osu-small-animals/", 118_554, 46, "ohio-small-animals",
+        "168 locations.", checked=_SEEN + ("image_base",)),
+    "orinoquia": _entry(
+        "Orinoquía Camera Traps", "orinoquia-camera-traps/orinoquia_camera_traps_metadata.zip",
+        "orinoquia_camera_traps_metadata.json", "orinoquia-camera-traps/", 112_221, 58,
+        "orinoquia-camera-traps", "Colombia, 49 locations; images of humans withheld.",
+        checked=_SEEN + ("image_base",)),
+    "swg": _entry(
+        "SWG Camera Traps 2018-2020", "swg-camera-traps/swg_camera_traps.zip",
+        "swg_camera_traps.json", "swg-camera-traps/", 2_039_657, 120, "swg-camera-traps",
+        "Vietnam and Laos, 982 locations; boxes in separate files.", checked=_SEEN),
+    "snapshot_camdeboo": _entry(
+        "Snapshot Camdeboo", "snapshot-safari/CDB/SnapshotCamdeboo_S1_v1.0.json.zip",
+        "SnapshotCamdeboo_S1_v1.0.json", "snapshot-safari/CDB/CDB_public/", 30_551, 43,
+        "snapshot-camdeboo", _SAFARI, checked=_SEEN),
+    "snapshot_enonkishu": _entry(
+        "Snapshot Enonkishu", "snapshot-safari/ENO/SnapshotEnonkishu_S1_v1.0.json.zip",
+        "SnapshotEnonkishu_S1_v1.0.json", "snapshot-safari/ENO/ENO_public/", 29_414, 39,
+        "snapshot-enonkishu", _SAFARI, checked=_SEEN),
+    "snapshot_karoo": _entry(
+        "Snapshot Karoo", "snapshot-safari/KAR/SnapshotKaroo_S1_v1.0.json.zip",
+        "SnapshotKaroo_S1_v1.0.json", "snapshot-safari/KAR/KAR_public/", 38_293, 38,
+        "snapshot-karoo", "Snapshot Safari season 1; ~83% empty; images of humans withheld.",
+        checked=_SEEN + ("image_base",)),
+    "snapshot_kgalagadi": _entry(
+        "Snapshot Kgalagadi", "snapshot-safari/KGA/SnapshotKgalagadi_S1_v1.0.json.zip",
+        "SnapshotKgalagadi_S1_v1.0.json", "snapshot-safari/KGA/KGA_public/", 10_357, 31,
+        "snapshot-kgalagadi", _SAFARI, checked=_SEEN),
+    "snapshot_kruger": _entry(
+        "Snapshot Kruger", "snapshot-safari/KRU/SnapshotKruger_S1_v1.0.json.zip",
+        "SnapshotKruger_S1_v1.0.json", "snapshot-safari/KRU/KRU_public/", 10_604, 46,
+        "snapshot-kruger", _SAFARI, checked=_SEEN),
+    "snapshot_mountain_zebra": _entry(
+        "Snapshot Mountain Zebra", "snapshot-safari/MTZ/SnapshotMountainZebra_S1_v1.0.json.zip",
+        "SnapshotMountainZebra_S1_v1.0.json", "snapshot-safari/MTZ/MTZ_public/", 73_570, 54,
+        "snapshot-mountain-zebra", _SAFARI, checked=_SEEN),
+    "nz_trailcams": _entry(
+        "Trail Camera Images of New Zealand Animals",
+        "nz-trailcams/trail_camera_images_of_new_zealand_animals_1.00.json.zip",
+        "trail_camera_images_of_new_zealand_animals_1.00.json", "nz-trailcams/", 2_453_840, 98,
+        "nz-trailcams", "3,127 locations, no sequence ids.", checked=_SEEN + ("image_base",)),
+    "wcs": _entry(
+        "WCS Camera Traps", "wcs/wcs_camera_traps.json.zip", "wcs_camera_traps.json",
+        "wcs-unzipped/", 1_369_991, 676, "wcscameratraps", "12 countries, 3,911 locations; "
+        "boxes in separate files.", checked=_SEEN + ("image_base",)),
+    "wellington": _entry(
+        "Wellington Camera Traps", "wellingtoncameratraps/wellington_camera_traps.json.zip",
+        "wellington_camera_traps.json", "wellington-unzipped/images/", 270_450, 17,
+        "wellingtoncameratraps", "New Zealand, 215 locations.", checked=_SEEN + ("image_base",)),
+    "oregon_critters": _entry(
+        "Oregon Critters", "oregon-critters/oregon_critters.zip", "oregon_critters.json",
+        "oregon-critters/", 99_909, 46, "oregon-critters", "Boxes with class labels on 91k "
+        "images; train/val/test split in the metadata.", boxes=True,
+        checked=("metadata", "image_base", "images", "classes")),
+    "nkhotakota": _entry(
+        "Nkhotakota Camera Traps", "nkhotakota-camera-traps/nkhotakota_camera_traps.json.zip",
+        "nkhotakota_camera_traps.json", "nkhotakota-camera-traps/", 324_635, 46,
+        "nkhotakota-camera-traps", "Malawi; ~49k boxes.", boxes=True,
+        checked=("metadata", "image_base", "images", "classes")),
+    "biome_health_maasai_mara": _entry(
+        "Biome Health Project Maasai Mara 2018",
+        "biome-health-project-maasai-mara-2018/biome-health-project-maasai-mara-2018.json",
+        "biome-health-project-maasai-mara-2018.json", "biome-health-project-maasai-mara-2018/",
+        37_075, 100, "biome-health-project-maasai-mara-2018", "Kenya.",
+        checked=("metadata", "image_base", "images", "classes")),
 }
+# Published on LILA in COCO Camera Traps format too, but with no metadata file name we could see
+# offline: listed (so `data list` is complete), not downloadable until someone fills it in.
+for _key, _title, _images, _classes, _page, _lic in (
+        ("california_small_animals", "California Small Animals", 2_278_071, 256, "california-small-animals", "CC-BY 4.0"),
+        ("snapshot_safari_2024", "Snapshot Safari 2024 Expansion", 4_029_374, 131, "snapshot-safari-2024-expansion", CDLA),
+        ("wsu_lynx", "WSU Lynx", 1_205_453, 26, "wsu-lynx", CDLA),
+        ("ammonitor", "AMMonitor Camera Traps", 1_858_251, 77, "ammonitor-camera-traps", "public domain (ScienceBase)"),
+        ("felidae", "Felidae Conservation Fund", 357_934, 66, "felidae-conservation-fund", CDLA),
+        ("duck_pictures", "Duck Pictures in Wetlands", 675_948, 11, "duck-pictures-in-wetlands", CDLA),
+        ("unsw_predators", "UNSW Predators", 131_802, 5, "unsw-predators", CDLA),
+        ("seattleish", "Seattle(ish) Camera Traps", None, None, "seattleish-camera-traps", CDLA)):
+    CATALOGUE[_key] = _entry(_title, None, None, None, _images, _classes, _page,
+                             "Metadata file name unknown here: see the page.", licence=_lic,
+                             checked=("images", "classes"))
 
 
 class LilaDownloadError(RuntimeError):
@@ -183,6 +306,10 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     if isinstance(classes, str):
         classes = [c for c in classes.split(",") if c]
     entry = catalogue[name]
+    if not entry.get("metadata"):
+        raise ValueError(f"name={name!r}: its metadata file name is not in this catalogue yet; "
+                         f"see {entry.get('page', 'https://lila.science')} and pass the file to "
+                         "camtrap_ssl.data.user.load_user_target once downloaded")
     root = MIRRORS.get(base_url or DEFAULT_MIRROR, base_url)
     if not root.endswith("/"):
         root += "/"
@@ -314,7 +441,12 @@ def _cli_download(args: argparse.Namespace) -> int:
 
 def _cli_list(args: argparse.Namespace) -> int:
     for key, entry in CATALOGUE.items():
-        print(f"{key:10s} {entry['title']}\n{'':10s} {entry['notes']}")
+        n = "?" if entry.get("images") is None else f"{entry['images']:,}"
+        k = "?" if entry.get("classes") is None else entry["classes"]
+        state = "verified" if entry.get("verified") else "unverified"
+        dl_ok = "" if entry.get("metadata") else "; not downloadable yet"
+        print(f"{key:24s} {entry['title']}\n{'':24s} {n} images, {k} classes, "
+              f"{entry.get('licence', '?')}, {state}{dl_ok}\n{'':24s} {entry['notes']}")
     return 0
 
 
@@ -338,7 +470,7 @@ def add_cli(subparsers) -> None:
     Each sets ``func`` (call ``args.func(args)``; it returns an exit code).
     """
     p = subparsers.add_parser("download", help="download a LILA camera-trap dataset")
-    p.add_argument("name", choices=sorted(CATALOGUE))
+    p.add_argument("name", choices=sorted(k for k, e in CATALOGUE.items() if e.get("metadata")))
     p.add_argument("--dest", required=True, help="folder for metadata and images")
     p.add_argument("--classes", default=None, help="comma-separated class names to keep")
     p.add_argument("--per-class", type=_positive(int), default=None,

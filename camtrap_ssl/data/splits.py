@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,3 +301,110 @@ def expert_gold_standard(index: CCTIndex, labels, events=None) -> tuple[CCTIndex
         out = i in held_out or index.images[i].get("seq_id") in val_seqs
         (excluded if out else train).append(i)
     return relabelled, Split(train=train, val=val, by="gold_standard", excluded=excluded), report
+
+
+# -- splits of data we did not make ----------------------------------------------------------------
+MIN_LOCATIONS = 5  # a split by location needs at least this many sites (and every class at both sides)
+USER_SPLITS = ("auto", "location", "sequence", "frame")
+
+
+def _class_groups(index: CCTIndex, groups: list) -> dict:
+    """class name -> indices of the groups holding a sample of it."""
+    where = {i: g for g, ids in enumerate(groups) for i in ids}
+    out: dict = {}
+    for iid, c in index.samples:
+        out.setdefault(index.categories[c], set()).add(where[iid])
+    return out
+
+
+def _covering_split(index: CCTIndex, groups: list, val_fraction: float, seed: int):
+    """Assign groups so that every class has a group on both sides: rarest classes first, each
+    gets one of its groups in validation and keeps one in training; the rest fills validation
+    towards ``val_fraction``. ``None`` where the groups cannot cover every class twice."""
+    groups = sorted(groups, key=lambda g: _sort_key(g[0]))
+    random.Random(seed).shuffle(groups)
+    weight = {g: 0 for g in range(len(groups))}
+    where = {i: g for g, ids in enumerate(groups) for i in ids}
+    for iid, _ in index.samples:
+        weight[where[iid]] += 1
+    by_class = _class_groups(index, groups)
+    side: dict = {}
+    for name, gs in sorted(by_class.items(), key=lambda kv: (len(kv[1]), kv[0])):
+        if len(gs) < 2:
+            return None
+        order = sorted(gs)
+        if not any(side.get(g) == "val" for g in order):
+            free = [g for g in order if g not in side]
+            if not free:
+                return None
+            side[free[0]] = "val"
+        if not any(side.get(g, "train") == "train" for g in order):
+            return None
+        keep = next((g for g in order if side.get(g) == "train"), None)
+        if keep is None:
+            side[next(g for g in order if g not in side)] = "train"
+    target, n_val = val_fraction * sum(weight.values()), sum(weight[g] for g, s in side.items() if s == "val")
+    for g in range(len(groups)):
+        if g not in side and abs(n_val + weight[g] - target) < abs(n_val - target):
+            side[g] = "val"
+            n_val += weight[g]
+    val = [i for g, ids in enumerate(groups) if side.get(g) == "val" for i in ids]
+    train = [i for g, ids in enumerate(groups) if side.get(g, "train") == "train" for i in ids]
+    return val, train
+
+
+def split_user(index: CCTIndex, how: str = "auto", val_fraction: float = 0.2,
+               seed: int = 0) -> tuple[Split, dict]:
+    """Split a file we did not make so that every class lies on both sides, without leakage.
+
+    ``how="auto"``: by location where every labelled image has one, there are at least
+    :data:`MIN_LOCATIONS` locations and the location groups can put every class on both sides;
+    otherwise by sequence (with a warning naming the location count); refused, with the counts,
+    when no class-covering split by sequence exists either. ``"location"``/``"sequence"`` insist on
+    that kind; ``"frame"`` (asked for only) splits image by image. Returns ``(split, record)``;
+    the record says what was tried and why it was chosen.
+    """
+    if how not in USER_SPLITS:
+        raise ValueError(f"split={how!r}; allowed: {list(USER_SPLITS)} ('frame' only when asked)")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction!r} must lie strictly between 0 and 1")
+    ids = index.image_ids
+    locations = {index.images[i].get("location") for i in ids}
+    n_loc = len(locations - {None})
+    has_loc = None not in locations
+    has_seq = all(index.images[i].get("seq_id") is not None for i in ids)
+    record = {"locations": n_loc, "min_locations": MIN_LOCATIONS}
+    reasons = []
+    kinds = {"auto": ("location", "sequence"), "location": ("location",),
+             "sequence": ("sequence",), "frame": ("frame",)}[how]
+    for by in kinds:
+        if by == "location" and not has_loc:
+            reasons.append(f"by location: {sum(index.images[i].get('location') is None for i in ids)}"
+                           " labelled images have no location")
+            continue
+        if by == "location" and n_loc < MIN_LOCATIONS:
+            reasons.append(f"by location: {n_loc} locations, fewer than {MIN_LOCATIONS}")
+            continue
+        if by == "sequence" and not has_seq:
+            n = sum(index.images[i].get("seq_id") is None for i in ids)
+            reasons.append(f"by sequence: {n} of {len(ids)} labelled images have no sequence/event id")
+            continue
+        groups = list(_groups(index, ids, by).values())
+        chosen = _covering_split(index, groups, val_fraction, seed)
+        if chosen is None:
+            few = {c: len(g) for c, g in _class_groups(index, groups).items() if len(g) < 2}
+            counts = index.class_counts()
+            detail = ", ".join(f"{c!r} ({counts[c]} images in {n} {by} group)" for c, n in few.items())
+            reasons.append(f"by {by}: " + (f"class(es) with fewer than 2 {by} groups: {detail}"
+                                           if few else "the groups cannot put every class on both sides"))
+            continue
+        val, train = chosen
+        if by == "sequence" and how == "auto":
+            warnings.warn(f"{index.json_path.name}: split by sequence, not location ("
+                          f"{reasons[-1] if reasons else ''}); validation sites are also seen in "
+                          "training", stacklevel=3)
+        record.update(by=by, tried=reasons, n_groups=len(groups))
+        return Split(train=train, val=val, by=by), record
+    raise ValueError(f"{index.json_path}: no honest split (split={how!r}): " + "; ".join(reasons)
+                     + ". Drop rare classes with min_images=N or classes=[...], or pass "
+                     "split='frame' to accept splitting bursts across train and validation")

@@ -1,9 +1,13 @@
-"""Every fine-tuning target by name: the embedded stand-ins and the study's real datasets."""
+"""Every fine-tuning target by name (the embedded stand-ins and the study's real datasets) or by
+path (your own camera traps: a COCO Camera Traps file, a Camtrap DP package or a folder of class
+folders, :mod:`camtrap_ssl.data.user`)."""
 from __future__ import annotations
 
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
 from camtrap_ssl.data.embedded import STANDS_IN_FOR, TARGETS, load_target
 from camtrap_ssl.data.paper import PAPER_TARGETS, load_paper_target
+from camtrap_ssl.data.user import (KINDS, is_target_path, load_user_target, target_key,  # noqa: F401
+                                   target_kind, user_target_identity)
 
 SMALL_TARGETS = {"syn_ena24", "ena24"}  # the ENA24 regime: more epochs (SPEC section 4)
 
