@@ -32,24 +32,12 @@ from camtrap_ssl.experiments.backbones import (
     describe_backbone,
     pretrain_and_probe,
 )
-from camtrap_ssl.experiments.spec import add_arguments, specs_from_args
+from camtrap_ssl.experiments.spec import add_arguments, parse_as, specs_from_args
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.studies import comparison
 from camtrap_ssl.studies.book import build_book
 from camtrap_ssl.studies.params import STUDIES, execute_study, rules
 from camtrap_ssl.train import rundir
-
-
-def _parsed(kind):
-    """Argparse parses (an int, a float); the range is checked by :func:`_check` with the rules."""
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
-                                             f", got {text!r}") from None
-    parse.__name__ = kind.__name__
-    return parse
 
 
 # option -> the rule (studies.params.rules) that checks it, for the commands without a RunSpec
@@ -88,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     g = data_sub.add_parser("generate", help="write the embedded synthetic worlds into the cache")
     g.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
-    g.add_argument("--seed", type=_parsed(int), default=0)
+    g.add_argument("--seed", type=parse_as(int), default=0)
     lila.add_cli(data_sub)
 
     pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world "
@@ -99,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="source: the labelled source world; camtrap: unlabelled frames of the "
                          "Serengeti stand-in's training sites (SSL methods only)")
     pt.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
-    pt.add_argument("--seed", type=_parsed(int), default=0)
-    pt.add_argument("--epochs", type=_parsed(int), default=None, help="default: the profile's")
-    pt.add_argument("--max-minutes", type=_parsed(float), default=None,
+    pt.add_argument("--seed", type=parse_as(int), default=0)
+    pt.add_argument("--epochs", type=parse_as(int), default=None, help="default: the profile's")
+    pt.add_argument("--max-minutes", type=parse_as(float), default=None,
                     help="stop after this many minutes (resume later with the same command)")
     pt.add_argument("--out", type=Path, required=True, help="checkpoint path (.pt)")
     pt.add_argument("--no-probe", action="store_true", help="skip the linear/k-NN probes")
@@ -126,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("book", help="run the four studies and build the Jupyter Book")
     b.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
-    b.add_argument("--seed", type=_parsed(int), default=0)
+    b.add_argument("--seed", type=parse_as(int), default=0)
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
 
     ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
@@ -144,11 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dataset", default="syn_serengeti",
                     help=f"the target both backbones are fine-tuned on: one of {list(TARGETS)}")
     ex.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
-    ex.add_argument("--seed", type=_parsed(int), default=0)
+    ex.add_argument("--seed", type=parse_as(int), default=0)
     ex.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m],
                     default=["guided_backprop", "gradcam", "scorecam"],
                     help="comma-separated attribution methods")
-    ex.add_argument("--limit", type=_parsed(int), default=None, help="at most this many images")
+    ex.add_argument("--limit", type=parse_as(int), default=None, help="at most this many images")
 
     sub.add_parser("models", help="list the registered backbones")
 

@@ -80,6 +80,7 @@ __all__ = [
     "check_target",
     "grid_specs",
     "names",
+    "parse_as",
     "specs_from_args",
 ]
 
@@ -209,7 +210,7 @@ def names(value, name: str) -> list[str]:
     return out
 
 
-def _parsed(kind):
+def parse_as(kind):
     """An argparse type that only parses (int or float); the range check is RunSpec's."""
     def parse(text: str):
         try:
@@ -496,7 +497,7 @@ def add_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
             continue
         default = f.default.name if isinstance(f.default, Profile) else f.default
         parser.add_argument(flag, default=default, help=meta["help"],
-                            type=_parsed(meta["parse"]) if meta["parse"] else None)
+                            type=parse_as(meta["parse"]) if meta["parse"] else None)
 
 
 def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
