@@ -37,13 +37,14 @@ def _results(rd: Path):
     metrics = [{k: v for k, v in row.items() if k != "seconds"}
                for row in map(json.loads, (rd / "metrics.jsonl").read_text().splitlines())]
     model = torch.load(rd / "checkpoint.pt", weights_only=True)["model"]
-    return summary, metrics, model
+    return summary, metrics, model, (rd / "predictions.npz").read_bytes()
 
 
 @pytest.mark.slow
 def test_same_seed_same_run_in_two_processes_other_seed_differs(tmp_path):
     a, b, c = (_results(_finetune(tmp_path, n, s)) for n, s in (("a", 0), ("b", 0), ("c", 1)))
     assert a[0] == b[0] and a[1] == b[1]  # every metric, bit for bit (JSON floats)
+    assert a[3] == b[3]  # the per-image predictions, byte for byte
     assert a[2].keys() == b[2].keys()
     assert all(torch.equal(a[2][k], b[2][k]) for k in a[2])
     # another fine-tuning seed: another head, data order and augmentation

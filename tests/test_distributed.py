@@ -81,6 +81,12 @@ def test_without_batchnorm_two_ranks_equal_one_process(two_process_runs, tmp_pat
     assert json.loads((root / "rank1_plain.json").read_text()) == ddp
     assert rundir.RunDir(root / "ddp_plain").params()["runtime"]["world_size"] == 2
     assert rundir.RunDir(root / "ddp_plain").summary() == ddp
+    # rank 0 saved the per-image predictions, those of the one-process run up to rounding
+    p_ddp = rundir.RunDir(root / "ddp_plain").predictions()
+    p_one = rundir.RunDir(tmp_path / "single").predictions()
+    assert (p_ddp["probs"].argmax(1) == p_one["probs"].argmax(1)).all()
+    assert abs(p_ddp["probs"].astype(float) - p_one["probs"].astype(float)).max() < 1e-2
+    assert ddp["automation"]["n"] == len(p_ddp["labels"]) and not ddp["sequence"]["available"]
 
 
 @pytest.mark.slow

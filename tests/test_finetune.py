@@ -264,6 +264,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     a = torch.load(killed / rundir.CHECKPOINT, weights_only=True)["model"]
     b = torch.load(clean / rundir.CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (killed / rundir.PREDICTIONS).read_bytes() == (clean / rundir.PREDICTIONS).read_bytes()
 
 
 def _augment_reference(x, params):

@@ -6,7 +6,11 @@ frames, horizontal flips, brightness and contrast jitter; the centre crop for ev
 :mod:`camtrap_ssl.train.augment`). ``augmentation`` and ``crop`` are part of the run's identity,
 and ``params.json`` records the crops actually taken in training and evaluation. Each epoch ends
 with a validation pass (top-1, top-5, per-class precision and recall, confusion matrix), an atomic
-rewrite of the metrics log and a checkpoint, so a killed run resumes from its last epoch.
+rewrite of the metrics log and a checkpoint, so a killed run resumes from its last epoch. The run
+ends by saving the final evaluation's per-image probabilities (``predictions.npz``, with image,
+sequence and location ids where the validation set has them) and scoring them as camera-trap
+practice does, per sequence and automated at 95 % accuracy (:mod:`camtrap_ssl.train.predictions`),
+into the summary.
 
 Determinism, and why it is built this way:
 
@@ -62,6 +66,7 @@ from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
+from camtrap_ssl.train import predictions as P
 from camtrap_ssl.train.augment import (
     AUGMENTATIONS,
     augment_params,
@@ -323,6 +328,7 @@ def finetune(model: torch.nn.Module, train_set, val_set, class_names: list[str],
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"train_set has {len(train_set)} and val_set {len(val_set)} samples; "
                          "both must be non-empty")
+    P.fields_of(val_set)  # its image, sequence and location ids fit it, or fail before training
     if cfg.batch_size % dist.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the world size "
                          f"{dist.world_size} (it is the global batch, split over the ranks)")
@@ -449,6 +455,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         _Indexed(train_set), batch_size=cfg.batch_size // dist.world_size, sampler=sampler,
         num_workers=cfg.num_workers, pin_memory=cuda, persistent_workers=cfg.num_workers > 0,
         collate_fn=_collated)
+    final_eval = None  # the last epoch's (logits, labels) on rank 0, for predictions.npz
     steps_per_epoch = len(loader)
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start * steps_per_epoch,
                disable=not (progress and dist.is_main), desc=f"fine-tune {run.path.name}")
@@ -487,6 +494,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
             logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers,
                                        crop=crop, precision=precision)
             report = M.classification_report(logits_v, labels_v, class_names, counts)
+            final_eval = (logits_v, labels_v)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
                    "val_top1": report["top1"], "val_top5": report["top5"],
                    **{f"val_{k}": report[k] for k in EXTRA_METRICS},
@@ -501,7 +509,16 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
             fileio.atomic_torch_save({"model": net.state_dict(), "opt": opt.state_dict(),
                                     "epoch": epoch + 1, "elapsed": time.time() - t0}, ckpt_path)
     bar.close()
-    summary = {**summarize(history, cfg, class_names), "wall_seconds": time.time() - t0}
+    summary = summarize(history, cfg, class_names)
+    if dist.is_main:
+        if final_eval is None:  # resumed after the last epoch's checkpoint: evaluate it again
+            final_eval = predict(net, val_set, device=device, num_workers=cfg.num_workers,
+                                 crop=crop, precision=precision)
+        record = P.predictions_record(*final_eval, val_set)
+        run.write_predictions(P.npz_bytes(record))
+        # computed from the saved arrays, so that the file reproduces them
+        summary.update(_jsonable(P.practice_summary(record, class_names, cfg.seed)))
+    summary["wall_seconds"] = time.time() - t0
     if dist.world_size > 1:
         summary = distributed.broadcast_object(summary)
     if dist.is_main:

@@ -25,14 +25,19 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from camtrap_ssl.core.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 PARAMS = "params.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
+# the final evaluation's per-image probabilities (train.predictions); not in FINISHED: runs
+# finished before it existed lack it and stay reusable
+PREDICTIONS = "predictions.npz"
 LOCK = ".lock"
-RECORDS = (SUMMARY, CHECKPOINT, METRICS, PARAMS)  # what a restart removes, the summary first
+RECORDS = (SUMMARY, PREDICTIONS, CHECKPOINT, METRICS, PARAMS)  # what a restart removes, summary first
 FINISHED = (PARAMS, SUMMARY, CHECKPOINT)  # what a finished run holds
 
 
@@ -79,6 +84,21 @@ class RunDir:
 
     def summary(self) -> dict:
         return read_json(self.file(SUMMARY))
+
+    def write_predictions(self, data: bytes) -> None:
+        """Write ``predictions.npz`` (the bytes of :func:`camtrap_ssl.train.predictions.npz_bytes`)."""
+        atomic_write_bytes(self.file(PREDICTIONS), data)
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        """The final evaluation's per-image arrays: ``probs`` (float16 N x C softmax), ``labels``
+        and, where the validation set had them, ``ids``, ``sequence_ids``, ``locations``. A
+        ``FileNotFoundError`` for runs that predate the file (fine-tune them again to get it)."""
+        path = self.file(PREDICTIONS)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.path} has no {PREDICTIONS} (runs finished before it was "
+                                    "saved lack it)")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
 
     def clear(self) -> None:
         """Remove the run's records (summary first, so it never looks complete on the way)."""
