@@ -76,7 +76,9 @@ def _check_run_options(value, name):
         bad = sorted(set(value) - set(allowed)) if isinstance(value, dict) else value
         raise ValueError(f"{name}={value!r} is not allowed; {name} must be a dict of RunSpec "
                          f"fields the study does not vary, out of {allowed} (unknown: {bad})")
-    S.RunSpec("supervised", "syn_cifar", "tiny", **value)  # the values: RunSpec's own checks
+    # the values: RunSpec's own checks, on a camera-trap target at the largest stored size (the
+    # study's own targets and profile check them again when it builds its specs, before any run)
+    S.RunSpec("supervised", "serengeti", "paper", **value)
 
 
 def rules() -> dict:

@@ -29,8 +29,12 @@ initialized process group, wraps the model in ``DistributedDataParallel``, split
 of ``batch_size`` over the ranks, evaluates on rank 0 and broadcasts the result; only rank 0 writes
 the run directory. Every rank returns the same summary.
 
-Tensors are channels_last on every device: on CPU that measured 1.08-1.3x on the demo's fine-tuning
-step (``benchmarks/bench_finetune.py``). The loop runs under bf16 autocast on CUDA and on CPUs that
+Tensors are channels_last (:func:`memory_format`): on CPU that measured 1.08-1.3x on the demo's
+fine-tuning step (``benchmarks/bench_finetune.py``), except for networks with convolutions narrower
+than :data:`CHANNELS_LAST_MIN_CHANNELS` on the CPU, which stay contiguous: oneDNN's channels_last
+backward of the tiny profile's 1/8-width ResNet corrupted memory with 2 threads on an AMD EPYC
+(torch 2.14.1; "double free or corruption" in ``backward``), and so narrow a network gains nothing
+from the layout. The loop runs under bf16 autocast on CUDA and on CPUs that
 multiply bf16 in hardware (Intel AMX: 1.6-2.1x over fp32 on the demo's step, same benchmark), fp32
 elsewhere (``precision``; the resolved one is part of the run's identity). Augmentation runs on the
 device, vectorized over the batch.
@@ -155,6 +159,21 @@ class FinetuneConfig:
         return resolve_precision(self.precision, "cpu" if device == "auto" else device)
 
 
+# the narrowest convolution (in or out channels) for which the CPU runs channels_last
+CHANNELS_LAST_MIN_CHANNELS = 16
+
+
+def memory_format(model: torch.nn.Module, device) -> torch.memory_format:
+    """channels_last, except on the CPU for a network with convolutions narrower than
+    :data:`CHANNELS_LAST_MIN_CHANNELS` (see the module docstring)."""
+    if str(device).startswith("cuda"):
+        return torch.channels_last
+    widths = [min(m.in_channels, m.out_channels) for m in model.modules()
+              if isinstance(m, torch.nn.Conv2d)]
+    narrow = bool(widths) and min(widths) < CHANNELS_LAST_MIN_CHANNELS
+    return torch.contiguous_format if narrow else torch.channels_last
+
+
 def use_deterministic_kernels() -> None:
     """Make CUDA kernels deterministic for this process (``FinetuneConfig.deterministic``).
 
@@ -258,7 +277,7 @@ def predict(model, dataset, batch_size: int = 256, device: str | torch.device = 
         x = x.to(device, non_blocking=True)
         if crop is not None:
             x = center_crop(x, crop)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=memory_format(model, device))
         with autocast(device, precision):
             logits.append(model(x).float().cpu())
         labels.append(y)
@@ -432,7 +451,8 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
 
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = model.to(device, memory_format=torch.channels_last)
+    layout = memory_format(model, device)
+    net = model.to(device, memory_format=layout)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history, start, elapsed = [], 0, 0.0
     ckpt_path = run.file(rundir.CHECKPOINT)
@@ -471,7 +491,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with single_threaded(not cuda):
                 x = train_transform(x, None if aug is None else aug[idx], cfg.augmentation, crop)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=layout)
             with autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
