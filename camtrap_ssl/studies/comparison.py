@@ -20,10 +20,7 @@ from tqdm.auto import tqdm
 from camtrap_ssl.analysis import attribution as A
 from camtrap_ssl.core import fileio
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
-from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
-from camtrap_ssl.data.paper import PAPER_TARGETS
-from camtrap_ssl.data.targets import get_target
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
     SHIPPED,
@@ -31,7 +28,7 @@ from camtrap_ssl.experiments.backbones import (
     describe_backbone,
     is_pretrained,
 )
-from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.weights import load_checkpoint
@@ -110,12 +107,6 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
     return lines
 
 
-def data_seed(dataset: str, seed: int) -> int:
-    """The seed the runs of ``seed`` drew ``dataset``'s data with (:attr:`RunSpec.data_seed`):
-    the images Studies 3 and 4 analyse come from the world (or split) the pair was scored on."""
-    return RunSpec("supervised", dataset, "tiny", seed).data_seed
-
-
 def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAULT_PROFILE, seed: int = 0,
                runs_root=None, progress: bool = False, ssl_run=None, sl_run=None,
                epochs: int | None = None, **run_options) -> Pair:
@@ -171,16 +162,34 @@ def eval_view(x: torch.Tensor, profile) -> torch.Tensor:
     return center_crop(x, default_crop(x.shape[-1], profile.augmentation))
 
 
+def _validation_of(dataset: str, profile, seed: int, run_options: dict):
+    """The target the runs of ``seed`` were scored on (their data seed, strip and, for a target
+    by path, data options), with masks where the target has them."""
+    spec = RunSpec("supervised", dataset, profile, seed, **run_options)
+    return load_spec_target(spec, progress=False, masks=True)
+
+
+def seeds_sharing_validation(dataset: str, profile, seeds, **run_options) -> list[int]:
+    """The seeds whose runs were scored on the same validation images as the first seed's: all of
+    them on an embedded target (one world), only the first on a real dataset or a target by path,
+    whose split is drawn with the run's seed (a later seed's pair may have trained on the first
+    seed's validation images, so pooling it would score models on their training data)."""
+    seeds = list(seeds)
+    first = RunSpec("supervised", dataset, profile, seeds[0], **run_options).data_seed
+    return [s for s in seeds if RunSpec("supervised", dataset, profile, s, **run_options).data_seed == first]
+
+
 def images_of_classes(dataset: str, classes: list, n_per_class: int, profile=DEFAULT_PROFILE, seed: int = 0,
-                      masks: bool = False, require_animal: bool = True):
+                      masks: bool = False, require_animal: bool = True, **run_options):
     """Up to ``n_per_class`` validation images of each class, in class order, in their
-    evaluation view (:func:`eval_view`).
+    evaluation view (:func:`eval_view`), from the validation split the runs of ``seed`` were
+    scored on (``run_options``: the runs' other RunSpec fields, e.g. a target by path's options).
 
     Returns ``(images [0,1] N x 3 x H x W, labels, masks or None)``. With ``require_animal`` only
     frames whose animal is visible (non-empty mask) are taken where masks exist, so that
     "probability of the true class" is about an animal the model can see.
     """
-    target = get_target(dataset, profile, seed, masks=True)
+    target = _validation_of(dataset, profile, seed, run_options)
     val = target.val
     labels_all = np.asarray([int(val[i][1]) for i in range(len(val))]) if not hasattr(val, "labels") \
         else np.asarray(val.labels)
@@ -207,24 +216,21 @@ def images_of_classes(dataset: str, classes: list, n_per_class: int, profile=DEF
     return x, y, m
 
 
-def animal_images(dataset: str, n: int, profile=DEFAULT_PROFILE, seed: int = 0):
+def animal_images(dataset: str, n: int, profile=DEFAULT_PROFILE, seed: int = 0, **run_options):
     """``n`` validation images with a visible animal, spread over classes, with masks and labels,
-    in their evaluation view (:func:`eval_view`): ``(images, labels, masks, class names)``.
+    in their evaluation view (:func:`eval_view`): ``(images, labels, masks, class names)``, from
+    the validation split the runs of ``seed`` were scored on.
 
-    The study's real datasets carry no animal masks (LILA gives boxes for some images, which are
-    not masks): there every validation image counts, and ``masks`` is None.
+    Real data (the study's datasets, a user's own) carry no animal masks (LILA and Camtrap DP give
+    boxes for some images, which are not masks): there every validation image counts, and
+    ``masks`` is None.
     """
-    if dataset in PAPER_TARGETS:
-        target = get_target(dataset, profile, seed, progress=False)
-        val = target.val
-        labels = np.asarray(val.labels)
-        candidates, masks = np.arange(len(labels)), None
-    else:
-        target = load_target(dataset, profile, seed, masks=True)
-        val = target.val
-        labels = val.labels.numpy()
-        candidates = np.flatnonzero(val.masks.flatten(1).sum(1).numpy() > 0)
-        masks = val.masks
+    target = _validation_of(dataset, profile, seed, run_options)
+    val = target.val
+    labels = np.asarray(val.labels)
+    masks = getattr(val, "masks", None)
+    candidates = (np.arange(len(labels)) if masks is None
+                  else np.flatnonzero(masks.flatten(1).sum(1).numpy() > 0))
     rng = np.random.default_rng(seed)
     # round-robin over classes so a long tail does not fill the sample with one species
     by_class = {}
