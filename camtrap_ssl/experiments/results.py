@@ -18,9 +18,13 @@ from camtrap_ssl.train import rundir
 METRICS = {"final_top1": "top1", "final_top5": "top5", "final_macro_f1": "macro_f1",
            "final_balanced_acc": "balanced_acc", "final_tail_top1": "tail_top1",
            "final_empty_acc": "empty_acc", "final_ece": "ece"}
+# camera-trap practice (train.practice via train.predictions): sequence-level scores and automation
+PRACTICE = {"final_seq_top1": "seq_top1", "final_seq_macro_f1": "seq_macro_f1",
+            "final_seq_balanced_acc": "seq_balanced_acc", "coverage_at_95": "coverage_at_95",
+            "final_aurc": "aurc"}
 PROTOCOL_COLUMNS = ("pretraining", "fine-tuning", "split", "eval crop")
 
-__all__ = ["METRICS", "PROTOCOL_COLUMNS", "probe_row", "protocol", "run_row"]
+__all__ = ["METRICS", "PRACTICE", "PROTOCOL_COLUMNS", "probe_row", "protocol", "run_row"]
 
 
 def protocol(params: dict, summary: dict) -> dict:
@@ -59,6 +63,7 @@ def run_row(spec: RunSpec, summary: dict, run_dir: str | Path) -> dict:
     params = rundir.RunDir(run_dir).params()
     return {**_common(spec, "fine-tune"),
             **{col: summary.get(key) for key, col in METRICS.items()},
+            **{col: summary.get(key) for key, col in PRACTICE.items()},
             "best_top1": summary["best_top1"], "train_acc": summary["train_acc"],
             "convergence_epoch": summary["convergence_epoch"], "epochs": summary["epochs"],
             **protocol(params, summary), "run_dir": str(run_dir),
