@@ -144,3 +144,14 @@ def test_crop_view_from_a_detector_file_drops_empty_images(tmp_path):
     assert not any(index.images[i]["location"] == "C08" for i in ids)
     assert view.identity["boxes"]["threshold"] == 0.2 and "sha256" in view.identity["boxes"]
     assert np.isfinite(view.train.box_conf).all()
+
+
+def test_user_crop_target_from_a_camtrapdp_copy(tmp_path):
+    from camtrap_ssl.data import camtrapdp_write, synthetic
+    pkg = camtrapdp_write.cct_to_camtrapdp(synthetic.camtrap_world("serengeti", "tiny"), tmp_path / "dp")
+    view = crops.user_crop_target(pkg, profile="tiny", split="frame", progress=False)
+    direct = crops.embedded_crop_target("syn_serengeti", "tiny", strip_fraction=0.0, progress=False)
+    assert view.identity["kind"] == "camtrapdp" and view.identity["view"] == "box"
+    outside = view.identity["counts"]["boxes_outside_the_split"]  # several-species frames
+    assert len(view.train) + len(view.val) + outside == len(direct.train) + len(direct.val)
+    assert view.train.images.shape[1:] == (3, 32, 32)

@@ -58,12 +58,13 @@ from PIL import Image
 
 from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
-from camtrap_ssl.data import cct, embedded, megadetector, splits, strip, synthetic
+from camtrap_ssl.data import camtrapdp, cct, embedded, megadetector, splits, strip, synthetic, user
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.images import to_rgb
 
 __all__ = ["DEFAULT_MARGIN", "FILL", "EMPTY_POLICIES", "Box", "crop_window", "cut_square",
-           "crop_image", "annotation_boxes", "detector_boxes", "crop_view", "embedded_crop_target"]
+           "crop_image", "annotation_boxes", "detector_boxes", "crop_view", "embedded_crop_target",
+           "user_crop_target"]
 
 DEFAULT_MARGIN = 0.10  # share of the box's longer side added on each side of the square crop
 FILL = 128  # grey of the padding where a square crop is larger than the frame
@@ -485,3 +486,40 @@ def embedded_crop_target(name: str, profile: str | Profile = DEFAULT_PROFILE, se
                      identity={"profile": profile.name, "seed": seed,
                                "stands_in_for": embedded.STANDS_IN_FOR[name],
                                "strip": strip.describe(fraction, profile.camtrap_size[1])})
+
+
+def user_crop_target(path, boxes="annotations", *, images=None, profile: str | Profile = DEFAULT_PROFILE,
+                     margin: float = DEFAULT_MARGIN, threshold: float | None = None,
+                     split: str = "auto", val_fraction: float = user.VAL_FRACTION, seed: int = 0,
+                     strip_fraction: float = 0.0, progress: bool = True) -> Target:
+    """The crop view of a user's COCO Camera Traps file, Camtrap DP package or folder of class
+    folders (a folder has no boxes: give ``boxes``, a MegaDetector file on it), split as
+    :func:`camtrap_ssl.data.user.load_user_target` splits its frames with the default options
+    (``split``, ``val_fraction``, ``seed``), stored at the profile's size."""
+    kind = user.target_kind(path)
+    opts = user.check_options({"images": images, "split": split, "val_fraction": val_fraction,
+                               "strip": strip_fraction}, kind)
+    fp = user._fingerprint(path, kind)
+    if kind == "cct":
+        index = cct.load_cct(path, opts["images"], multi_label="per_category")
+    elif kind == "camtrapdp":
+        index, _, pkg = user._camtrapdp_index(path, opts["images"], fp["sha256"])
+        wanted = [i for i in index.image_ids if index.paths[i] is None]
+        if wanted:
+            got, _ = camtrapdp.fetch_media(pkg, wanted, paths.cache_dir() / "camtrapdp"
+                                           / fp["sha256"][:16], progress=progress)
+            for i in wanted:
+                index.paths[i] = got.get(i, paths.cache_dir() / "camtrapdp" / "unfetched" / str(i))
+    else:
+        if isinstance(boxes, str) and boxes == "annotations":
+            raise ValueError(f"{path}: a folder of class folders has no boxes; give a MegaDetector "
+                             "batch output file run on it (boxes=...)")
+        index, _ = user._folder_index(Path(path), fp["sha256"])
+    labelled, _, _ = user._relabel(index, None, None, user.DEFAULT_MULTI_LABEL)
+    parts, record = splits.split_user(labelled, opts["split"], opts["val_fraction"], seed)
+    return crop_view(index, boxes, get_profile(profile).resize_size, margin, split=parts,
+                     threshold=threshold, strip_fraction=strip_fraction, seed=seed,
+                     name=user.target_key(path), progress=progress,
+                     identity={"kind": kind, "source": str(Path(path).resolve()), **fp,
+                               "split_record": record, "profile": get_profile(profile).name,
+                               "seed": seed, "stands_in_for": None})
