@@ -74,7 +74,7 @@ def test_predict_on_coco_ct_writes_a_valid_megadetector_file(tiny_run, world, tm
     with_empty = [im for im in raw["images"] if not im["detections"]]  # predicted empty
     assert len(with_empty) + len(dets) == n_images
     assert report["scientificName"] == "class names"
-    with pytest.raises(FileExistsError):  # never overwrites
+    with pytest.raises(ValueError, match="never overwrites"):
         PR.predict(tiny_run, world, tmp_path / "out", progress=False)
 
 
@@ -164,3 +164,18 @@ def test_crop_view_run_needs_boxes(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(PR, "create_backbone", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     with pytest.raises(ValueError, match="crop view.*--detections"):
         PR.predict(run, folder, tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_cli_predict(tiny_run, world, tmp_path, capsys):
+    from camtrap_ssl.cli import main
+    assert main(["predict", "--run", str(tiny_run), "--target", str(world), "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 0
+    assert "megadetector: " in capsys.readouterr().out
+    md_valid(tmp_path / "o" / PR.MD_FILE)
+    assert main(["predict", "--run", str(tmp_path), "--target", str(world), "--out",
+                 str(tmp_path / "o2")]) == 2
+    assert "not a finished fine-tuning run" in capsys.readouterr().err
+    assert main(["predict", "--run", str(tiny_run), "--target", str(world), "--out",
+                 str(tmp_path / "o3"), "--threshold", "1.5"]) == 2
+    assert "--threshold" in capsys.readouterr().err

@@ -206,7 +206,7 @@ def predict(run, target, out, *, detections=None, threshold: float | None = None
     out = Path(out)
     for f in (MD_FILE, DP_DIR):
         if (out / f).exists():
-            raise FileExistsError(f"{out / f} exists; give another --out (predict never overwrites)")
+            raise ValueError(f"{out / f} exists; give another --out (predict never overwrites)")
     if prep["view"] == "box" and md is None and not has_boxes:
         raise ValueError(f"run {run.path.name} was trained on the crop view (boxes): predicting "
                          f"needs boxes, and {target} has no annotated box; give a MegaDetector "
