@@ -179,3 +179,24 @@ def test_cli_predict(tiny_run, world, tmp_path, capsys):
     assert main(["predict", "--run", str(tiny_run), "--target", str(world), "--out",
                  str(tmp_path / "o3"), "--threshold", "1.5"]) == 2
     assert "--threshold" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_crop_view_run_classifies_each_annotated_box(tiny_run, world, tmp_path):
+    import shutil
+    run = tmp_path / "boxrun"
+    shutil.copytree(tiny_run, run)
+    params = json.loads((run / "params.json").read_text())
+    params["spec"]["view"] = "box"
+    (run / "params.json").write_text(json.dumps(params))
+    report = PR.predict(run, world, tmp_path / "o", progress=False)
+    raw = json.loads((tmp_path / "o" / PR.MD_FILE).read_text())
+    md_valid(tmp_path / "o" / PR.MD_FILE)
+    coco = json.loads(world.read_text())
+    n_boxes = sum(1 for a in coco["annotations"] if a.get("bbox") and a["category_id"] != 0)
+    assert report["counts"]["inputs"] == report["counts"]["predictions"] == n_boxes
+    assert len(raw["images"]) == len(coco["images"])  # images without a box listed as empty
+    # frames without a box have no detection (and a box predicted empty writes none either)
+    assert 0 < report["counts"]["no_box"] <= sum(1 for im in raw["images"] if not im["detections"])
+    dets = [d for im in raw["images"] for d in im["detections"]]
+    assert dets and all(d["bbox"] != [0, 0, 1, 1] for d in dets)  # the annotated boxes
