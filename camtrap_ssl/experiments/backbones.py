@@ -138,7 +138,7 @@ def backbone_checkpoint(name: str, profile: str | Profile = DEFAULT_PROFILE, see
     wanted, out = _locations(name, profile, seed)
     if wanted.exists() and not retrain:
         return wanted
-    if wanted.parent == SHIPPED:  # retraining a shipped one: into the cache, never over it
+    if SHIPPED in wanted.parents:  # retraining a shipped one: into the cache, never over it
         wanted, out = _locations(name, profile, seed, cache=True)
     pretrain_backbone(method, profile, seed, out, progress=progress, pool=pool)
     return wanted
@@ -158,11 +158,14 @@ def _parsed_embedded(name: str) -> tuple[str, str, int]:
 
 def _locations(name: str, profile: Profile, seed: int, cache: bool = False) -> tuple[Path, Path]:
     """(the checkpoint of ``name``, the final checkpoint of the pretraining run that writes it):
-    the shipped file for seed 0 where there is one, else in the cache."""
+    the shipped file where there is one (``checkpoints/<profile>_<name>.pt`` for pretraining
+    seed 0, ``checkpoints/seed<k>/<profile>_<name>.pt`` for the other seeds shipped for claims
+    about methods), else in the cache."""
     method, pool, budget = _parsed_embedded(name)
-    shipped = SHIPPED / f"{profile.name}_{name}.pt"
-    if seed == 0 and shipped.exists() and not cache:
-        return shipped, SHIPPED / f"{profile.name}_{embedded_name(method, pool)}.pt"
+    folder = SHIPPED if seed == 0 else SHIPPED / f"seed{seed}"
+    shipped = folder / f"{profile.name}_{name}.pt"
+    if shipped.exists() and not cache:
+        return shipped, folder / f"{profile.name}_{embedded_name(method, pool)}.pt"
     out = paths.cache_dir() / "backbones" / f"seed{seed}" / f"{profile.name}_{embedded_name(method, pool)}.pt"
     return snapshot_path(out, budget), out
 
