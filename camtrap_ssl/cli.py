@@ -25,7 +25,7 @@ from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
 from camtrap_ssl.data.images import list_images
-from camtrap_ssl.experiments import finetuning, grid
+from camtrap_ssl.experiments import finetuning, grid, predict
 from camtrap_ssl.experiments.backbones import (
     POOLS,
     backbone_names,
@@ -139,13 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated attribution methods")
     ex.add_argument("--limit", type=parse_as(int), default=None, help="at most this many images")
 
+    pr = sub.add_parser("predict", help="a finished run's classifier on your images: a MegaDetector "
+                                        "batch output file (and Camtrap DP observations)")
+    pr.add_argument("--run", type=Path, required=True, help="a finished fine-tuning run (its folder "
+                                                             "or checkpoint.pt)")
+    pr.add_argument("--target", type=Path, required=True,
+                    help="a COCO Camera Traps .json, a Camtrap DP package or a folder of images")
+    pr.add_argument("--out", type=Path, required=True, help="folder for megadetector.json, "
+                                                             "camtrapdp/ and predict.json")
+    pr.add_argument("--detections", type=Path, default=None,
+                    help="a MegaDetector results file on the same images: its boxes are classified "
+                         "(crop-view runs) or receive the frame's classification, merged into it")
+    pr.add_argument("--threshold", type=parse_as(float), default=None,
+                    help="detector confidence for a box (default: the file's typical threshold, "
+                         "else 0.2)")
+    pr.add_argument("--taxa", type=Path, default=None,
+                    help="CSV class,scientificName: Camtrap DP names (default: the class names)")
+    pr.add_argument("--batch-size", type=parse_as(int), default=256)
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
     sub.add_parser("models", help="list the registered backbones")
 
     return p
 
 
 # subcommands whose refusals (ValueError, missing data, a busy run) become one line and status 2
-_REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models")
+_REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models", "predict")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +237,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"explained {t['images']} images in {t['seconds']:.1f} s ({t['seconds_per_image']:.2f} s "
               f"per image, load average {os.getloadavg()[0]:.1f} on {threads.available_cpus()} "
               f"cores); PNGs and predictions.csv in {args.out}")
+    elif args.command == "predict":
+        if args.threshold is not None and not 0 <= args.threshold <= 1:
+            raise ValueError(f"--threshold={args.threshold!r}: allowed: a confidence in [0, 1]")
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size={args.batch_size!r}: allowed: an integer >= 1")
+        report = predict.predict(args.run, args.target, args.out, detections=args.detections,
+                                 threshold=args.threshold, taxa=args.taxa,
+                                 batch_size=args.batch_size, progress=not args.quiet)
+        c = report["counts"]
+        print(f"{c['predictions']} predictions on {c['images']} images in {report['seconds']} s "
+              f"({c['failed']} unreadable, {c['no_box']} without a box); names: "
+              f"{report['scientificName']}")
+        for key in ("megadetector", "camtrapdp"):
+            if key in report:
+                print(f"{key}: {report[key]}")
     elif args.command == "models":
         for name in backbone_names():
             d = describe_backbone(name)

@@ -263,7 +263,7 @@ def write_batch_output(path: str | os.PathLike,
                        classifier: str = "camtrap_ssl", merge_into: str | os.PathLike | Mapping | None = None,
                        classifier_metadata: Mapping | None = None,
                        detector_metadata: Mapping | None = None, top_k: int | None = None,
-                       completion_time: str | None = None) -> dict:
+                       completion_time: str | None = None, empty_files: Iterable[str] = ()) -> dict:
     """Write a classifier's predictions as a MegaDetector batch output file (format 1.5).
 
     ``predictions``: ``(file, box, probabilities)`` per classified image or box; ``box`` is
@@ -288,6 +288,8 @@ def write_batch_output(path: str | os.PathLike,
     info are kept, and each prediction's classifications are added to the detection with the
     same box (within 1e-3) in the same image; a prediction without a matching detection is
     added as a new detection (not for an empty prediction), a file not in it as a new image.
+    ``empty_files``: files processed without anything to classify (no box at or above the
+    detector's threshold), listed with ``"detections": []`` unless present already.
     Written atomically; returns the object written.
     """
     class_names = [str(c) for c in class_names]
@@ -349,6 +351,10 @@ def write_batch_output(path: str | os.PathLike,
         im["detections"].append({"category": cat_id[kind], "conf": round(float(conf), _DIGITS),
                                  "bbox": [round(float(v), _DIGITS) for v in bbox],
                                  "classifications": classifications})
+    for file in empty_files:
+        if str(file) not in images:
+            images[str(file)] = {"file": str(file), "detections": []}
+            out["images"].append(images[str(file)])
     for im in out["images"]:
         if im.get("detections"):
             im["detections"].sort(key=lambda d: -d["conf"])
