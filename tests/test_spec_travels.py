@@ -25,8 +25,12 @@ NON_DEFAULT = {"backbone": "simclr", "target": "TARGET", "profile": "tiny", "see
                "precision": "fp32", "augmentation": "none", "crop": 28, "strip": 0.1,
                "images": "IMAGES", "classes": {"human": None}, "min_images": 6,
                "split": "sequence", "multi_label": "per_category",
+               "view": "box", "box_margin": 0.2, "detections": "DETECTIONS",
+               "detection_threshold": 0.3,
                "runs_root": "RUNS", "convergence_tolerance": 2.0, "lock_timeout": 30.0}
 OUTSIDE_IDENTITY = {"runs_root", "convergence_tolerance", "lock_timeout"}
+# fields that act only beside others (the box view's options need view="box")
+NEEDS = {"box_margin": ["view"], "detections": ["view"], "detection_threshold": ["view", "detections"]}
 
 
 def _flag(name: str) -> str:
@@ -35,15 +39,35 @@ def _flag(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def world():
-    """The tiny Serengeti stand-in's COCO Camera Traps JSON: a target given by path."""
+    """The tiny Serengeti stand-in's COCO Camera Traps JSON: a target given by path, with a
+    MegaDetector batch output beside it whose boxes are the annotated ones (conf 0.9; one
+    decoy at 0.1 per image, below the threshold asked)."""
     from camtrap_ssl.data import synthetic
 
-    return synthetic.camtrap_world("serengeti", "tiny")
+    path = synthetic.camtrap_world("serengeti", "tiny")
+    data = json.loads(path.read_text())
+    size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    dets = {}
+    for a in data["annotations"]:
+        if a.get("bbox"):
+            w, h = size[a["image_id"]]
+            x, y, bw, bh = a["bbox"]
+            dets.setdefault(a["image_id"], []).append(
+                {"category": "1", "conf": 0.9, "bbox": [x / w, y / h, bw / w, bh / h]})
+    images = [{"file": im["file_name"], "detections": dets.get(im["id"], []) +
+               [{"category": "1", "conf": 0.1, "bbox": [0.0, 0.0, 0.2, 0.2]}]}
+              for im in data["images"]]
+    md = path.parent / "md_results.json"
+    md.write_text(json.dumps({"info": {"format_version": "1.4", "detector": "fabricated"},
+                              "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+                              "images": images}))
+    return path
 
 
 def _value(name, world, root):
     v = NON_DEFAULT[name]
-    return {"TARGET": str(world), "IMAGES": str(world.parent), "RUNS": str(root)}.get(v, v) \
+    return {"TARGET": str(world), "IMAGES": str(world.parent), "RUNS": str(root),
+            "DETECTIONS": str(world.parent / "md_results.json")}.get(v, v) \
         if isinstance(v, str) else v
 
 
@@ -64,6 +88,8 @@ def test_every_field_has_a_non_default_value_here():
 def test_each_field_survives_argparse_and_the_papermill_round_trip(name, tmp_path, world):
     value = _value(name, world, tmp_path)
     base = ["--profile", "tiny", _flag(name), _text(value)]
+    for other in NEEDS.get(name, []):
+        base += [_flag(other), _text(_value(other, world, tmp_path))]
     parser = cli.build_parser()
     args = parser.parse_args(["finetune", "--backbone", "supervised", "--target", str(world), *base])
     spec, = specs_from_args(args)
@@ -161,13 +187,14 @@ def _check_arrived(spec: RunSpec, rd):
     assert params["preprocessing"]["augmentation"] == "none"
     assert params["preprocessing"]["eval_crop"].startswith(f"centre {spec.crop} of")
     assert params["labels"]["fraction"] == spec.label_fraction
-    data = params["data"]  # the target by path, read with every data option
-    assert data["options"] == {"images": spec.images, "classes": spec.classes,
-                               "min_images": spec.min_images, "split": spec.split,
-                               "multi_label": spec.multi_label, "strip": spec.strip,
-                               "val_fraction": data["options"]["val_fraction"]}
+    data = params["data"]  # the target by path, read with every data option, in the box view
+    assert data["view"] == "box" and data["margin"] == spec.box_margin
+    assert data["boxes"]["threshold"] == spec.detection_threshold
+    assert data["boxes"]["megadetector"] == spec.detections and len(data["boxes"]["sha256"]) == 64
     assert data["split"] == "sequence" and data["strip_fraction"] == 0.1
-    assert "human" not in params["classes"] and len(data["selection"]["dropped_by_min_images"]) > 0
+    assert data["selection"]["multi_label"] == "per_category"
+    assert data["selection"]["classes"] == spec.classes and "human" not in params["classes"]
+    assert len(data["selection"]["dropped_by_min_images"]) > 0
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ image files' sizes and modification times.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import io
 import json
@@ -365,7 +367,7 @@ def crop_view(source: cct.CCTIndex, boxes="annotations", size: int = 224,
               margin: float = DEFAULT_MARGIN, empty: str = "drop", *, split: splits.Split | None = None,
               threshold: float | None = None, strip_fraction: float = 0.0, masks: bool = False,
               seed: int = 0, val_fraction: float = 0.25, name: str | None = None,
-              identity: dict | None = None, progress: bool = True) -> Target:
+              identity: dict | None = None, relabel=None, progress: bool = True) -> Target:
     """The crop view of a COCO Camera Traps index (a LILA file, the embedded world, or a user's
     file or Camtrap DP package as :mod:`camtrap_ssl.data.user` indexes them) as a
     :class:`~camtrap_ssl.data.datasets.Target` (see the module docstring for every choice).
@@ -374,7 +376,9 @@ def crop_view(source: cct.CCTIndex, boxes="annotations", size: int = 224,
     at ``threshold`` (None: the file's typical threshold). ``size``: side of the stored crops.
     ``split``: the frame target's :class:`~camtrap_ssl.data.splits.Split` (None: by location,
     ``val_fraction`` and ``seed``). ``masks``: carry each crop's mask (the embedded world).
-    ``identity``: what the caller adds (the frame target's identity fields).
+    ``identity``: what the caller adds (the frame target's identity fields). ``relabel``: a
+    function of a :class:`Box` giving its class name, or None to leave the box out (a user's
+    class options, :func:`user_crop_target`).
     """
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty={empty!r}: allowed: {list(EMPTY_POLICIES)}. Whole empty frames "
@@ -394,6 +398,10 @@ def crop_view(source: cct.CCTIndex, boxes="annotations", size: int = 224,
                       "threshold": counts["threshold"]}
         if isinstance(boxes, (str, os.PathLike)):
             box_record["sha256"] = fileio.sha256_file(boxes)
+    if relabel is not None:
+        n_found = len(found)
+        found = [dataclasses.replace(b, label=new) for b in found if (new := relabel(b)) is not None]
+        counts = {**counts, "boxes_left_out_by_the_class_options": n_found - len(found)}
     if split is None:
         split = splits.split(source, by="location", val_fraction=val_fraction, seed=seed)
     side_of = _sides(source, split)
@@ -491,11 +499,17 @@ def embedded_crop_target(name: str, profile: str | Profile = DEFAULT_PROFILE, se
 def user_crop_target(path, boxes="annotations", *, images=None, profile: str | Profile = DEFAULT_PROFILE,
                      margin: float = DEFAULT_MARGIN, threshold: float | None = None,
                      split: str = "auto", val_fraction: float = user.VAL_FRACTION, seed: int = 0,
-                     strip_fraction: float = 0.0, progress: bool = True) -> Target:
+                     strip_fraction: float = 0.0, classes=None, min_images: int | None = None,
+                     multi_label: str = user.DEFAULT_MULTI_LABEL, progress: bool = True) -> Target:
     """The crop view of a user's COCO Camera Traps file, Camtrap DP package or folder of class
     folders (a folder has no boxes: give ``boxes``, a MegaDetector file on it), split as
-    :func:`camtrap_ssl.data.user.load_user_target` splits its frames with the default options
-    (``split``, ``val_fraction``, ``seed``), stored at the profile's size."""
+    :func:`camtrap_ssl.data.user.load_user_target` splits its frames (``split``,
+    ``val_fraction``, ``seed``), stored at the profile's size.
+
+    The class options act on the boxes as on the frames: ``classes`` keeps or renames (a box of a
+    class mapped to None or not kept is left out), ``min_images`` drops the classes the frames
+    drop, and ``multi_label="single"`` leaves out the boxes of images holding several species
+    (``per_category`` keeps every box, one sample each)."""
     kind = user.target_kind(path)
     opts = user.check_options({"images": images, "split": split, "val_fraction": val_fraction,
                                "strip": strip_fraction}, kind)
@@ -515,11 +529,21 @@ def user_crop_target(path, boxes="annotations", *, images=None, profile: str | P
             raise ValueError(f"{path}: a folder of class folders has no boxes; give a MegaDetector "
                              "batch output file run on it (boxes=...)")
         index, _ = user._folder_index(Path(path), fp["sha256"])
-    labelled, _, _ = user._relabel(index, None, None, user.DEFAULT_MULTI_LABEL)
+    labelled, class_record, name_of = user._relabel(index, classes, min_images, multi_label)
     parts, record = splits.split_user(labelled, opts["split"], opts["val_fraction"], seed)
+    kept = {labelled.categories[c] for _, c in labelled.samples}
+    frame_ids = {i for i, _ in labelled.samples}
+
+    def relabel(box):
+        if box.image_id not in frame_ids:  # left out with its frame (several species, all dropped)
+            return None
+        new = name_of(box.category_id) if box.category_id is not None else box.label
+        return new if new in kept else None
+
     return crop_view(index, boxes, get_profile(profile).resize_size, margin, split=parts,
                      threshold=threshold, strip_fraction=strip_fraction, seed=seed,
-                     name=user.target_key(path), progress=progress,
+                     name=user.target_key(path), progress=progress, relabel=relabel,
                      identity={"kind": kind, "source": str(Path(path).resolve()), **fp,
-                               "split_record": record, "profile": get_profile(profile).name,
+                               "split_record": record, "selection": class_record,
+                               "profile": get_profile(profile).name,
                                "seed": seed, "stands_in_for": None})

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+from camtrap_ssl.data.crops import embedded_crop_target, user_crop_target
 from camtrap_ssl.data.datasets import Target, with_label_fraction
 from camtrap_ssl.data.targets import get_target, load_user_target, stands_in_for, target_key
 from camtrap_ssl.experiments.backbones import backbone_sha256, create_backbone, describe_backbone
@@ -31,6 +32,19 @@ def load_spec_target(spec: RunSpec, progress: bool = True, masks: bool = False) 
     entry point (this module, the torchrun launcher, the studies) loads a spec's data here, so the
     world trained on is the world the run records. A target given by path is read with the spec's
     data options (:meth:`RunSpec.data_options`), its split drawn with the data seed."""
+    if spec.view == "box":  # the animal's box cut from the original frames (data.crops)
+        boxes = spec.detections or "annotations"
+        if spec.by_path:
+            o = spec.data_options()
+            return user_crop_target(spec.target, boxes, images=o["images"], profile=spec.profile,
+                                    margin=spec.box_margin, threshold=spec.detection_threshold,
+                                    split=o["split"], seed=spec.data_seed, strip_fraction=o["strip"],
+                                    classes=o["classes"], min_images=o["min_images"],
+                                    multi_label=o["multi_label"], progress=progress)
+        return embedded_crop_target(spec.target, spec.profile, spec.data_seed, spec.box_margin,
+                                    detections=spec.detections, threshold=spec.detection_threshold,
+                                    masks=masks, strip_fraction=spec.protocol()["strip"],
+                                    progress=progress)
     if spec.by_path:
         opts = spec.data_options()
         return load_user_target(spec.target, **opts, size=spec.profile.resize_size,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field, fields, replace
@@ -55,20 +54,37 @@ from camtrap_ssl.data.targets import (
 )
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
-    backbone_names,
     backbone_sha256,
-    is_backbone,
     is_checkpoint_file,
     parse_embedded,
+)
+from camtrap_ssl.experiments.checks import (  # re-exported: the studies check with them too
+    CIFAR_TARGETS,
+    _int_or_float,
+    _refuse,
+    check_backbone,
+    check_choice,
+    check_epochs,
+    check_label_fraction,
+    check_lr,
+    check_nonneg_number,
+    check_positive_int,
+    check_profile,
+    check_runs_root,
+    check_seed,
+    check_strip,
+    check_target,
+    names,
+    parse_as,
 )
 from camtrap_ssl.models import get_entry
 from camtrap_ssl.models.utils import PRECISIONS
 from camtrap_ssl.train.finetune import MAX_EPOCHS, FinetuneConfig
 
-CIFAR_TARGETS = ("cifar10", "cifar100")
 
 # Every fine-tuning seed of a cell runs on the same embedded target world (see RunSpec.data_seed).
 WORLD_SEED = 0
+VIEWS = ("frame", "box")  # the whole frame, or the animal's box (data.crops)
 
 __all__ = [
     "MAX_EPOCHS",
@@ -91,163 +107,6 @@ __all__ = [
     "parse_as",
     "specs_from_args",
 ]
-
-
-# -- the checks (also used one by one by the studies' parameter check) ---------------------------
-def _refuse(name: str, value, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is not allowed; {name} must be {allowed}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def check_profile(value, name: str = "profile") -> Profile:
-    if isinstance(value, Profile):
-        return value
-    if not isinstance(value, str) or value not in PROFILES:
-        raise _refuse(name, value, f"one of {sorted(PROFILES)}")
-    return get_profile(value)
-
-
-def check_seed(value, name: str = "seed") -> int:
-    if not _is_int(value) or value < 0:
-        raise _refuse(name, value, "an integer >= 0 (not a string or a bool)")
-    return value
-
-
-def check_epochs(value, name: str = "epochs") -> int | None:
-    if value is not None and (not _is_int(value) or not 1 <= value <= MAX_EPOCHS):
-        raise _refuse(name, value, f"None (the profile's budget) or an integer in [1, {MAX_EPOCHS}]")
-    return value
-
-
-def check_lr(value, name: str = "lr") -> float | None:
-    if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
-        raise _refuse(name, value, "None (the profile's) or a finite number > 0")
-    return None if value is None else float(value)
-
-
-def check_nonneg_number(value, name: str, optional: bool = False) -> float | None:
-    if optional and value is None:
-        return None
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise _refuse(name, value, ("None or " if optional else "") + "a finite number >= 0")
-    return float(value)
-
-
-def check_positive_int(value, name: str, optional: bool = False) -> int | None:
-    if optional and value is None:
-        return None
-    if not _is_int(value) or value < 1:
-        raise _refuse(name, value, ("None or " if optional else "") + "an integer >= 1")
-    return value
-
-
-def check_choice(value, name: str, allowed) -> str:
-    if value not in tuple(allowed) or not isinstance(value, str):
-        raise _refuse(name, value, f"one of {list(allowed)}")
-    return value
-
-
-def check_strip(value, target: str, name: str = "strip") -> float | int | None:
-    """None (the target's strip) or a share of the rows in [0, 0.5); for a target given by path
-    also a number of rows (an int >= 1: a user's camera has its own strip height); CIFAR has no
-    strip to cut."""
-    if value is None:
-        return None
-    if _is_int(value) and value >= 1 and is_target_path(target):
-        return value
-    if not _is_number(value) or not math.isfinite(value) or not 0 <= value < 0.5:
-        raise _refuse(name, value, "None (the target's) or a number in [0, 0.5) (the share of "
-                                   "each frame's rows cut from its bottom)"
-                      + ("; or a number of rows, an integer >= 1" if is_target_path(target) else ""))
-    if value and (target in CIFAR_TARGETS or target == "syn_cifar"):
-        raise _refuse(name, value, f"None or 0 for target {target!r}: its images carry no "
-                                   "information strip")
-    return float(value)
-
-
-def check_backbone(value, name: str = "backbone") -> str:
-    if isinstance(value, os.PathLike):
-        value = str(value)
-    if not isinstance(value, str) or not is_backbone(value):
-        raise _refuse(name, value, f"one of {backbone_names()} or an existing pretraining "
-                                   "checkpoint file (.pt)")
-    return value
-
-
-def check_label_fraction(value, name: str = "label_fraction") -> float:
-    if not _is_number(value) or not math.isfinite(value) or not 0 < value <= 1:
-        raise _refuse(name, value, "a number in (0, 1] (the share of the training labels used)")
-    return float(value)
-
-
-def check_target(value, name: str = "target") -> str:
-    """A target name, or the path of the user's own data (a COCO Camera Traps JSON, a Camtrap DP
-    package or its datapackage.json, a folder of class folders), kept as its absolute path."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str) and value in all_targets():
-        return value
-    if isinstance(value, str) and is_target_path(value):
-        return str(Path(value).expanduser().resolve())
-    raise _refuse(name, value, f"one of {all_targets()}, or the path of a COCO Camera Traps "
-                               "JSON, a Camtrap DP package or a folder of class folders")
-
-
-def check_runs_root(value, name: str = "runs_root") -> Path | None:
-    """Type only (a path or None: ``$CAMTRAP_SSL_RUNS`` or the repository's ``runs/``); whether it
-    can be written is :meth:`RunSpec.check_writable`'s business, just before work starts."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise _refuse(name, value, "None or a folder path")
-    return Path(value).expanduser()
-
-
-def names(value, name: str) -> list[str]:
-    """A list of names from a list or a comma-separated string, order kept, duplicates dropped.
-    Each list item may itself be comma-separated (a repeated command-line option), except an
-    existing path, which is kept whole: a path may contain commas."""
-    if isinstance(value, (str, os.PathLike)):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise _refuse(name, value, "a list of names or a comma-separated string")
-    split = []
-    for v in value:
-        v = os.fspath(v) if isinstance(v, os.PathLike) else v
-        if not isinstance(v, str):
-            raise _refuse(name, value, "a list of names or a comma-separated string")
-        split += [v] if os.path.exists(v) else [x.strip() for x in v.split(",")]
-    out = [v for v in dict.fromkeys(split) if v]
-    if not out:
-        raise _refuse(name, value, "at least one name")
-    return out
-
-
-def _int_or_float(text: str):
-    """A number of rows (an integer) or a share (a float)."""
-    return int(text) if text.strip().lstrip("+").isdigit() else float(text)
-
-
-_EXPECTED = {int: "an integer", float: "a number", _int_or_float: "a number"}
-
-
-def parse_as(kind):
-    """An argparse type that only parses (an int, a float, JSON); the checks are RunSpec's."""
-    def parse(text: str):
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {_EXPECTED.get(kind, 'JSON or a comma-separated list')}"
-                                             f", got {text!r}") from None
-    parse.__name__ = kind.__name__
-    return parse
 
 
 # -- the specification ---------------------------------------------------------------------------
@@ -320,6 +179,16 @@ class RunSpec:
                                 "asked)")
     multi_label: str = _field("single", "a target by path: several species on one image: single "
                                         "(left out) or per_category (one sample per species)")
+    # the view of the data (camera-trap practice: classify the animal's box a detector found)
+    view: str = _field("frame", "frame (the whole frame, as the study) or box (the animal's box, a "
+                                "padded square crop cut from the original frame)")
+    box_margin: float = _field(0.10, "view box: share of the box's longer side added on each side",
+                               float)
+    detections: str | None = _field(None, "view box: a MegaDetector batch output file whose boxes "
+                                          "are cut (default: the target's annotated boxes)")
+    detection_threshold: float | None = _field(None, "view box with detections: the confidence a "
+                                                     "box needs (default: the file's typical "
+                                                     "threshold, else 0.2)", float)
     # where and how, never what: not part of the identity
     runs_root: str | os.PathLike | None = _field(
         None, "default: $CAMTRAP_SSL_RUNS, else runs/ in the repository", identity=False)
@@ -350,6 +219,7 @@ class RunSpec:
         put(self, "crop", check_positive_int(self.crop, "crop", optional=True))
         put(self, "strip", check_strip(self.strip, self.target))
         self._check_data_options()
+        self._check_view()
         put(self, "runs_root", check_runs_root(self.runs_root))
         put(self, "convergence_tolerance",
             check_nonneg_number(self.convergence_tolerance, "convergence_tolerance"))
@@ -374,6 +244,47 @@ class RunSpec:
         return {"images": self.images, "classes": self.classes, "min_images": self.min_images,
                 "split": self.split, "multi_label": self.multi_label,
                 "strip": self.protocol()["strip"]}
+
+    def _check_view(self) -> None:
+        put = object.__setattr__
+        put(self, "view", check_choice(self.view, "view", VIEWS))
+        put(self, "box_margin", check_nonneg_number(self.box_margin, "box_margin"))
+        if self.box_margin > 1:
+            raise _refuse("box_margin", self.box_margin, "a share of the box's side in [0, 1]")
+        if self.detections is not None:
+            if not isinstance(self.detections, (str, os.PathLike)) or not Path(self.detections).is_file():
+                raise _refuse("detections", self.detections, "None or an existing MegaDetector "
+                                                             "batch output file (.json)")
+            put(self, "detections", str(Path(self.detections).resolve()))
+        t = self.detection_threshold
+        if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool)
+                              or not 0 < t <= 1):
+            raise _refuse("detection_threshold", t, "None or a confidence in (0, 1]")
+        if self.view == "frame":
+            asked = [n for n in ("box_margin", "detections", "detection_threshold")
+                     if getattr(self, n) != _DEFAULTS[n]]
+            if asked:
+                raise _refuse(asked[0], getattr(self, asked[0]),
+                              f"{_DEFAULTS[asked[0]]!r} with view='frame': it applies to view='box'")
+            return
+        if self.target in CIFAR_TARGETS or self.target == "syn_cifar" or \
+                (self.target in paper.CAMTRAP_TARGETS):
+            raise _refuse("view", "box", "'frame' for the named target "
+                          f"{self.target!r}" + (": its images have no animal boxes"
+                                                if "cifar" in self.target else
+                                                ": give its COCO Camera Traps file by path to "
+                                                "crop its annotated boxes"))
+        if self.detection_threshold is not None and self.detections is None:
+            raise _refuse("detection_threshold", t, "None without detections (annotated boxes "
+                                                    "have no confidence)")
+
+    def view_identity(self) -> dict | None:
+        """What the box view adds to the identity (None for whole frames: their identity is as
+        it was before the view existed)."""
+        if self.view == "frame":
+            return None
+        return {"view": "box", "margin": self.box_margin, "threshold": self.detection_threshold,
+                "detections_sha256": (_sha256(Path(self.detections)) if self.detections else None)}
 
     def _check_data_options(self) -> None:
         names = ("images", "classes", "min_images", "split", "multi_label")
@@ -475,7 +386,8 @@ class RunSpec:
         return {"target": {"name": self.target, **self.data_identity},
                 "backbone": {"name": self.backbone, "weights": _weights_identity(self)},
                 "profile": self.profile.to_dict(), "finetune": self.config().identity(),
-                "protocol": self.protocol(), "label_fraction": self.label_fraction}
+                "protocol": self.protocol(), "label_fraction": self.label_fraction,
+                **({"view": self.view_identity()} if self.view != "frame" else {})}
 
     @property
     def root(self) -> Path:
