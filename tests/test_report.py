@@ -240,3 +240,26 @@ def test_verdict_figure_draws_each_comparison_with_its_simultaneous_interval(res
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["backbone better (1)", "cannot tell (1)"]
     assert "2 comparisons" in ax.get_title() and "Holm" in ax.get_title()
+
+
+def test_warnings_become_notes_without_a_path(capsys):
+    import warnings
+
+    from camtrap_ssl.studies import comparison
+
+    with comparison.warnings_as_notes():
+        for _ in range(2):
+            warnings.warn("gradcam: 3 of 6 maps are blank (all zero)", UserWarning)
+    out = capsys.readouterr()
+    assert out.out == "note: gradcam: 3 of 6 maps are blank (all zero)\n" and out.err == ""
+
+
+def test_run_directories_are_shown_under_the_runs_root(results, tmp_path):
+    results = results.assign(code_version="abc")
+    shown = report.provenance(results, runs_root=tmp_path)
+    dirs = shown["run_dir (under runs_root)"].tolist()
+    assert len(dirs) == len(results) and dirs[0] == "far/sl/seed0"
+    assert not any(str(tmp_path) in d for d in dirs)
+    assert report.provenance(results).run_dir.tolist() == results.run_dir.tolist()
+    joined = " ".join(results.run_dir[:2])
+    assert report.under_runs_root(joined, tmp_path) == "far/sl/seed0 far/ssl/seed0"

@@ -12,6 +12,8 @@ paired by seed.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -404,10 +406,26 @@ def paradigm_summary(results: pd.DataFrame) -> pd.DataFrame:
     return out.unstack("group")
 
 
-def provenance(results: pd.DataFrame) -> pd.DataFrame:
-    """Where each number came from: run directory, code version, seed, profile, protocol."""
-    return results[["target", "backbone", "seed", "run_dir", "code_version", "profile",
-                    "pretraining", "fine-tuning", "split", "eval crop"]]
+def under_runs_root(paths, runs_root=None):
+    """``paths`` (one path, a string of several, or a sequence) with the ``runs_root`` prefix
+    removed, so that a published page names a run by where it lies among the runs, not by a
+    folder of the machine that built the book; ``runs_root=None`` leaves them as they are."""
+    if runs_root is None:
+        return paths
+    prefix = str(runs_root).rstrip("/\\") + os.sep
+    strip = lambda p: None if p is None else str(p).replace(prefix, "")  # noqa: E731
+    return strip(paths) if isinstance(paths, (str, os.PathLike)) else [strip(p) for p in paths]
+
+
+def provenance(results: pd.DataFrame, runs_root=None) -> pd.DataFrame:
+    """Where each number came from: run directory (under ``runs_root`` where given), code
+    version, seed, profile, protocol."""
+    out = results[["target", "backbone", "seed", "run_dir", "code_version", "profile",
+                   "pretraining", "fine-tuning", "split", "eval crop"]].copy()
+    if runs_root is not None:
+        out["run_dir"] = under_runs_root(out.run_dir, runs_root)
+        out = out.rename(columns={"run_dir": "run_dir (under runs_root)"})
+    return out
 
 
 TABLE_TITLES = {
@@ -419,7 +437,7 @@ TABLE_TITLES = {
 }
 
 
-def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
+def study_tables(results: pd.DataFrame, tables=None, runs_root=None) -> pd.DataFrame:
     """The study's tables 5.1 to 5.15 row by row, our numbers beside each where a run maps.
 
     A study row maps to our runs of the same method on the target standing in for its dataset
@@ -456,7 +474,8 @@ def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
             row.update({LABELS[m]: None if run is None else run.get(m) for m in extra})
         row.update({"our target": None if run is None else run.target,
                     "seeds": None if run is None else run.get("seeds"),
-                    "runs": None if run is None else run.get("run_dirs", run.get("run_dir")),
+                    "runs": None if run is None else under_runs_root(
+                        run.get("run_dirs", run.get("run_dir")), runs_root),
                     "protocol": None if run is None or "pretraining" not in run else _protocol_text(run),
                     "profile": None if run is None else results.profile.iloc[0]})
         rows.append(row)
