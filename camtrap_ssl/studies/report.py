@@ -8,7 +8,9 @@ guess whether a number is a linear probe or a full fine-tune.
 Intervals (:mod:`camtrap_ssl.core.intervals`) are 95 % Student-t intervals over fine-tuning
 seeds: each shipped backbone is a single pretraining run, so they cover fine-tuning variance (head
 initialisation, data order, augmentation) and not pretraining variance. SSL - SL differences are
-paired by seed.
+paired by seed, and the comparisons of a table are one family (:mod:`.multiplicity`): Holm's
+procedure decides the verdicts, simultaneous Bonferroni intervals show them, and
+:func:`resolution` says what difference the design can resolve at all.
 """
 from __future__ import annotations
 
