@@ -42,7 +42,7 @@ def build_tiny_book(tmp_root: str | os.PathLike) -> Path:
     # generated or executed content stays behind
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns(
         "_build", VENDOR, ".vendor-*", "*.ipynb", "build_record.json", ".ipynb_checkpoints",
-        "rq1_answer.md"))
+        "rq1_answer.md", "rq1_answer.png"))
     studies = book / "studies"
     studies.mkdir(exist_ok=True)
     if source:

@@ -49,7 +49,15 @@ def test_paired_differences_claim_a_win_only_where_the_interval_excludes_zero(re
     assert "vs sl: pretraining: x, 1 ep" in shown.loc[("far", "ssl"), "protocol"]
     text = report.verdict_text(results, baseline="sl")
     assert "**far**" in text and "better than sl: ssl" in text
-    assert "**near**" in text and "no difference the interval can resolve: ssl" in text
+    assert "**near**" in text and "no difference the adjusted test can resolve: ssl" in text
+    # the family is the two top-1 comparisons, named on the page with its method
+    assert (d.top1_family == 2).all() and "2 top-1 %" in text and "Holm" in text
+    assert "pretraining variance is not covered" in text
+    # Holm over two: the smaller p doubled; the simultaneous interval (97.5 %) is wider than 95 %
+    assert d.loc["far", "top1_p_adjusted"] == pytest.approx(2 * d.loc["far", "top1_p"])
+    assert d.loc["far", "top1_adj_low"] < d.loc["far", "top1_low"]
+    assert d.loc["far", "top1_level"] == pytest.approx(0.975)
+    assert any("simultaneous 97.5 % interval" in c for c in shown.columns)
 
 
 def test_aggregate_gives_seed_means_intervals_and_keeps_the_protocol(results):
@@ -122,3 +130,136 @@ def test_the_baseline_defaults_to_the_sl_backbone_present_and_none_makes_an_empt
     table = report.differences_table(only_ssl)
     assert table.empty and list(table.index.names) == ["target", "backbone"]
     assert "no comparison" in report.verdict_text(only_ssl)
+
+
+# ------------------------------------------------------------------ a family of comparisons
+
+def _family_results(rng, effects, n_seeds=3, sd=1.0):
+    """One target, a supervised baseline and one SSL backbone per entry of ``effects`` (its true
+    mean top-1 difference); seed effects shared by all backbones (what pairing removes)."""
+    rows = []
+    seed_effect = rng.normal(0, 10, n_seeds)
+    for k, effect in enumerate([None, *effects]):
+        name = "sl" if effect is None else f"ssl{k}"
+        noise = rng.normal(0, sd, n_seeds)
+        for s in range(n_seeds):
+            rows.append({"backbone": name, "paradigm": "SL" if effect is None else "SSL",
+                         "family": None if effect is None else "instance", "target": "t",
+                         "stands_in_for": "t", "seed": s, "run_dir": f"/runs/{name}/{s}",
+                         "top1": 50 + seed_effect[s] + (0 if effect is None else effect) + noise[s]})
+    return pd.DataFrame(rows)
+
+
+def test_holm_calls_the_true_effects_and_holds_the_family_wise_error():
+    """10 SSL backbones x 3 seeds, 2 with a true effect of 40 sd: those two are called, the 8
+    null ones are not, and over many simulated tables the chance of any false call stays at alpha
+    (within Monte-Carlo error), where unadjusted 95 % intervals make one in about a third."""
+    effects = [40.0, -40.0] + [0.0] * 8
+    rng = np.random.default_rng(20)
+    d = report.paired_differences(_family_results(rng, effects), baseline="sl", metrics=("top1",))
+    assert len(d) == 10 and (d.top1_family == 10).all()
+    assert d.top1_level.iloc[0] == pytest.approx(1 - 0.05 / 10)
+    called = dict(zip(d.backbone, d.top1_resolved))
+    assert called["ssl1"] == 1 and called["ssl2"] == -1
+    assert d.set_index("backbone").loc["ssl1", "top1_verdict"] == "ssl1 wins"
+    assert d.set_index("backbone").loc["ssl2", "top1_verdict"] == "sl wins"
+    reps, false_any, false_unadjusted, power = 300, 0, 0, 0
+    for _ in range(reps):
+        d = report.paired_differences(_family_results(rng, effects), baseline="sl",
+                                      metrics=("top1",))
+        nulls = d[d.backbone.isin([f"ssl{k}" for k in range(3, 11)])]
+        assert len(nulls) == 8
+        false_any += bool((nulls.top1_resolved != 0).any())
+        false_unadjusted += bool(nulls.top1_verdict_unadjusted.str.endswith("wins").any())
+        power += int((d.set_index("backbone").loc[["ssl1", "ssl2"], "top1_resolved"]
+                      == [1, -1]).all())
+    se = np.sqrt(0.05 * 0.95 / reps)
+    assert false_any / reps <= 0.05 + 3 * se, false_any / reps  # <= alpha within MC error
+    assert false_unadjusted / reps > 0.2  # without the adjustment: 1 - 0.95^8 = 0.34
+    assert power >= 0.99 * reps
+
+
+def test_adjusted_columns_agree_with_core_adjusted_t_intervals():
+    from camtrap_ssl.core import intervals
+
+    rng = np.random.default_rng(3)
+    d = report.paired_differences(_family_results(rng, [3.0, 0.0, 1.5, -2.0], n_seeds=5),
+                                  baseline="sl", metrics=("top1",))
+    core = intervals.adjusted_t_intervals(dict(zip(d.backbone, d.top1_seed_diffs)))
+    for (_, r), c in zip(d.iterrows(), core):
+        assert r.top1_diff == pytest.approx(c.mean) and r.top1_p == pytest.approx(c.p)
+        assert r.top1_p_adjusted == pytest.approx(c.p_adjusted)
+        assert (r.top1_adj_low, r.top1_adj_high) == pytest.approx((c.low, c.high))
+        assert r.top1_resolved == {"SSL better": 1, "SL better": -1, "cannot tell": 0}[c.verdict]
+    # adjusting a family again changes nothing
+    pd.testing.assert_frame_equal(report.adjust(d, ("top1",)), d)
+
+
+def test_a_comparison_without_spread_counts_in_the_family_but_is_never_called():
+    rng = np.random.default_rng(5)
+    r = _family_results(rng, [30.0, 0.0])
+    flat = r.backbone == "ssl2"  # exactly the baseline + 2 at every seed: no spread, no test
+    r.loc[flat, "top1"] = r.loc[r.backbone == "sl", "top1"].to_numpy() + 2.0
+    d = report.paired_differences(r, baseline="sl", metrics=("top1",)).set_index("backbone")
+    assert np.isnan(d.loc["ssl2", "top1_p"]) and d.loc["ssl2", "top1_resolved"] == 0
+    assert "no seed-to-seed spread" in d.loc["ssl2", "top1_verdict"]
+    assert d.loc["ssl1", "top1_p_adjusted"] == pytest.approx(2 * d.loc["ssl1", "top1_p"])
+
+
+def test_resolution_is_core_powers_answer_for_the_observed_spread():
+    from camtrap_ssl.core import power
+
+    diffs = pd.DataFrame({"backbone": list("abcd"), "minus": "sl",
+                          "top1_seed_diffs": [(1.0, 2.0, 3.0), (0.0, 2.0, 4.0),
+                                              (5.0, 5.0, 5.0), (1.0, 4.0, 7.0, 10.0)]})
+    res = report.resolution(diffs).loc["top1"]
+    # sds 1, 2 and sqrt(15) (the flat comparison says nothing about the sd); n median 3
+    sd = float(np.median([1.0, 2.0, np.sqrt(15.0)]))
+    assert res["median sd"] == pytest.approx(2.0) == pytest.approx(sd)
+    assert res["n seeds"] == 3 and res.comparisons == 4
+    assert res["expected half-width"] == pytest.approx(power.half_width(2.0, 3, 0.05, 4))
+    assert res["smallest detectable difference"] == pytest.approx(
+        power.min_detectable_difference(2.0, 3, 0.05, 0.8, 4))
+    text = report.resolution_text(report.resolution(diffs))
+    assert f"{power.min_detectable_difference(2.0, 3, 0.05, 0.8, 4):.2f} points" in text
+    assert "4 comparisons" in text
+    empty = report.resolution(diffs.iloc[[2]]).loc["top1"]
+    assert np.isnan(empty["smallest detectable difference"])
+    assert "cannot be estimated" in report.resolution_text(report.resolution(diffs.iloc[[2]]))
+
+
+def test_verdict_figure_draws_each_comparison_with_its_simultaneous_interval(results):
+    import matplotlib
+    matplotlib.use("Agg")
+    d = report.paired_differences(results, baseline="sl")
+    fig = report.verdict_figure(d)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ssl on far", "ssl on near"]
+    lines = [c for c in ax.containers]  # one errorbar container per outcome drawn
+    assert len(lines) == 2  # "far" resolved, "near" not
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["backbone better (1)", "cannot tell (1)"]
+    assert "2 comparisons" in ax.get_title() and "Holm" in ax.get_title()
+
+
+def test_warnings_become_notes_without_a_path(capsys):
+    import warnings
+
+    from camtrap_ssl.studies import comparison
+
+    with comparison.warnings_as_notes():
+        for _ in range(2):
+            warnings.warn("gradcam: 3 of 6 maps are blank (all zero)", UserWarning)
+    out = capsys.readouterr()
+    assert out.out == "note: gradcam: 3 of 6 maps are blank (all zero)\n" and out.err == ""
+
+
+def test_run_directories_are_shown_under_the_runs_root(results, tmp_path):
+    results = results.assign(code_version="abc")
+    shown = report.provenance(results, runs_root=tmp_path)
+    dirs = shown["run_dir (under runs_root)"].tolist()
+    assert len(dirs) == len(results) and dirs[0] == "far/sl/seed0"
+    assert not any(str(tmp_path) in d for d in dirs)
+    assert report.provenance(results).run_dir.tolist() == results.run_dir.tolist()
+    joined = " ".join(results.run_dir[:2])
+    assert report.under_runs_root(joined, tmp_path) == "far/sl/seed0 far/ssl/seed0"

@@ -200,31 +200,76 @@ def test_budget_snapshots_are_the_run_after_that_many_epochs(tmp_path):
         pretrain(cfg, images, None, tmp_path / "d.pt", progress=False, snapshots={tmp_path / "e": 4})
 
 
-def _diffs(values: dict) -> pd.DataFrame:
-    """Crafted paired differences: condition -> per-seed SSL - SL top-1 differences."""
+def _diffs(values: dict, axis: str = "distance", backbone: str = "swav") -> pd.DataFrame:
+    """Crafted paired differences: condition -> per-seed SSL - SL top-1 differences, each
+    condition its own runs (named after it)."""
     from camtrap_ssl.core import intervals
     rows = []
     for cond, d in values.items():
         iv = intervals.t_interval(d)
-        rows.append({"axis": "distance", "condition": cond, "backbone": "swav", "minus": "supervised",
+        rows.append({"axis": axis, "condition": cond, "backbone": backbone, "minus": "supervised",
                      "seeds": ",".join(str(i) for i in range(len(d))), "top1_diff": iv.mean,
-                     "top1_low": iv.low, "top1_high": iv.high})
+                     "top1_low": iv.low, "top1_high": iv.high, "top1_seed_diffs": tuple(d),
+                     "run_dirs": " ".join(f"/runs/{backbone}/{cond}/{i}" for i in range(len(d)))})
     return pd.DataFrame(rows)
 
 
-def test_answer_groups_conditions_by_what_the_interval_supports():
-    table = rq1.answer_table(_diffs({"far": [5.0, 6.0, 7.0], "near": [-4.0, -5.0, -6.0],
+def test_answer_groups_conditions_by_what_the_adjusted_test_supports():
+    table = rq1.answer_table(_diffs({"far": [5.0, 6.0, 7.0], "near": [-5.0, -6.0, -7.0],
                                      "mid": [-3.0, 1.0, 4.0], "probe": [2.0, 2.0, 2.0],
                                      "two seeds": [9.0, 10.0]}))
     outcome = dict(zip(table.condition, table.outcome))
+    # Holm over 5 (the untestable ones count): far and near (p = 0.0091 each) are rejected at
+    # 0.05/5 and 0.05/4; with unadjusted 95 % intervals "two seeds" (p = 0.033) would pass too
     assert outcome["far"] == "SSL better" and outcome["near"] == "SL better"
-    assert outcome["mid"].startswith("cannot tell (interval")
+    assert outcome["mid"].startswith("cannot tell (Holm-adjusted p = 1.00")
     assert outcome["probe"].startswith("cannot tell (no seed variance")
     assert outcome["two seeds"] == "cannot tell (2 seeds)"
+    assert table.loc[table.condition == "far", "Holm-adjusted p"].item() == "0.046"
     text = rq1.answer_sentences(table)
-    ssl_line = next(line for line in text.splitlines() if line.startswith("* **SSL beat SL"))
+    lines = text.splitlines()
+    ssl_line = next(line for line in lines if line.startswith("* **SSL better than SL"))
+    assert "in 1 of the 5 distinct conditions" in ssl_line
     assert "far" in ssl_line and "near" not in ssl_line and "mid" not in ssl_line
-    assert "near" in next(line for line in text.splitlines() if line.startswith("* **SL beat SSL"))
+    assert "near" in next(line for line in lines if line.startswith("* **SL better than SSL"))
+    cannot = next(line for line in lines if line.startswith("* **Cannot tell"))
+    assert "in 3 of the 5" in cannot and "2 of them with too few seeds" in cannot
+    assert "mid" not in cannot  # unresolved conditions are counted, not listed
+    assert "Holm 1979" in text and "5 distinct conditions" in text and "99 %" in text
+
+
+def test_a_run_shared_by_several_axes_is_one_condition_of_the_family():
+    """The d4 / all labels / source-pretrained / full-budget point sits on four axes: one test."""
+    shared = [4.0, 5.0, 6.0]
+    parts = [_diffs({"distance 4": shared, "distance 0": [1.0, -1.0, 0.5]}, "distance"),
+             _diffs({"full fine-tuning, 100 % of labels": shared}, "labels"),
+             _diffs({"pretrained on the source world": shared}, "domain"),
+             _diffs({"100 % of pretraining": shared}, "budget")]
+    runs = parts[0].run_dirs.iloc[0]
+    for p in parts[1:]:
+        p["run_dirs"] = runs  # the same runs, reached from another axis
+    diffs = pd.concat(parts, ignore_index=True)
+    fam = rq1.family(diffs)
+    assert len(fam) == 2 and (fam.top1_family == 2).all()
+    assert fam.axis.iloc[0] == "distance = labels = domain = budget"
+    assert fam.condition.iloc[0] == ("distance 4 = full fine-tuning, 100 % of labels = "
+                                     "pretrained on the source world = 100 % of pretraining")
+    pd.testing.assert_frame_equal(rq1.family(fam), fam)  # idempotent
+    # another SSL backbone on the same SL runs is a comparison of its own
+    other = _diffs({"distance 4": shared}, "distance", backbone="simclr")
+    assert len(rq1.family(pd.concat([diffs, other], ignore_index=True))) == 3
+
+
+def test_answer_figure_has_one_row_per_distinct_condition():
+    import matplotlib
+    matplotlib.use("Agg")
+    diffs = _diffs({"far": [5.0, 6.0, 7.0], "mid": [-3.0, 1.0, 4.0], "near": [-4.0, -5.0, -6.0]})
+    fig = rq1.answer_figure(diffs)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["swav: far", "swav: mid", "swav: near"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "SSL better (1)", "SL better (1)", "cannot tell (1)"]
+    assert "3 distinct conditions" in ax.get_title()
 
 
 def test_linear_probe_on_a_target_is_recorded_and_reused(tmp_path, monkeypatch):

@@ -145,3 +145,60 @@ def test_explain_cli_names_bad_methods_before_loading_anything(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "lime" in r.stderr and "scorecam" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_output_problems_finds_what_a_published_page_must_not_show(tmp_path):
+    """The check the tiny book's pages pass (tests/test_book.py), on a notebook crafted with one
+    of each problem and clean outputs that must not be flagged."""
+    import base64
+    import json
+
+    from camtrap_ssl.studies import book
+
+    def cell(*outputs):
+        return {"cell_type": "code", "metadata": {}, "source": [], "outputs": list(outputs)}
+
+    png = base64.b64encode(b"/tmp/Warning" * 10).decode()
+    nb = {"cells": [
+        cell({"output_type": "stream", "name": "stdout", "text": ["note: 3 of 6 maps are blank\n"]},
+             {"output_type": "display_data", "data": {"image/png": png, "text/html":
+              f'<img src="data:image/png;base64,{png}"> see https://example.org/tmp/x'}}),
+        cell({"output_type": "stream", "name": "stderr", "text": "something\n"}),
+        cell({"output_type": "stream", "name": "stdout",
+              "text": "/venv/lib/torch/jit/_script.py:1491: FutureWarning: deprecated\n"}),
+        cell({"output_type": "stream", "name": "stdout",
+              "text": "featvis class:  50%|\u2588\u2588\u2588\u2588\u2588     | 2/4 [00:01<00:01, 1.9it/s]"}),
+        cell({"output_type": "execute_result", "data": {"text/plain": "PosixPath('/tmp/runs/x.csv')"}}),
+        cell({"output_type": "execute_result", "data": {"text/html": "<td>/repo/copy/runs/a</td>"}}),
+    ]}
+    path = tmp_path / "page.ipynb"
+    path.write_text(json.dumps(nb))
+    problems = book.output_problems(path, paths=["/repo/copy"])
+    by_cell = {int(p.split(":")[0].split()[1]) for p in problems}
+    assert by_cell == {1, 2, 3, 4, 5}, problems  # cell 0 is clean: a note, an image, a URL
+    assert any("stderr" in p for p in problems) and any("Warning" in p for p in problems)
+    assert any("progress bar" in p for p in problems) and any("machine path" in p for p in problems)
+    assert any("the path /repo/copy" in p for p in problems)
+
+
+def test_the_answer_figure_goes_beside_the_answer(tmp_path):
+    import base64
+    import json
+
+    from camtrap_ssl.studies import book
+
+    png = b"\x89PNG\r\n\x1a\nfake"
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["answer-figure"]}, "source": [], "outputs": [
+            {"output_type": "display_data", "data": {"image/png": base64.b64encode(png).decode(),
+                                                     "text/plain": "<Figure>"}}]},
+        {"cell_type": "code", "metadata": {"tags": ["answer"]}, "source": [], "outputs": [
+            {"output_type": "execute_result", "data": {"text/markdown": "* **SSL better** in 1"}}]}]}
+    (tmp_path / "rq1.ipynb").write_text(json.dumps(nb))
+    out = book.write_answer(tmp_path / "rq1.ipynb", tmp_path / "rq1_answer.md")
+    text = out.read_text()
+    assert (tmp_path / book.ANSWER_FIGURE).read_bytes() == png
+    assert text.index(f"]({book.ANSWER_FIGURE})") < text.index("* **SSL better** in 1")
+    del nb["cells"][0]  # no figure: the sentences alone
+    (tmp_path / "rq1.ipynb").write_text(json.dumps(nb))
+    assert "![" not in book.write_answer(tmp_path / "rq1.ipynb", tmp_path / "b.md").read_text()

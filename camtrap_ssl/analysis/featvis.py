@@ -33,6 +33,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,8 +49,15 @@ CACHE_VERSION = 1
 
 
 def _lucent():
-    from lucent.optvis import objectives, param, transform
-    from lucent.optvis.param import spatial
+    # lucent imports kornia, whose kornia.jit module calls torch.jit.script at import time; torch
+    # 2.x answers with "FutureWarning: `torch.jit.script` is deprecated", naming a file of the
+    # installation (a machine path) on the published page. Nothing here scripts anything, so that
+    # one warning is silenced where it arises; every other warning still shows.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=FutureWarning)
+        from lucent.optvis import objectives, param, transform
+        from lucent.optvis.param import spatial
     return objectives, param, transform, spatial
 
 

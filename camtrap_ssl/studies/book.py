@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,11 +233,74 @@ def answer_markdown(notebook: Path) -> str:
     raise ValueError(f"{notebook}: no cell tagged 'answer' with a Markdown output; was it executed?")
 
 
+# The RQ1 page's answer figure (its cell is tagged ``answer-figure``), copied beside the answer.
+ANSWER_FIGURE = "rq1_answer.png"
+
+
+def answer_figure_png(notebook: Path) -> bytes | None:
+    """The PNG output of the executed notebook's cell tagged ``answer-figure`` (None: none)."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        if "answer-figure" in cell.get("metadata", {}).get("tags", []):
+            for out in cell.get("outputs", []):
+                png = out.get("data", {}).get("image/png")
+                if png:
+                    return base64.b64decode("".join(png) if isinstance(png, list) else png)
+    return None
+
+
 def write_answer(notebook: Path, out: Path) -> Path:
-    """Write the answer of the executed RQ1 ``notebook`` to ``out`` (atomically), naming its page."""
-    text = (answer_markdown(notebook) + "\n\nFrom the executed page {doc}`studies/rq1_when`, where every "
-            "condition has its table, plot and runs.\n")
+    """Write the answer of the executed RQ1 ``notebook`` to ``out`` (atomically), naming its page;
+    its answer figure, where the page drew one, goes beside it (:data:`ANSWER_FIGURE`) and is shown
+    above the sentences."""
+    out = Path(out)
+    png = answer_figure_png(notebook)
+    figure = ""
+    if png is not None:
+        fileio.atomic_write_bytes(out.with_name(ANSWER_FIGURE), png)
+        figure = (f"![RQ1's answer at a glance: one row per distinct condition, SSL minus SL top-1 "
+                  f"with its simultaneous interval]({ANSWER_FIGURE})\n\n")
+    text = (figure + answer_markdown(notebook) + "\n\nFrom the executed page "
+            "{doc}`studies/rq1_when`, where every condition has its table, plot and runs.\n")
     return fileio.atomic_write_bytes(out, text.encode())
+
+
+# What a published page must not show: a stream to stderr, a warning, a progress bar, or a path
+# of the machine that built it (the repository, a temporary or home folder).
+TQDM_BAR = re.compile(r"[\u2588\u258f\u258e\u258d\u258c\u258b\u258a\u2589]|\d+%\||it/s\]")
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|home|root|work|Users|var|private|mnt)/")
+DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+
+
+def output_problems(notebook: Path, paths=()) -> list[str]:
+    """Everything in the outputs of an executed notebook that a published page must not carry:
+    ``stderr`` streams, the word "Warning", tqdm progress bars, absolute machine paths (``/tmp/``,
+    ``/home/``... and each of ``paths``, e.g. the repository and the runs folder). Images and
+    embedded ``data:`` URIs are not read (base64 can spell anything). One line per problem."""
+    nb = json.loads(Path(notebook).read_text())
+    paths = [str(p) for p in paths if str(p) not in ("", "/")]
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            texts = []
+            if kind == "stream":
+                if out.get("name") == "stderr":
+                    problems.append(f"cell {i}: a stderr stream")
+                texts.append(out.get("text", ""))
+            elif kind == "error":
+                problems.append(f"cell {i}: an error ({out.get('ename')})")
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    texts.append(value)
+            for text in texts:
+                text = DATA_URI.sub("", "".join(text) if isinstance(text, list) else text)
+                found = ["Warning"] if "Warning" in text else []
+                found += ["a progress bar"] if TQDM_BAR.search(text) else []
+                found += ["a machine path"] if MACHINE_PATH.search(text) else []
+                found += [f"the path {p}" for p in paths if p in text]
+                problems += [f"cell {i}: {f}: {text.strip()[:120]!r}" for f in found]
+    return problems
 
 
 def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:

@@ -7,8 +7,10 @@ now), so the models analysed are exactly the models tabulated.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,3 +315,16 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
     table.attrs.update(images=len(files), seconds=seconds,
                        seconds_per_image=seconds / len(files) if len(files) else 0.0)
     return table
+
+
+@contextlib.contextmanager
+def warnings_as_notes(prefix: str = "note: "):
+    """Catch the warnings raised inside and print each distinct message once, as a line of the
+    page (stdout), without the file and line a warning names: a published page shows what was
+    found (e.g. "guided_gradcam: 13 of 23 maps are blank (all zero)", counted in the tables as
+    ``n_blank``), not a stderr block with a path of the machine that built it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(prefix + message)

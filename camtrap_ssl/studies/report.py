@@ -8,9 +8,13 @@ guess whether a number is a linear probe or a full fine-tune.
 Intervals (:mod:`camtrap_ssl.core.intervals`) are 95 % Student-t intervals over fine-tuning
 seeds: each shipped backbone is a single pretraining run, so they cover fine-tuning variance (head
 initialisation, data order, augmentation) and not pretraining variance. SSL - SL differences are
-paired by seed.
+paired by seed, and the comparisons of a table are one family (:mod:`.multiplicity`): Holm's
+procedure decides the verdicts, simultaneous Bonferroni intervals show them, and
+:func:`resolution` says what difference the design can resolve at all.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pandas as pd
@@ -20,6 +24,15 @@ from camtrap_ssl.data.targets import stands_in_for
 from camtrap_ssl.experiments.finetuning import finetune_run
 from camtrap_ssl.experiments.results import METRICS, PROTOCOL_COLUMNS, run_row
 from camtrap_ssl.studies import reference
+from camtrap_ssl.studies.multiplicity import (  # noqa: F401  (the pages call them as report.*)
+    ALPHA,
+    OUTCOME_STYLE,
+    POWER,
+    adjust,
+    interval_figure,
+    mean_resolution,
+    resolution,
+)
 from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train import rundir
 
@@ -143,12 +156,16 @@ def sl_baseline(results: pd.DataFrame, baseline: str | None = None) -> str:
 
 
 def paired_differences(results: pd.DataFrame, baseline: str | None = None,
-                       metrics=("top1", "macro_f1"), by=("target",)) -> pd.DataFrame:
+                       metrics=("top1", "macro_f1"), by=("target",),
+                       alpha: float = ALPHA) -> pd.DataFrame:
     """Each backbone minus ``baseline`` (default :func:`sl_baseline`) per target (or per
-    condition ``by``: columns whose values together name one comparison), paired by seed, with
-    its 95 % t-interval.
+    condition ``by``: columns whose values together name one comparison), paired by seed.
 
-    The verdict names a winner only where the interval excludes zero.
+    Per metric ``m``: ``m_seed_diffs`` (the per-seed differences), ``m_diff`` with its
+    per-comparison 95 % t-interval ``m_low``/``m_high`` and ``m_verdict_unadjusted`` (for
+    reference), and the family's columns of :func:`adjust`: the rows of the returned table are one
+    family per metric, controlled by Holm's procedure, and ``m_verdict`` comes from that adjusted
+    test. ``run_dirs`` lists both sides' runs (what identifies a comparison shared by two tables).
     """
     baseline = sl_baseline(results, baseline)
     rows = []
@@ -167,23 +184,49 @@ def paired_differences(results: pd.DataFrame, baseline: str | None = None,
                    "paradigm": h.paradigm.iloc[0], "family": h.family.iloc[0],
                    "minus": baseline, "seeds": ",".join(map(str, seeds))}
             for m in metrics:
-                d = intervals.paired_difference(h.loc[seeds, m], base.loc[seeds, m])
-                row.update({f"{m}_diff": d.mean, f"{m}_low": d.low, f"{m}_high": d.high,
-                            f"{m}_verdict": intervals.verdict(d, backbone, baseline)})
+                d = (h.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
+                d = d[~np.isnan(d)]  # a metric a run could not score (no tail class) pairs nothing
+                row[f"{m}_seed_diffs"] = tuple(float(x) for x in d)
+                if d.size:
+                    iv = intervals.t_interval(d)
+                    row.update({f"{m}_diff": iv.mean, f"{m}_low": iv.low, f"{m}_high": iv.high,
+                                f"{m}_verdict_unadjusted": intervals.verdict(iv, backbone, baseline)})
+                else:
+                    row.update({f"{m}_diff": np.nan, f"{m}_low": np.nan, f"{m}_high": np.nan,
+                                f"{m}_verdict_unadjusted": "no values"})
+            if "run_dir" in h:
+                row["run_dirs"] = " ".join(sorted(map(str, h.loc[seeds, "run_dir"]))
+                                           + sorted(map(str, base.loc[seeds, "run_dir"])))
             rows.append(row)
-    return pd.DataFrame(rows)
+    return adjust(pd.DataFrame(rows), metrics, alpha)
 
 
-def differences_table(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """:func:`paired_differences` for display: difference [95 % t-interval, paired by seed]."""
+def family_text(diffs: pd.DataFrame, metric: str = "top1", alpha: float = ALPHA) -> str:
+    """One sentence naming the family of ``diffs`` and how it is controlled."""
+    m = len(diffs)
+    return (f"The family is the {m} {LABELS.get(metric, metric)} comparison{'s' * (m != 1)} of this "
+            f"table, controlled together by Holm's step-down procedure (Holm 1979) on the paired "
+            f"t-tests at family-wise alpha = {alpha:g}; the intervals shown are simultaneous "
+            f"Bonferroni t-intervals at {100 * (1 - alpha / max(m, 1)):.3g} % each, so that all "
+            f"{m} cover their true differences together with probability at least "
+            f"{100 * (1 - alpha):g} %.")
+
+
+def differences_table(results: pd.DataFrame, baseline: str | None = None,
+                      alpha: float = ALPHA) -> pd.DataFrame:
+    """:func:`paired_differences` for display: difference [simultaneous interval, paired by seed],
+    the Holm-adjusted p and the adjusted verdict, one family per metric (:func:`family_text`)."""
     baseline = sl_baseline(results, baseline)
-    d = paired_differences(results, baseline)
+    d = paired_differences(results, baseline, alpha=alpha)
     if d.empty:  # no backbone beside the baseline, or no baseline run: nothing to pair
         return pd.DataFrame(columns=["target", "backbone", "seeds"]).set_index(["target", "backbone"])
     out = pd.DataFrame({"target": d.target, "backbone": d.backbone, "seeds": d.seeds})
+    level = 100 * d.top1_level.iloc[0]
     for m in ("top1", "macro_f1"):
-        out[f"{LABELS[m]} minus {baseline}"] = [format_cell(r[f"{m}_diff"], r[f"{m}_low"], r[f"{m}_high"])
-                                                for _, r in d.iterrows()]
+        out[f"{LABELS[m]} minus {baseline} [simultaneous {level:.3g} % interval]"] = [
+            format_cell(r[f"{m}_diff"], r[f"{m}_adj_low"], r[f"{m}_adj_high"]) for _, r in d.iterrows()]
+        out[f"Holm-adjusted p ({LABELS[m]})"] = [f"{p:.3f}" if pd.notna(p) else "-"
+                                                 for p in d[f"{m}_p_adjusted"]]
         out[f"verdict ({LABELS[m]})"] = d[f"{m}_verdict"]
     proto = {(r.target, r.backbone): _protocol_text(r) for _, r in aggregate(results).iterrows()}
     out["protocol"] = [f"{proto[(t, b)]} (vs {baseline}: {proto[(t, baseline)].split('; ')[0]})"
@@ -191,29 +234,76 @@ def differences_table(results: pd.DataFrame, baseline: str | None = None) -> pd.
     return out.set_index(["target", "backbone"])
 
 
-def verdict_text(results: pd.DataFrame, baseline: str | None = None) -> str:
-    """The book's sentences on SSL against SL, written from the paired intervals (Markdown)."""
+def verdict_text(results: pd.DataFrame, baseline: str | None = None, alpha: float = ALPHA) -> str:
+    """The book's sentences on SSL against SL, written from the Holm-adjusted paired tests of
+    top-1 (Markdown): the family, then per target the backbones resolved either way."""
     baseline = sl_baseline(results, baseline)
-    d = paired_differences(results, baseline)
+    d = paired_differences(results, baseline, alpha=alpha)
     if d.empty:
         return f"No backbone other than {baseline} ran, so there is no comparison to state."
-    lines = []
+    n_better, n_worse = int((d.top1_resolved > 0).sum()), int((d.top1_resolved < 0).sum())
+    lines = [f"Of the {len(d)} top-1 comparisons with {baseline} (every backbone on every target), "
+             f"{n_better} {'is' if n_better == 1 else 'are'} resolved in the backbone's favour, "
+             f"{n_worse} in {baseline}'s and {len(d) - n_better - n_worse} not at all. "
+             + family_text(d, "top1", alpha), ""]
     for target, g in d.groupby("target", sort=False):
-        wins = g[g.top1_verdict.str.endswith("wins") & (g.top1_low > 0)].backbone.tolist()
-        losses = g[g.top1_verdict.str.endswith("wins") & (g.top1_high < 0)].backbone.tolist()
-        even = g[~g.backbone.isin(wins + losses)].backbone.tolist()
+        wins = g[g.top1_resolved > 0].backbone.tolist()
+        losses = g[g.top1_resolved < 0].backbone.tolist()
+        even = g[g.top1_resolved == 0].backbone.tolist()
         parts = []
         if wins:
             parts.append(f"better than {baseline}: {', '.join(wins)}")
         if losses:
             parts.append(f"worse: {', '.join(losses)}")
         if even:
-            parts.append(f"no difference the interval can resolve: {', '.join(even)}")
+            parts.append(f"no difference the adjusted test can resolve: {', '.join(even)}")
         if len(g.seeds.iloc[0].split(",")) < intervals.MIN_SEEDS_FOR_VERDICT:
             parts = [f"undecided, fewer than {intervals.MIN_SEEDS_FOR_VERDICT} seeds"]
         lines.append(f"* **{target}** (stands in for {g.stands_in_for.iloc[0]}), top-1 paired by "
                      f"seed over seeds {g.seeds.iloc[0]}: " + "; ".join(parts) + ".")
+    lines.append("\nThe intervals and tests cover fine-tuning variance only (seeds: head "
+                 "initialisation, data order, augmentation). Each backbone is one pretraining run, "
+                 "so pretraining variance is not covered: a verdict is about these checkpoints, "
+                 "not about their methods.")
     return "\n".join(lines)
+
+
+def resolution_text(res: pd.DataFrame, unit: str = "points") -> str:
+    """The resolution of a table (:func:`resolution` or :func:`mean_resolution`) in words."""
+    lines = []
+    for metric, r in res.iterrows():
+        label = LABELS.get(metric, metric)
+        if pd.isna(r["median sd"]):
+            lines.append(f"{label}: no comparison with two or more seeds and some spread, so the "
+                         "design's resolution cannot be estimated.")
+            continue
+        paired = r.table == "paired differences"
+        what = "paired differences" if paired else "seed values of a cell"
+        family = (f"simultaneous over the {r.comparisons} comparisons, family-wise alpha "
+                  f"{r.alpha:g}" if paired else f"alpha {r.alpha:g}")
+        lines.append(
+            f"What this design can resolve ({label}): with {int(r['n seeds'])} seeds and a "
+            f"seed-to-seed sd of the {what} of {r['median sd']:.2f} {unit} (median), an interval "
+            f"is expected to reach +-{r['expected half-width']:.2f} {unit} ({family}), and a true "
+            f"difference smaller than {r['smallest detectable difference']:.2f} {unit} is found "
+            f"with less than {100 * r.power:g} % power.")
+    return "\n".join(lines)
+
+
+def verdict_figure(diffs: pd.DataFrame, metric: str = "top1"):
+    """Study 2's verdicts at a glance: one row per backbone and target, its difference from the
+    baseline with the simultaneous interval, coloured by the Holm-adjusted verdict."""
+    if diffs.empty:
+        raise ValueError("no paired differences to draw")
+    m, level = len(diffs), 100 * diffs[f"{metric}_level"].iloc[0]
+    base = diffs.minus.iloc[0]
+    return interval_figure(
+        [f"{b} on {t}" for b, t in zip(diffs.backbone, diffs.target)], diffs[f"{metric}_diff"],
+        diffs[f"{metric}_adj_low"], diffs[f"{metric}_adj_high"], diffs[f"{metric}_resolved"],
+        f"{LABELS.get(metric, metric)}, backbone minus {base}: {m} comparisons, Holm at family-wise "
+        f"alpha {(100 - level) * m / 100:.2g}; simultaneous {level:.3g} % intervals",
+        f"{LABELS.get(metric, metric)}: backbone minus {base}, points",
+        names={1: "backbone better", -1: f"{base} better"})
 
 
 def learning_curves(results: pd.DataFrame) -> pd.DataFrame:
@@ -318,10 +408,26 @@ def paradigm_summary(results: pd.DataFrame) -> pd.DataFrame:
     return out.unstack("group")
 
 
-def provenance(results: pd.DataFrame) -> pd.DataFrame:
-    """Where each number came from: run directory, code version, seed, profile, protocol."""
-    return results[["target", "backbone", "seed", "run_dir", "code_version", "profile",
-                    "pretraining", "fine-tuning", "split", "eval crop"]]
+def under_runs_root(paths, runs_root=None):
+    """``paths`` (one path, a string of several, or a sequence) with the ``runs_root`` prefix
+    removed, so that a published page names a run by where it lies among the runs, not by a
+    folder of the machine that built the book; ``runs_root=None`` leaves them as they are."""
+    if runs_root is None:
+        return paths
+    prefix = str(runs_root).rstrip("/\\") + os.sep
+    strip = lambda p: None if p is None else str(p).replace(prefix, "")  # noqa: E731
+    return strip(paths) if isinstance(paths, (str, os.PathLike)) else [strip(p) for p in paths]
+
+
+def provenance(results: pd.DataFrame, runs_root=None) -> pd.DataFrame:
+    """Where each number came from: run directory (under ``runs_root`` where given), code
+    version, seed, profile, protocol."""
+    out = results[["target", "backbone", "seed", "run_dir", "code_version", "profile",
+                   "pretraining", "fine-tuning", "split", "eval crop"]].copy()
+    if runs_root is not None:
+        out["run_dir"] = under_runs_root(out.run_dir, runs_root)
+        out = out.rename(columns={"run_dir": "run_dir (under runs_root)"})
+    return out
 
 
 TABLE_TITLES = {
@@ -333,7 +439,7 @@ TABLE_TITLES = {
 }
 
 
-def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
+def study_tables(results: pd.DataFrame, tables=None, runs_root=None) -> pd.DataFrame:
     """The study's tables 5.1 to 5.15 row by row, our numbers beside each where a run maps.
 
     A study row maps to our runs of the same method on the target standing in for its dataset
@@ -370,7 +476,8 @@ def study_tables(results: pd.DataFrame, tables=None) -> pd.DataFrame:
             row.update({LABELS[m]: None if run is None else run.get(m) for m in extra})
         row.update({"our target": None if run is None else run.target,
                     "seeds": None if run is None else run.get("seeds"),
-                    "runs": None if run is None else run.get("run_dirs", run.get("run_dir")),
+                    "runs": None if run is None else under_runs_root(
+                        run.get("run_dirs", run.get("run_dir")), runs_root),
                     "protocol": None if run is None or "pretraining" not in run else _protocol_text(run),
                     "profile": None if run is None else results.profile.iloc[0]})
         rows.append(row)

@@ -105,53 +105,122 @@ def differences(results: pd.DataFrame, axis: str, baseline: str) -> pd.DataFrame
     return d
 
 
+def family(diffs: pd.DataFrame, alpha: float = report.ALPHA) -> pd.DataFrame:
+    """The page's family: every distinct comparison of its axes, once, controlled together.
+
+    A comparison is identified by its SSL backbone, its baseline and the set of run directories
+    (or probe files) on both sides: the far end of the distance axis at 100 % of the labels, with
+    the source-pretrained, fully pretrained backbone, is the same runs on the distance, label,
+    domain and budget axes, so it is one condition (its ``axis`` and ``condition`` name all the
+    axes it appears on), not four. The rows are then adjusted as one family
+    (:func:`camtrap_ssl.studies.report.adjust`: Holm's procedure on the paired t-tests of top-1,
+    simultaneous Bonferroni intervals). Idempotent: a family passed again comes back unchanged.
+    """
+    if diffs.empty:
+        return diffs.copy()
+    key = (diffs.backbone.astype(str) + "|" + diffs.minus.astype(str) + "|"
+           + diffs.run_dirs.astype(str))
+    merged = []
+    for _, g in diffs.groupby(key.to_numpy(), sort=False):
+        row = g.iloc[0].copy()
+        row["axis"] = " = ".join(dict.fromkeys(a for v in g.axis for a in str(v).split(" = ")))
+        row["condition"] = " = ".join(dict.fromkeys(c for v in g.condition
+                                                    for c in str(v).split(" = ")))
+        merged.append(row)
+    return report.adjust(pd.DataFrame(merged).reset_index(drop=True), ("top1",), alpha)
+
+
 def _outcome(row) -> str:
-    """Which side the interval supports: SSL, SL, or neither (with the reason)."""
+    """Which side the Holm-adjusted test supports: SSL, SL, or neither (with the reason)."""
     n = len(str(row.seeds).split(","))
     if n < intervals.MIN_SEEDS_FOR_VERDICT:
         return f"cannot tell ({n} seeds)"
-    if row.top1_low == row.top1_high:
-        return "cannot tell (no seed variance: a deterministic probe on all labels)"
-    if row.top1_low > 0:
+    if np.isnan(row.top1_p):
+        return "cannot tell (no seed variance, e.g. a deterministic probe on all labels)"
+    if row.top1_resolved > 0:
         return "SSL better"
-    if row.top1_high < 0:
+    if row.top1_resolved < 0:
         return "SL better"
-    return "cannot tell (interval includes 0)"
+    return f"cannot tell (Holm-adjusted p = {row.top1_p_adjusted:.2f})"
 
 
-def answer_table(diffs: pd.DataFrame) -> pd.DataFrame:
-    """One row per axis, condition and SSL backbone: SSL - SL top-1 [95 % interval] and outcome."""
+INTERVAL_COLUMN = "top-1 SSL - SL, points [simultaneous interval]"
+
+
+def answer_table(diffs: pd.DataFrame, alpha: float = report.ALPHA) -> pd.DataFrame:
+    """One row per distinct condition of the page (:func:`family`): SSL - SL top-1 with its
+    simultaneous interval, the Holm-adjusted p and the outcome of the adjusted test."""
+    fam = family(diffs, alpha)
+    if fam.empty:
+        return pd.DataFrame(columns=["axis", "condition", "SSL backbone", "minus", "seeds",
+                                     INTERVAL_COLUMN, "Holm-adjusted p", "outcome"])
     out = pd.DataFrame({
-        "axis": diffs.axis, "condition": diffs.condition, "SSL backbone": diffs.backbone,
-        "minus": diffs.minus, "seeds": diffs.seeds,
-        "top-1 SSL - SL, points [95 % t-interval]": [
-            report.format_cell(r.top1_diff, r.top1_low, r.top1_high) for r in diffs.itertuples()],
-        "outcome": [_outcome(r) for r in diffs.itertuples()]})
+        "axis": fam.axis, "condition": fam.condition, "SSL backbone": fam.backbone,
+        "minus": fam.minus, "seeds": fam.seeds,
+        INTERVAL_COLUMN: [report.format_cell(r.top1_diff, r.top1_adj_low, r.top1_adj_high)
+                          for r in fam.itertuples()],
+        "Holm-adjusted p": [f"{p:.3f}" if pd.notna(p) else "-" for p in fam.top1_p_adjusted],
+        "outcome": [_outcome(r) for r in fam.itertuples()]})
     return out.reset_index(drop=True)
 
 
-def answer_sentences(table: pd.DataFrame) -> str:
-    """The answer in words (Markdown bullets), one per outcome, each listing its conditions."""
+# resolved conditions named in the sentences; beyond that many, the rest are counted
+NAMED = 8
+
+
+def _named(g: pd.DataFrame) -> str:
+    items = [f"{r['SSL backbone']} at {r.condition} ({r[INTERVAL_COLUMN]})"
+             for _, r in g.head(NAMED).iterrows()]
+    more = len(g) - NAMED
+    return "; ".join(items) + (f"; and {more} more (see the table)" if more > 0 else "")
+
+
+def answer_sentences(table: pd.DataFrame, alpha: float = report.ALPHA) -> str:
+    """The answer in a few words (Markdown): how many of the page's distinct conditions favour
+    SSL, SL or neither under the Holm-adjusted test, naming the resolved ones."""
     if table.empty:
         return "No SSL backbone was compared with SL, so there is nothing to state."
-    lines = []
-    for outcome, title in (("SSL better", "SSL beat SL (interval above 0)"),
-                           ("SL better", "SL beat SSL (interval below 0)"),
-                           ("cannot tell", "The data cannot tell")):
-        g = table[table.outcome.str.startswith(outcome)]
-        if g.empty:
-            lines.append(f"* **{title}:** in no condition tested.")
-            continue
-        items = [f"{r['SSL backbone']} at {r.condition} ({r['top-1 SSL - SL, points [95 % t-interval]']})"
-                 for _, r in g.iterrows()]
-        lines.append(f"* **{title}:** " + "; ".join(items) + ".")
+    n = len(table)
+    ssl = table[table.outcome == "SSL better"]
+    sl = table[table.outcome == "SL better"]
+    neither = table[table.outcome.str.startswith("cannot tell")]
+    untested = int((~neither.outcome.str.startswith("cannot tell (Holm")).sum())
+    lines = [f"* **SSL better than SL** in {len(ssl)} of the {n} distinct conditions"
+             + (f": {_named(ssl)}." if len(ssl) else "."),
+             f"* **SL better than SSL** in {len(sl)} of the {n}"
+             + (f": {_named(sl)}." if len(sl) else "."),
+             f"* **Cannot tell** in {len(neither)} of the {n}"
+             + (f" ({untested} of them with too few seeds or no seed variance to test)"
+                if untested else "") + "."]
     seeds = sorted(set(table.seeds))
-    lines.append(f"\n(Top-1 differences in points, SSL minus {table.minus.iloc[0]}, paired by "
-                 f"fine-tuning seed over seeds {', '.join(seeds)}; the interval is a 95 % Student-t "
-                 "interval and covers fine-tuning variance and, below 100 % of the labels, which "
-                 "images were labelled; not pretraining variance: each backbone is one pretraining "
-                 "run.)")
+    level = 100 * (1 - alpha / n)
+    lines.append(
+        f"\n(Top-1 differences in points, SSL minus {table.minus.iloc[0]}, paired by fine-tuning "
+        f"seed over seeds {', '.join(seeds)}. The family is the page's {n} distinct conditions, a "
+        f"run shared by several axes counted once, controlled by Holm's step-down procedure "
+        f"(Holm 1979) on the paired t-tests at family-wise alpha = {alpha:g}; the intervals are "
+        f"simultaneous Bonferroni t-intervals at {level:.3g} % each. They cover fine-tuning "
+        "variance and, below 100 % of the labels, which images were labelled; not pretraining "
+        "variance: each backbone is one pretraining run.)")
     return "\n".join(lines)
+
+
+def answer_figure(diffs: pd.DataFrame, alpha: float = report.ALPHA):
+    """RQ1's answer at a glance: one row per distinct condition (:func:`family`), SSL - SL top-1
+    with its simultaneous interval as an error bar, colour and marker by the adjusted outcome."""
+    fam = family(diffs, alpha)
+    if fam.empty:
+        raise ValueError("no SSL - SL comparison to draw")
+    m = len(fam)
+    resolved = [r.top1_resolved if _outcome(r) in ("SSL better", "SL better") else 0
+                for r in fam.itertuples()]
+    return report.interval_figure(
+        [f"{b}: {c}" for b, c in zip(fam.backbone, fam.condition)], fam.top1_diff,
+        fam.top1_adj_low, fam.top1_adj_high, resolved,
+        f"RQ1: {m} distinct conditions, Holm at family-wise alpha {alpha:g}; "
+        f"simultaneous {100 * (1 - alpha / m):.3g} % intervals",
+        f"top-1 SSL minus {fam.minus.iloc[0]}, points",
+        names={1: "SSL better", -1: "SL better"})
 
 
 def plot_axis(results: pd.DataFrame, diffs: pd.DataFrame, axis: str, x: str, xlabel: str,
