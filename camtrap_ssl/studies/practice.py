@@ -109,26 +109,32 @@ def plot_coverage(results: pd.DataFrame, target_accuracy: float = practice.CONFI
     return fig
 
 
-def coverage_table(results: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+def coverage_table(results: pd.DataFrame, baseline: str | None = None,
+                   alpha: float = 0.05) -> pd.DataFrame:
     """Per target and backbone: the share of validation images automated at 95 % accuracy
     (``coverage_at_95`` of each run; 0 where never reached), mean [95 % t-interval over seeds],
-    how many seeds reached it, and each backbone's difference from the SL ``baseline`` paired by
-    seed (default: the page's supervised backbone)."""
-    from camtrap_ssl.studies.report import sl_baseline
+    how many seeds reached it, and each SSL backbone's difference from the SL ``baseline``,
+    paired by seed, with its simultaneous interval and verdict, the comparisons of the table
+    one family controlled by Holm's procedure like the page's other tables
+    (:func:`camtrap_ssl.studies.report.paired_differences`)."""
+    from camtrap_ssl.studies.report import paired_differences, sl_baseline
 
     baseline = sl_baseline(results, baseline)
+    pts = results.assign(coverage_at_95=100 * results.coverage_at_95.astype(float))
+    diffs = paired_differences(pts, baseline, metrics=("coverage_at_95",), alpha=alpha)
+    diff_of = {(r.target, r.backbone): r for r in diffs.itertuples()} if len(diffs) else {}
     rows = []
-    for target, t in results.groupby("target", sort=False):
-        base = t[t.backbone == baseline].set_index("seed")["coverage_at_95"]
-        for backbone, g in t.groupby("backbone", sort=False):
-            cov = 100 * g.set_index("seed")["coverage_at_95"].astype(float)
-            row = {"target": target, "backbone": backbone,
-                   "automated at 95 % accuracy, % of images": _cell(intervals.t_interval(cov)),
-                   "seeds reaching it": f"{int((cov > 0).sum())}/{len(cov)}"}
-            seeds = sorted(set(cov.index) & set(base.index))
-            if backbone != baseline and seeds:
-                d = intervals.paired_difference(cov.loc[seeds].to_numpy(),
-                                                100 * base.loc[seeds].astype(float).to_numpy())
-                row[f"minus {baseline}, points"] = _cell(d)
-            rows.append(row)
+    for (target, backbone), g in pts.groupby(["target", "backbone"], sort=False):
+        cov = g["coverage_at_95"]
+        row = {"target": target, "backbone": backbone,
+               "automated at 95 % accuracy, % of images": _cell(intervals.t_interval(cov)),
+               "seeds reaching it": f"{int((cov > 0).sum())}/{len(cov)}"}
+        d = diff_of.get((target, backbone))
+        if d is not None:
+            row[f"minus {baseline}, points [simultaneous interval]"] = (
+                f"{d.coverage_at_95_diff:.1f} [{d.coverage_at_95_adj_low:.1f}, "
+                f"{d.coverage_at_95_adj_high:.1f}]" if not np.isnan(d.coverage_at_95_adj_low)
+                else f"{d.coverage_at_95_diff:.1f}")
+            row["verdict (Holm)"] = d.coverage_at_95_verdict
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["target", "backbone"])
