@@ -43,7 +43,7 @@ from camtrap_ssl.train import rundir
 # option -> the rule (studies.params.rules) that checks it, for the commands without a RunSpec
 CHECKED = {"profile": "profile", "seed": "seed", "epochs": "pretrain_epochs",
            "max_minutes": "max_minutes", "limit": "limit", "ssl_backbone": "ssl_backbone",
-           "sl_backbone": "sl_backbone", "dataset": "dataset", "methods": "methods",
+           "sl_backbone": "sl_backbone", "target": "target", "methods": "methods",
            "folder": "image_folder"}
 
 
@@ -130,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--sl-run", type=Path, default=None, help="the same for the SL side")
     ex.add_argument("--runs-root", type=Path, default=None,
                     help="where the pair's runs are looked up or written")
-    ex.add_argument("--dataset", default="syn_serengeti",
-                    help=f"the target both backbones are fine-tuned on: one of {list(TARGETS)}")
+    ex.add_argument("--target", default="syn_serengeti",
+                    help=f"the target both backbones are fine-tuned on: one of {list(TARGETS)} or "
+                         "the path of your own data (a COCO Camera Traps JSON, a Camtrap DP "
+                         "package, a folder of class folders)")
     ex.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
     ex.add_argument("--seed", type=parse_as(int), default=0)
     ex.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m],
@@ -223,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "explain":
         prof = get_profile(args.profile)
         try:
-            pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.dataset, prof,
+            pair = comparison.model_pair(args.ssl_backbone, args.sl_backbone, args.target, prof,
                                          args.seed, args.runs_root, progress=True,
                                          ssl_run=args.ssl_run, sl_run=args.sl_run)
         except ValueError as e:

@@ -37,8 +37,8 @@ def test_a_notebook_checks_its_own_globals(tmp_path, monkeypatch):
     assert studies.check_params(2, {**namespace, "runs_root": "x/y"})["runs_root"] == "x/y"
     with pytest.raises(ValueError, match=r"study 2: seeds=\['0'\] is not allowed; seeds must be"):
         studies.check_params(2, {**namespace, "seeds": ["0"]})
-    with pytest.raises(ValueError, match="study 2: parameter 'datasets' has no value"):
-        studies.check_params(2, {k: v for k, v in namespace.items() if k != "datasets"})
+    with pytest.raises(ValueError, match="study 2: parameter 'targets' has no value"):
+        studies.check_params(2, {k: v for k, v in namespace.items() if k != "targets"})
 
 
 def test_unknown_parameter_is_named_with_the_allowed_ones():
@@ -51,7 +51,7 @@ def test_unknown_parameter_is_named_with_the_allowed_ones():
     ({"seeds": [-1]}, "seeds"),
     ({"seeds": [1, 1]}, "seeds"),
     ({"backbones": ["supervised", "mocov3"]}, "backbones"),
-    ({"datasets": []}, "datasets"),
+    ({"targets": []}, "targets"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 1e20}, "epochs"),
     ({"runs_root": 5}, "runs_root"),
@@ -79,7 +79,7 @@ def test_run_options_pass_any_field_a_study_does_not_vary_and_refuse_the_rest():
 
 
 def test_study_settings_accept_what_a_run_spec_accepts():
-    studies.check_request("2", {"datasets": ["serengeti", "syn_cifar"], "epochs": 10_000})
+    studies.check_request("2", {"targets": ["serengeti", "syn_cifar"], "epochs": 10_000})
     with pytest.raises(ValueError, match="epochs=10001"):
         studies.check_request("2", {"epochs": 10_001})
 

@@ -92,10 +92,10 @@ def rules() -> dict:
         "runs_root": S.check_runs_root,
         "convergence_tolerance": S.check_nonneg_number,
         "backbones": _each(S.check_backbone),
-        "datasets": _each(S.check_target),
+        "targets": _each(S.check_target),
         "ssl_backbone": S.check_backbone,
         "sl_backbone": S.check_backbone,
-        "dataset": S.check_target,
+        "target": S.check_target,
         "images_per_class": _int_at_least(1, optional=True),
         "n_images": _int_at_least(1),
         "n_metric_images": _int_at_least(2),
@@ -126,6 +126,9 @@ def rules() -> dict:
                                            f"of {[*BUDGETS, 100]}",
                                            lambda v: v in (*BUDGETS, 100) and not isinstance(v, bool))),
         "run_options": _check_run_options,
+        "label_target": S.check_target,
+        "views": _each(_rule("a list of views, each one of ['frame', 'box']",
+                             lambda v: v in ("frame", "box"))),
         "seeds": _rule("a non-empty list of distinct integers >= 0",
                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                        and len(set(v)) == len(v)

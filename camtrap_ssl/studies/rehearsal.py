@@ -95,7 +95,7 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
     paper = ["-p", "profile", '"paper"', "-p", "epochs", str(b["epochs"])]
     seeds = ["-p", "seeds", json.dumps(b["seeds"])]  # every study runs (or reuses) each seed's runs
     pair = ["-p", "ssl_backbone", json.dumps(b["ssl"]), "-p", "sl_backbone", json.dumps(b["sl"]),
-            "-p", "dataset", '"serengeti"']
+            "-p", "target", '"serengeti"']
     out = ["--output-dir", str(work / "book" / "studies")]
     steps = [
         ("download serengeti", cli + ["data", "download", "serengeti", "--dest", str(data / "serengeti"),
@@ -115,9 +115,9 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
                         "--profile", "paper", "--epochs", str(b["epochs"]), "--quiet"]),
         ("study worlds", cli + ["study", "worlds", "-p", "profile", '"tiny"'] + out),
         ("study 1", cli + ["study", "1"] + paper + seeds + ["-p", "backbones", json.dumps([b["sl"]]),
-                                                     "-p", "datasets", json.dumps(b["trained_targets"])] + out),
+                                                     "-p", "targets", json.dumps(b["trained_targets"])] + out),
         ("study 2", cli + ["study", "2"] + paper + seeds + ["-p", "backbones", json.dumps([b["sl"], b["ssl"]]),
-                                                     "-p", "datasets", '["serengeti"]'] + out),
+                                                     "-p", "targets", '["serengeti"]'] + out),
         ("study 3", cli + ["study", "3"] + paper + pair + seeds
          + [a for k, v in b["study3"].items() for a in ("-p", k, json.dumps(v))] + out),
         ("study 3-appendix", cli + ["study", "3-appendix", "-p", "profile", '"paper"'] + pair + seeds

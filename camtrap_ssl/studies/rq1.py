@@ -37,7 +37,9 @@ from camtrap_ssl.studies import report
 AXES = {"distance": "domain distance (0: source-like, 4: the Serengeti stand-in)",
         "labels": "share of the target's training labels",
         "domain": "what the SSL backbone was pretrained on",
-        "budget": "share of the SSL backbone's pretraining epochs"}
+        "budget": "share of the SSL backbone's pretraining epochs",
+        "view": "what the network sees: the whole frame or the animal's box"}
+VIEW_NAMES = {"frame": "whole frame", "box": "animal crop"}
 # The label, domain and budget axes fine-tune on the far end of the family: the Serengeti
 # stand-in's generator settings at the family's size (profile.family_images), so that its full-label,
 # full-budget runs are the distance axis' runs at distance 4 and the page fits the book's budget.
@@ -88,6 +90,21 @@ def budget_results(sl_backbone: str, ssl_methods, budgets, seeds=(0, 1, 2),
                          progress=progress)
     out["budget"] = out.budget_percent
     out["condition"] = [f"{b} % of pretraining" for b in out.budget]
+    return out
+
+
+def view_results(backbones, views=("frame", "box"), seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
+                 progress: bool = False, **common) -> pd.DataFrame:
+    """Every backbone fine-tuned and scored on the whole frames and on the animals' boxes
+    (``view="box"``: padded square crops of the target's exact boxes cut from the original frames,
+    :mod:`camtrap_ssl.data.crops`; empty frames have no box and are left out, the detector's
+    question). Both views split the frames alike, so they are scored on the same sites; the
+    frame view's runs are the other axes' shared runs. ``view`` and ``condition`` columns."""
+    frames = [report.collect(grid_specs(backbones, [target], seeds, view=v, **common),
+                             progress=progress).assign(view=v) for v in views]
+    out = pd.concat(frames, ignore_index=True)
+    out["view_index"] = [list(VIEW_NAMES).index(v) for v in out.view]
+    out["condition"] = [VIEW_NAMES[v] for v in out.view]
     return out
 
 
