@@ -74,7 +74,7 @@ from camtrap_ssl.train.augment import center_crop
 __all__ = ["COLUMNS", "DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "KNN_K", "MIN_SEEDS", "PROTOCOLS",
            "CompareResult", "ComparePlan", "architecture", "default_backbones", "estimate_seconds",
            "feature_identity", "feature_path", "plan_compare", "render_report", "run_compare",
-           "knn_k", "target_features"]
+           "knn_k", "probe_rows", "target_features", "Features"]
 
 DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
@@ -330,7 +330,9 @@ def _fit_seconds(n: int, dim: int, n_classes: int) -> float:
     y = np.arange(n) % max(n_classes, 2)
     x = g.normal(size=(n, dim)) + 3 * g.normal(size=(max(n_classes, 2), dim))[y]
     t0 = time.perf_counter()
-    fit_linear_probe(x, y, PROBE_C)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fit_linear_probe(x, y, PROBE_C)
     return time.perf_counter() - t0
 
 
@@ -374,7 +376,11 @@ def _scores(protocol: str, feats: Features, keep: np.ndarray, k: int) -> np.ndar
                       knn_k(feats.train_y[keep], k))
 
 
-def _probe_rows(plan, spec, feats, code, bar) -> tuple[list, dict]:
+def probe_rows(plan: ComparePlan, spec: RunSpec, feats: Features, code: str | None = None,
+               bar=None) -> tuple[list, dict]:
+    """The linear-probe and k-NN rows of one backbone's features over the plan's shares and
+    seeds, and each row's validation predictions (``{row index: predicted class}``)."""
+    code = provenance.code_version() if code is None else code
     desc = describe_backbone(spec.backbone)
     arch = architecture(spec.backbone, spec.profile)
     rows, preds, memo = [], {}, {}
@@ -398,7 +404,8 @@ def _probe_rows(plan, spec, feats, code, bar) -> tuple[list, dict]:
                              "code_version": code, "target": str(spec.target),
                              "profile": spec.profile.name})
                 preds[len(rows) - 1] = pred
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
     return rows, preds
 
 
@@ -463,7 +470,7 @@ def run_compare(plan: ComparePlan, progress: bool = True, echo=print) -> Compare
         t0 = time.perf_counter()
         feats = target_features(spec, tgt, progress)
         t_feat += time.perf_counter() - t0
-        new, p = _probe_rows(plan, spec, feats, code, bar)
+        new, p = probe_rows(plan, spec, feats, code, bar)
         preds.update({len(rows) + i: v for i, v in p.items()})
         rows += new
         val_y, classes = feats.val_y, feats.classes
