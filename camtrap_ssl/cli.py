@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="pretrain an embedded backbone on the synthetic source world "
                                          "(or the unlabelled camera-trap pool); budget snapshots "
-                                         "<out>@25.pt and <out>@50.pt are written beside --out")
+                                         "(<out>.b25.pt and <out>.b50.pt, in the backbones' "
+                                         "arch.tag names) are written beside --out")
     pt.add_argument("--method", choices=METHODS, required=True)
     pt.add_argument("--pool", choices=POOLS, default="source",
                     help="source: the labelled source world; camtrap: unlabelled frames of the "
@@ -214,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
     elif args.command == "grid":
         df = grid.run_specs(specs_from_args(args), progress=not args.quiet)
-        cols = [c for c in ("backbone", "target", "executed", "final_top1", "final_top5", "best_top1",
+        cols = [c for c in ("backbone", "target", "seed", "executed", "top1", "top5", "best_top1",
                             "convergence_epoch", "run_dir") if c in df.columns]
         with pd.option_context("display.width", 200, "display.max_colwidth", 80):
             print(df[cols].to_string(index=False))

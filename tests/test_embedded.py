@@ -68,9 +68,11 @@ def test_shipped_demo_backbones_carry_their_record():
     from camtrap_ssl.pretrain.methods import METHODS
     paths = {p.stem: p for p in backbones.SHIPPED.glob("demo_*.pt")}
     # every method at its full budget and at each budget snapshot; in-domain variants may be added
-    wanted = {f"demo_{m}{b}" for m in METHODS for b in ["", *(f"@{k}" for k in backbones.BUDGETS)]}
+    wanted = {f"demo_{backbones.embedded_name(m, budget=b)}" for m in METHODS
+              for b in (100, *backbones.BUDGETS)}
     assert wanted <= set(paths)
-    assert all(backbones.parse_embedded(n.removeprefix("demo_")) for n in paths)
+    unnamed = [n for n in paths if backbones.parse_embedded(n.removeprefix("demo_")) is None]
+    assert unnamed == []  # every shipped file is named by its backbone's arch.tag name
     for name, p in paths.items():
         ckpt = T.load(p, map_location="cpu", weights_only=True)
         rec = ckpt["record"]
@@ -228,3 +230,16 @@ def test_load_target_decodes_the_jpegs_once(monkeypatch):
     os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     embedded.load_target("syn_ena24", "tiny", masks=True)
     assert len(cached() - before) == 1
+
+
+def test_describe_backbone_has_one_shape_for_every_name_a_user_can_give(tmp_path):
+    """Embedded names, zoo names and checkpoint files: the same keys, SL/SSL from the right table."""
+    own = tmp_path / "mine.pt"
+    own.write_bytes(backbones.backbone_checkpoint("swav", "tiny").read_bytes())
+    names = backbones.backbone_names() + [str(own)]
+    shapes = {tuple(sorted(backbones.describe_backbone(n))) for n in names}
+    assert len(names) > 30 and len(shapes) == 1
+    d = backbones.describe_backbone("simclrv2_r50_1x_sk1")
+    assert (d["paradigm"], d["family"], d["pretrained_on"]) == ("SSL", "instance", "imagenet")
+    assert backbones.describe_backbone("simclr.camtrap_b25")["pretrained_on"] == "camtrap"
+    assert backbones.describe_backbone(str(own))["method"] == "swav"

@@ -51,12 +51,12 @@ def test_unknown_names_fail_before_any_execution(tmp_path, count_executions):
 def test_grid_executes_once_then_skips(tmp_path, count_executions):
     df = grid.run_grid(["supervised"], ["syn_cifar"], profile="tiny", seed=0, runs_root=tmp_path, epochs=1,
                        progress=False)
-    assert len(count_executions) == 1 and count_executions[0]["epochs"] == 1
+    assert len(count_executions) == 1 and count_executions[0]["spec"]["epochs"] == 1
     rd = RunSpec("supervised", "syn_cifar", "tiny", epochs=1, runs_root=tmp_path).run_dir()
     assert rd.parent == tmp_path / "tiny" / "syn_cifar" / "supervised"
     assert df.loc[0, "run_dir"] == str(rd) and bool(df.loc[0, "executed"])
     assert rundir.RunDir(rd).is_complete and len(rundir.RunDir(rd).metrics()) == 1
-    assert df.loc[0, "final_top1"] == rundir.RunDir(rd).summary()["final_top1"]
+    assert df.loc[0, "top1"] == rundir.RunDir(rd).summary()["final_top1"]  # the shared result row
     nb = json.loads((rd / grid.EXECUTED).read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the learning curve

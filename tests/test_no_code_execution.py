@@ -101,7 +101,7 @@ def test_shipped_and_retrained_embedded_backbones(plant, tmp_path, monkeypatch, 
     plant(tmp_path / "shipped" / "tiny_simclr.pt")
     refused(plant, lambda: backbones.create_backbone("simclr", 3, "tiny", seed=0), aspect)
     monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "cache"))
-    plant(tmp_path / "cache" / "backbones" / "tiny_barlowtwins_seed3.pt")
+    plant(tmp_path / "cache" / "backbones" / "seed3" / "tiny_barlowtwins.pt")
     refused(plant, lambda: backbones.create_backbone("barlowtwins", 3, "tiny", pretrain_seed=3),
             aspect)
 

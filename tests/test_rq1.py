@@ -161,11 +161,16 @@ def test_in_domain_pool_shares_no_site_with_validation(tmp_path, monkeypatch):
 
 def test_embedded_names_parse_and_refuse():
     assert B.parse_embedded("swav") == ("swav", "source", 100)
-    assert B.parse_embedded("simclr-camtrap@50") == ("simclr", "camtrap", 50)
-    for bad in ("supervised-camtrap", "simclr@30", "simclr-beach", "resnet50"):
+    assert B.parse_embedded("simclr.camtrap_b50") == ("simclr", "camtrap", 50)
+    assert B.parse_embedded("swav.b25") == ("swav", "source", 25)
+    for name in B.embedded_names():  # one spelling per backbone, and back
+        assert B.embedded_name(*B.parse_embedded(name)) == name
+    for bad in ("supervised.camtrap", "simclr.b30", "simclr.beach", "resnet50", "simclr.b50_camtrap",
+                "simclr.", "simclr-camtrap@50"):
         assert B.parse_embedded(bad) is None
     assert B.snapshot_epochs(20) == {25: 5, 50: 10} and B.snapshot_epochs(1) == {25: 1, 50: 1}
-    assert B.snapshot_path("/x/demo_swav.pt", 25) == Path("/x/demo_swav@25.pt")
+    assert B.snapshot_path("/x/demo_swav.pt", 25) == Path("/x/demo_swav.b25.pt")
+    assert B.snapshot_path("/x/demo_simclr.camtrap.pt", 50) == Path("/x/demo_simclr.camtrap_b50.pt")
     with pytest.raises(ValueError, match="needs labels"):
         B.pretrain_backbone("supervised", "tiny", 0, "/nonexistent/x.pt", pool="camtrap")
 

@@ -17,16 +17,38 @@ from camtrap_ssl.experiments.spec import RunSpec, add_arguments, specs_from_args
 from camtrap_ssl.train import rundir
 
 BASE = {"backbone": "supervised", "target": "syn_serengeti", "profile": "tiny"}
-# one non-default value per field (runs_root, a path, is filled in per test)
-NON_DEFAULT = {"backbone": "simclr", "target": "syn_serengeti", "profile": "tiny", "seed": 1,
+# one non-default value per field; "TARGET", "IMAGES" and "RUNS" are paths filled in per test: the
+# target is the tiny Serengeti stand-in's COCO Camera Traps file given by path, so that the data
+# options of a user's own target (images, classes, min_images, split, multi_label) apply too
+NON_DEFAULT = {"backbone": "simclr", "target": "TARGET", "profile": "tiny", "seed": 1,
                "pretrain_seed": 1, "epochs": 1, "lr": 5e-4, "label_fraction": 0.5,
                "precision": "fp32", "augmentation": "none", "crop": 28, "strip": 0.1,
+               "images": "IMAGES", "classes": {"human": None}, "min_images": 6,
+               "split": "sequence", "multi_label": "per_category",
                "runs_root": "RUNS", "convergence_tolerance": 2.0, "lock_timeout": 30.0}
 OUTSIDE_IDENTITY = {"runs_root", "convergence_tolerance", "lock_timeout"}
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def world():
+    """The tiny Serengeti stand-in's COCO Camera Traps JSON: a target given by path."""
+    from camtrap_ssl.data import synthetic
+
+    return synthetic.camtrap_world("serengeti", "tiny")
+
+
+def _value(name, world, root):
+    v = NON_DEFAULT[name]
+    return {"TARGET": str(world), "IMAGES": str(world.parent), "RUNS": str(root)}.get(v, v) \
+        if isinstance(v, str) else v
+
+
+def _text(value) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def test_every_field_has_a_non_default_value_here():
@@ -39,11 +61,11 @@ def test_every_field_has_a_non_default_value_here():
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(RunSpec) if f.name not in ("backbone", "target")])
-def test_each_field_survives_argparse_and_the_papermill_round_trip(name, tmp_path):
-    value = str(tmp_path) if NON_DEFAULT[name] == "RUNS" else NON_DEFAULT[name]
+def test_each_field_survives_argparse_and_the_papermill_round_trip(name, tmp_path, world):
+    value = _value(name, world, tmp_path)
+    base = ["--profile", "tiny", _flag(name), _text(value)]
     parser = cli.build_parser()
-    args = parser.parse_args(["finetune", "--backbone", "supervised", "--target", "syn_serengeti",
-                              "--profile", "tiny", _flag(name), str(value)])
+    args = parser.parse_args(["finetune", "--backbone", "supervised", "--target", str(world), *base])
     spec, = specs_from_args(args)
     got = getattr(spec, name)
     want = get_profile(value) if name == "profile" else value
@@ -51,18 +73,32 @@ def test_each_field_survives_argparse_and_the_papermill_round_trip(name, tmp_pat
     # the run notebook's parameter: JSON-safe, and back to the same spec
     params = json.loads(json.dumps(spec.to_params()))
     assert RunSpec.from_params(params) == spec and params[name] == value
-    # the grid's parser makes the same spec
-    g = argparse_grid(name, value)
-    assert [s for s in g] == [spec]
-
-
-def argparse_grid(name, value):
+    # the grid's and the launcher's parsers make the same spec
     import argparse
 
     p = argparse.ArgumentParser()
     add_arguments(p, many=True)
-    return specs_from_args(p.parse_args(["--backbones", "supervised", "--targets", "syn_serengeti",
-                                         "--profile", "tiny", _flag(name), str(value)]))
+    assert specs_from_args(p.parse_args(["--backbones", "supervised", "--targets", str(world),
+                                         *base])) == [spec]
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert specs_from_args(p.parse_args(["--backbone", "supervised", "--target", str(world),
+                                         *base])) == [spec]
+
+
+def test_data_options_belong_to_targets_given_by_path(world):
+    for name in ("images", "classes", "min_images", "split", "multi_label"):
+        with pytest.raises(ValueError, match=rf"^{name}=.* is not allowed; {name} must be .* for "
+                                             "the named target 'syn_serengeti': it applies to a "
+                                             "target given by path"):
+            RunSpec(**BASE, **{name: _value(name, world, "x")})
+    spec = RunSpec("supervised", str(world), "tiny", min_images=6)
+    assert spec.protocol()["strip"] == 0.0  # no strip is cut from a user's frames unless asked
+    assert spec.run_dir().parent.parent.name.startswith("serengeti-")  # a short safe name
+    assert spec.replace(min_images=7).identity != spec.identity
+    assert RunSpec("supervised", str(world), "tiny", strip=40).strip == 40  # rows, for a path
+    with pytest.raises(ValueError, match="strip=40 is not allowed"):
+        RunSpec(**BASE, strip=40)
 
 
 def test_a_profile_with_overrides_round_trips_whole():
@@ -97,15 +133,15 @@ def test_the_protocol_belongs_to_the_target_and_is_identity():
 
 
 # -- one tiny run per entry point, every field non-default at once ---------------------------------
-def _expected(root) -> RunSpec:
-    return RunSpec(**{**NON_DEFAULT, "runs_root": str(root)})
+def _expected(root, world) -> RunSpec:
+    return RunSpec(**{k: _value(k, world, root) for k in NON_DEFAULT})
 
 
 def _argv(spec: RunSpec, many: bool = False) -> list[str]:
     out = []
     for k, v in spec.to_params().items():
         flag = _flag(k) + ("s" if many and k in ("backbone", "target") else "")
-        out += [flag, str(v)]
+        out += [flag, _text(v)]
     return out
 
 
@@ -125,7 +161,13 @@ def _check_arrived(spec: RunSpec, rd):
     assert params["preprocessing"]["augmentation"] == "none"
     assert params["preprocessing"]["eval_crop"].startswith(f"centre {spec.crop} of")
     assert params["labels"]["fraction"] == spec.label_fraction
-    assert "bottom" in params["data"]["strip"] and "fraction 0.1" in params["data"]["strip"]
+    data = params["data"]  # the target by path, read with every data option
+    assert data["options"] == {"images": spec.images, "classes": spec.classes,
+                               "min_images": spec.min_images, "split": spec.split,
+                               "multi_label": spec.multi_label, "strip": spec.strip,
+                               "val_fraction": data["options"]["val_fraction"]}
+    assert data["split"] == "sequence" and data["strip_fraction"] == 0.1
+    assert "human" not in params["classes"] and len(data["selection"]["dropped_by_min_images"]) > 0
 
 
 @pytest.fixture
@@ -142,13 +184,13 @@ def lock_timeouts(monkeypatch):
 
 
 @pytest.mark.slow  # pretrains a tiny SimCLR with seed 1 once, then fine-tunes
-def test_finetune_cli_and_launcher_carry_every_field(tmp_path, lock_timeouts, capsys):
-    spec = _expected(tmp_path / "cli")
+def test_finetune_cli_and_launcher_carry_every_field(tmp_path, lock_timeouts, capsys, world):
+    spec = _expected(tmp_path / "cli", world)
     assert cli.main(["finetune", *_argv(spec)]) == 0
     rd = spec.run_dir()
     _check_arrived(spec, rd)
     assert lock_timeouts == [spec.lock_timeout]
-    spec = _expected(tmp_path / "launch")
+    spec = _expected(tmp_path / "launch", world)
     assert launch.main(_argv(spec)) == 0
     _check_arrived(spec, spec.run_dir())
     assert lock_timeouts[-1] == spec.lock_timeout
@@ -164,12 +206,12 @@ def _notebook_spec(rd) -> dict:
 
 
 @pytest.mark.slow  # two papermill executions
-def test_grid_cli_and_run_grid_carry_every_field_into_the_notebook(tmp_path):
-    spec = _expected(tmp_path / "grid-cli")
+def test_grid_cli_and_run_grid_carry_every_field_into_the_notebook(tmp_path, world):
+    spec = _expected(tmp_path / "grid-cli", world)
     assert cli.main(["grid", "--quiet", *_argv(spec, many=True)]) == 0
     _check_arrived(spec, spec.run_dir())
     assert _notebook_spec(spec.run_dir()) == spec.to_params()  # all fields, lock_timeout too
-    spec = _expected(tmp_path / "run-grid")
+    spec = _expected(tmp_path / "run-grid", world)
     fields_ = {k: v for k, v in spec.to_params().items() if k not in ("backbone", "target", "seed")}
     df = grid.run_grid([spec.backbone], [spec.target], seeds=[spec.seed], progress=False, **fields_)
     assert df.run_dir.tolist() == [str(spec.run_dir())] and df.pretrain_seed.tolist() == [1]
@@ -178,10 +220,10 @@ def test_grid_cli_and_run_grid_carry_every_field_into_the_notebook(tmp_path):
 
 
 @pytest.mark.slow  # one study notebook
-def test_a_study_notebook_passes_the_fields_it_does_not_vary_through(tmp_path):
+def test_a_study_notebook_passes_the_fields_it_does_not_vary_through(tmp_path, world):
     from camtrap_ssl.studies.params import execute_study
 
-    spec = _expected(tmp_path / "runs")
+    spec = _expected(tmp_path / "runs", world)
     others = {k: v for k, v in spec.to_params().items()
               if k not in ("backbone", "target", "profile", "seed", "epochs", "runs_root",
                            "convergence_tolerance")}

@@ -5,12 +5,17 @@ Backbones are named either by a pretraining method (``supervised``, ``simclr``, 
 first use), by the path of a checkpoint written by ``camtrap-ssl pretrain``, or by a registry name
 of :mod:`camtrap_ssl.models` (the paper-scale zoo).
 
-An embedded name may add where and how long it was pretrained (RQ1):
+An embedded name says where and how long it was pretrained (RQ1) in timm's ``arch.tag`` style,
+one name space with the registry's names: ``<method>[.<tag>]``, the tag joining with ``_``
 
-* ``<method>-camtrap``: pretrained without labels on the in-domain pool of camera-trap frames
+* ``camtrap``: pretrained without labels on the in-domain pool of camera-trap frames
   (:func:`camtrap_ssl.data.embedded.camtrap_pool`) instead of the source world (SSL methods only);
-* ``<name>@25``, ``<name>@50``: the same pretraining run after 25 % or 50 % of its epochs
-  (:data:`BUDGETS`; the budget snapshots of :func:`camtrap_ssl.pretrain.loop.pretrain`).
+* ``b25``, ``b50``: the same pretraining run after 25 % or 50 % of its epochs (:data:`BUDGETS`;
+  the budget snapshots of :func:`camtrap_ssl.pretrain.loop.pretrain`);
+
+so ``simclr`` (the source world, its whole budget), ``simclr.camtrap``, ``swav.b25``,
+``simclr.camtrap_b50`` (:func:`embedded_name`). The shipped checkpoints are
+``checkpoints/<profile>_<name>.pt``.
 """
 from __future__ import annotations
 
@@ -38,26 +43,36 @@ BUDGETS = (25, 50)  # percent of a method's epochs at which its pretraining run 
 POOLS = ("source", "camtrap")  # what an embedded backbone is pretrained on
 
 
+def embedded_name(method: str, pool: str = "source", budget: int = 100) -> str:
+    """The name of an embedded backbone: ``embedded_name("simclr", "camtrap", 50)`` ->
+    ``"simclr.camtrap_b50"``; the source world at the whole budget has no tag."""
+    tags = ([] if pool == "source" else [pool]) + ([] if budget == 100 else [f"b{budget}"])
+    return method + ("." + "_".join(tags) if tags else "")
+
+
 def parse_embedded(name: str) -> tuple[str, str, int] | None:
     """``(method, pool, budget percent)`` of an embedded backbone name, ``None`` for any other
-    name: ``swav`` -> ``("swav", "source", 100)``, ``simclr-camtrap@50`` ->
-    ``("simclr", "camtrap", 50)``."""
+    name: ``swav`` -> ``("swav", "source", 100)``, ``simclr.camtrap_b50`` ->
+    ``("simclr", "camtrap", 50)``. Only the canonical spelling (:func:`embedded_name`) parses, so
+    one backbone has one name (and one run folder)."""
     if not isinstance(name, str):
         return None
-    base, _, budget = name.partition("@")
-    method, _, pool = base.partition("-")
-    pool = pool or "source"
-    if method not in METHODS or pool not in POOLS or (pool != "source" and method == "supervised"):
+    method, _, tag = name.partition(".")
+    parts = tag.split("_") if tag else []
+    pool = next((p for p in parts if p in POOLS and p != "source"), "source")
+    budget = next((int(p[1:]) for p in parts if p[:1] == "b" and p[1:] in {str(b) for b in BUDGETS}),
+                  100)
+    if method not in METHODS or (pool != "source" and method == "supervised"):
         return None
-    if budget and budget not in {str(b) for b in BUDGETS}:
+    if embedded_name(method, pool, budget) != name:
         return None
-    return method, pool, int(budget or 100)
+    return method, pool, budget
 
 
 def embedded_names() -> list[str]:
     """Every embedded backbone name: the methods, their in-domain variants, their budgets."""
-    bases = list(METHODS) + [f"{m}-camtrap" for m in METHODS if m != "supervised"]
-    return bases + [f"{b}@{k}" for b in bases for k in BUDGETS]
+    bases = [(m, "source") for m in METHODS] + [(m, "camtrap") for m in METHODS if m != "supervised"]
+    return [embedded_name(m, p, b) for b in (100, *BUDGETS) for m, p in bases]
 
 
 def backbone_names() -> list[str]:
@@ -91,17 +106,22 @@ def describe_backbone(name: str) -> dict:
         where, budget = pool, 100
     elif parsed:
         method, where, budget = parsed
-    else:
+    else:  # the zoo: the registry's entry knows its method, paradigm and family
         e = get_entry(name)
-        method, where, budget = e.method, "imagenet", 100
+        return {"backbone": name, "method": e.method, "paradigm": e.paradigm, "family": e.family,
+                "pretrained_on": "imagenet", "budget_percent": 100}
     return {"backbone": name, "method": method, "paradigm": PARADIGM[method],
             "family": FAMILY[method], "pretrained_on": where, "budget_percent": budget}
 
 
 def snapshot_path(out: str | Path, budget: int) -> Path:
-    """Where the ``budget`` % snapshot of the run writing ``out`` goes: ``x.pt`` -> ``x@25.pt``."""
+    """Where the ``budget`` % snapshot of the run writing ``out`` goes, its tag added as in
+    :func:`embedded_name`: ``demo_swav.pt`` -> ``demo_swav.b25.pt``, ``demo_simclr.camtrap.pt``
+    -> ``demo_simclr.camtrap_b25.pt``."""
     out = Path(out)
-    return out if budget == 100 else out.with_name(f"{out.stem}@{budget}{out.suffix}")
+    if budget == 100:
+        return out
+    return out.with_name(f"{out.stem}{'_' if '.' in out.stem else '.'}b{budget}{out.suffix}")
 
 
 def backbone_checkpoint(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0,
@@ -114,20 +134,37 @@ def backbone_checkpoint(name: str, profile: str | Profile = DEFAULT_PROFILE, see
     snapshot comes from the whole run, which writes every snapshot beside its final checkpoint.
     """
     profile = get_profile(profile)
+    method, pool, _ = _parsed_embedded(name)
+    wanted, out = _locations(name, profile, seed)
+    if wanted.exists() and not retrain:
+        return wanted
+    if wanted.parent == SHIPPED:  # retraining a shipped one: into the cache, never over it
+        wanted, out = _locations(name, profile, seed, cache=True)
+    pretrain_backbone(method, profile, seed, out, progress=progress, pool=pool)
+    return wanted
+
+
+def is_pretrained(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0) -> bool:
+    """Whether an embedded backbone's checkpoint exists (shipped or cached): no pretraining needed."""
+    return _locations(name, get_profile(profile), seed)[0].exists()
+
+
+def _parsed_embedded(name: str) -> tuple[str, str, int]:
     parsed = parse_embedded(name)
     if parsed is None:
         raise ValueError(f"backbone={name!r} is not an embedded backbone; allowed: {embedded_names()}")
-    method, pool, budget = parsed
+    return parsed
+
+
+def _locations(name: str, profile: Profile, seed: int, cache: bool = False) -> tuple[Path, Path]:
+    """(the checkpoint of ``name``, the final checkpoint of the pretraining run that writes it):
+    the shipped file for seed 0 where there is one, else in the cache."""
+    method, pool, budget = _parsed_embedded(name)
     shipped = SHIPPED / f"{profile.name}_{name}.pt"
-    if shipped.exists() and not retrain and seed == 0:
-        return shipped
-    base = method if pool == "source" else f"{method}-{pool}"
-    out = paths.cache_dir() / "backbones" / f"{profile.name}_{base}_seed{seed}.pt"
-    wanted = snapshot_path(out, budget)
-    if wanted.exists() and not retrain:
-        return wanted
-    pretrain_backbone(method, profile, seed, out, progress=progress, pool=pool)
-    return wanted
+    if seed == 0 and shipped.exists() and not cache:
+        return shipped, SHIPPED / f"{profile.name}_{embedded_name(method, pool)}.pt"
+    out = paths.cache_dir() / "backbones" / f"seed{seed}" / f"{profile.name}_{embedded_name(method, pool)}.pt"
+    return snapshot_path(out, budget), out
 
 
 def pretrain_backbone(method: str, profile: str | Profile, seed: int, out: str | Path,
@@ -234,7 +271,7 @@ def create_backbone(name: str | Path, num_classes: int | None = None,
 
     * a finished fine-tuning run (its directory or its ``checkpoint.pt``): the fine-tuned
       classifier, in eval mode, with ``class_names`` (the other arguments are the run's own);
-    * an embedded backbone (``simclr``, ``simclr-camtrap@50``, ...: the one pretrained with
+    * an embedded backbone (``simclr``, ``simclr.camtrap_b50``, ...: the one pretrained with
       ``pretrain_seed``), a pretraining checkpoint file (``.pt``), or a registry name (the zoo):
       the pretrained backbone with a fresh ``num_classes`` head (``None``: no head).
 

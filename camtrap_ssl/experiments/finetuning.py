@@ -19,7 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from camtrap_ssl.data.datasets import Target, with_label_fraction
-from camtrap_ssl.data.targets import get_target, stands_in_for
+from camtrap_ssl.data.targets import get_target, load_user_target, stands_in_for, target_key
 from camtrap_ssl.experiments.backbones import backbone_sha256, create_backbone, describe_backbone
 from camtrap_ssl.experiments.spec import RunSpec
 from camtrap_ssl.train.distributed import main_first
@@ -29,7 +29,12 @@ from camtrap_ssl.train.finetune import finetune, finished_summary
 def load_spec_target(spec: RunSpec, progress: bool = True, masks: bool = False) -> Target:
     """The target a spec trains on: its data seed (:attr:`RunSpec.data_seed`) and its strip. Every
     entry point (this module, the torchrun launcher, the studies) loads a spec's data here, so the
-    world trained on is the world the run records."""
+    world trained on is the world the run records. A target given by path is read with the spec's
+    data options (:meth:`RunSpec.data_options`), its split drawn with the data seed."""
+    if spec.by_path:
+        opts = spec.data_options()
+        return load_user_target(spec.target, **opts, size=spec.profile.resize_size,
+                                profile=spec.profile, seed=spec.data_seed, progress=progress)
     return get_target(spec.target, spec.profile, spec.data_seed, masks=masks, progress=progress,
                       strip_fraction=spec.protocol()["strip"])
 
@@ -44,7 +49,7 @@ def finetune_run(spec: RunSpec, data: Target | None = None, progress: bool = Tru
     if not isinstance(spec, RunSpec):
         raise TypeError(f"finetune_run takes a RunSpec, got {type(spec).__name__}; build one with "
                         "RunSpec(backbone, target, profile, ...)")
-    if data is not None and data.name != spec.target:
+    if data is not None and data.name != (target_key(spec.target) if spec.by_path else spec.target):
         raise ValueError(f"data is target {data.name!r} but the spec asks for {spec.target!r}")
     # rank 0 first: the identity may pretrain a missing embedded backbone into the cache
     rd = main_first(spec.check_writable)

@@ -27,6 +27,7 @@ in the run's ``params.json`` and checked when an unfinished run resumes.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -44,7 +45,14 @@ from camtrap_ssl.core.profiles import (
 )
 from camtrap_ssl.data import paper, synthetic
 from camtrap_ssl.data.embedded import TARGETS, world_strip_fraction
-from camtrap_ssl.data.targets import SMALL_TARGETS, all_targets
+from camtrap_ssl.data.user import check_options, target_kind
+from camtrap_ssl.data.targets import (
+    SMALL_TARGETS,
+    all_targets,
+    is_target_path,
+    target_key,
+    user_target_identity,
+)
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
     backbone_names,
@@ -146,13 +154,18 @@ def check_choice(value, name: str, allowed) -> str:
     return value
 
 
-def check_strip(value, target: str, name: str = "strip") -> float | None:
-    """None (the target's strip) or a share of the rows in [0, 0.5); CIFAR has no strip to cut."""
+def check_strip(value, target: str, name: str = "strip") -> float | int | None:
+    """None (the target's strip) or a share of the rows in [0, 0.5); for a target given by path
+    also a number of rows (an int >= 1: a user's camera has its own strip height); CIFAR has no
+    strip to cut."""
     if value is None:
         return None
+    if _is_int(value) and value >= 1 and is_target_path(target):
+        return value
     if not _is_number(value) or not math.isfinite(value) or not 0 <= value < 0.5:
         raise _refuse(name, value, "None (the target's) or a number in [0, 0.5) (the share of "
-                                   "each frame's rows cut from its bottom)")
+                                   "each frame's rows cut from its bottom)"
+                      + ("; or a number of rows, an integer >= 1" if is_target_path(target) else ""))
     if value and (target in CIFAR_TARGETS or target == "syn_cifar"):
         raise _refuse(name, value, f"None or 0 for target {target!r}: its images carry no "
                                    "information strip")
@@ -175,9 +188,16 @@ def check_label_fraction(value, name: str = "label_fraction") -> float:
 
 
 def check_target(value, name: str = "target") -> str:
-    if not isinstance(value, str) or value not in all_targets():
-        raise _refuse(name, value, f"one of {all_targets()}")
-    return value
+    """A target name, or the path of the user's own data (a COCO Camera Traps JSON, a Camtrap DP
+    package or its datapackage.json, a folder of class folders), kept as its absolute path."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value in all_targets():
+        return value
+    if isinstance(value, str) and is_target_path(value):
+        return str(Path(value).expanduser().resolve())
+    raise _refuse(name, value, f"one of {all_targets()}, or the path of a COCO Camera Traps "
+                               "JSON, a Camtrap DP package or a folder of class folders")
 
 
 def check_runs_root(value, name: str = "runs_root") -> Path | None:
@@ -210,19 +230,38 @@ def names(value, name: str) -> list[str]:
     return out
 
 
+def _int_or_float(text: str):
+    """A number of rows (an integer) or a share (a float)."""
+    return int(text) if text.strip().lstrip("+").isdigit() else float(text)
+
+
+_EXPECTED = {int: "an integer", float: "a number", _int_or_float: "a number"}
+
+
 def parse_as(kind):
-    """An argparse type that only parses (int or float); the range check is RunSpec's."""
+    """An argparse type that only parses (an int, a float, JSON); the checks are RunSpec's."""
     def parse(text: str):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+            raise argparse.ArgumentTypeError(f"expected {_EXPECTED.get(kind, 'JSON or a comma-separated list')}"
                                              f", got {text!r}") from None
     parse.__name__ = kind.__name__
     return parse
 
 
 # -- the specification ---------------------------------------------------------------------------
+def _json_or_names(text: str):
+    """``classes`` on the command line: JSON (a list, or a mapping old -> new) or comma-separated."""
+    text = text.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not JSON: {e}") from None
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 def _field(default, help: str, parse=None, identity: bool = True):
     """A :class:`RunSpec` field with what the command line and the papermill round trip need:
     ``help`` (the option's text), ``parse`` (argparse's type: parses only, RunSpec checks) and
@@ -264,8 +303,23 @@ class RunSpec:
                                     "training, centred in evaluation); default: the profile's "
                                     "input size", int)
     strip: float | None = _field(None, "share of each frame's rows cut from its bottom (the "
-                                       "information strip), in [0, 0.5); default: the target's",
-                                 float)
+                                       "information strip), in [0, 0.5), or for a target by path "
+                                       "a number of rows; default: the target's",
+                                 _int_or_float)
+    # a target given by path (the user's own data): how it is read; refused for named targets
+    images: str | None = _field(None, "a target by path: the folder its COCO Camera Traps image "
+                                      "paths start from (default: beside the JSON)")
+    classes: list | dict | None = _field(None, "a target by path: the classes to keep (a JSON "
+                                               "list or comma-separated) or a JSON mapping old -> "
+                                               "new name (null drops); default: all, as the file "
+                                               "names them", _json_or_names)
+    min_images: int | None = _field(None, "a target by path: drop classes with fewer images",
+                                    int)
+    split: str = _field("auto", "a target by path: auto (by location with >= 5 locations, else "
+                                "by sequence/event), location, sequence, or frame (only when "
+                                "asked)")
+    multi_label: str = _field("single", "a target by path: several species on one image: single "
+                                        "(left out) or per_category (one sample per species)")
     # where and how, never what: not part of the identity
     runs_root: str | os.PathLike | None = _field(
         None, "default: $CAMTRAP_SSL_RUNS, else runs/ in the repository", identity=False)
@@ -295,6 +349,7 @@ class RunSpec:
             check_choice(self.augmentation, "augmentation", AUGMENTATIONS)
         put(self, "crop", check_positive_int(self.crop, "crop", optional=True))
         put(self, "strip", check_strip(self.strip, self.target))
+        self._check_data_options()
         put(self, "runs_root", check_runs_root(self.runs_root))
         put(self, "convergence_tolerance",
             check_nonneg_number(self.convergence_tolerance, "convergence_tolerance"))
@@ -306,6 +361,35 @@ class RunSpec:
 
     def replace(self, **changes) -> RunSpec:
         return replace(self, **changes)
+
+    @property
+    def by_path(self) -> bool:
+        """Whether the target is the user's own data, given by path."""
+        return self.target not in all_targets()
+
+    def data_options(self) -> dict | None:
+        """The options a target by path is read with (None for a named target)."""
+        if not self.by_path:
+            return None
+        return {"images": self.images, "classes": self.classes, "min_images": self.min_images,
+                "split": self.split, "multi_label": self.multi_label,
+                "strip": self.protocol()["strip"]}
+
+    def _check_data_options(self) -> None:
+        names = ("images", "classes", "min_images", "split", "multi_label")
+        if not self.by_path:
+            asked = [n for n in names if getattr(self, n) != _DEFAULTS[n]]
+            if asked:
+                raise _refuse(asked[0], getattr(self, asked[0]),
+                              f"{_DEFAULTS[asked[0]]!r} for the named target {self.target!r}: "
+                              "it applies to a target given by path (your own data)")
+            return
+        try:
+            opts = check_options(self.data_options(), target_kind(self.target))
+        except ValueError as e:  # the data layer's message names the option and what is allowed
+            raise ValueError(str(e)) from None
+        object.__setattr__(self, "images", opts["images"])
+        object.__setattr__(self, "classes", opts["classes"])
 
     # -- the papermill round trip: JSON-safe fields and back ------------------------------------
     def to_params(self) -> dict:
@@ -382,7 +466,7 @@ class RunSpec:
     def data_identity(self) -> dict:
         """What the target's data are made from, read without loading them; a real dataset that
         is not on disk fails here, naming the command that fetches it."""
-        return _data_identity(self.target)
+        return _data_identity(self.target, self.data_options())
 
     @cached_property
     def identity(self) -> dict:
@@ -402,7 +486,8 @@ class RunSpec:
         if self.pretrain_seed != PRETRAIN_SEED:
             b = f"{b}.pretrain{self.pretrain_seed}"
         leaf = f"seed{self.seed}-e{self.config().epochs}-{fileio.fingerprint(self.identity)[:8]}"
-        return self.root / self.profile.name / self.target / b / leaf
+        target = target_key(self.target) if self.by_path else self.target
+        return self.root / self.profile.name / target / b / leaf
 
     def check_writable(self) -> Path:
         """Create the run directory and prove it takes a file, before any data or model is loaded:
@@ -422,6 +507,9 @@ class RunSpec:
         return rd
 
 
+_DEFAULTS = {f.name: f.default for f in fields(RunSpec)}
+
+
 def _profile_values(overrides: dict) -> dict:
     """JSON's lists back into the tuples a Profile holds."""
     kinds = {f.name: f.type for f in fields(Profile)}
@@ -431,8 +519,9 @@ def _profile_values(overrides: dict) -> dict:
 
 def default_strip(target: str, profile: Profile) -> float:
     """The information strip a target's frames lose: the study's 100/1536 for its camera-trap
-    sets, the embedded camera-trap worlds' own drawn strip, none for CIFAR and its stand-in."""
-    if target in CIFAR_TARGETS or target == "syn_cifar":
+    sets, the embedded camera-trap worlds' own drawn strip, none for CIFAR and its stand-in, and
+    none for a user's own data (their cameras have another strip or none: ask with ``strip``)."""
+    if target in CIFAR_TARGETS or target == "syn_cifar" or is_target_path(target):
         return 0.0
     if target in TARGETS:
         return world_strip_fraction(profile)
@@ -447,8 +536,12 @@ def _weights_identity(spec: RunSpec) -> dict:
     return {"url": w.url, "sha256": w.sha256}
 
 
-def _data_identity(target: str) -> dict:
-    """What the target's data are made from, read without loading them."""
+def _data_identity(target: str, options: dict | None = None) -> dict:
+    """What the target's data are made from, read without loading them; for a target by path,
+    its files' hash with every data option (selection, split, class map, image root,
+    multi-label policy, strip)."""
+    if options is not None:
+        return user_target_identity(target, options)
     if target in TARGETS:  # a function of (profile, seed), both in the identity, and the generator
         return {"generator": synthetic.GENERATOR_VERSION}
     if target in paper.CAMTRAP_TARGETS:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis import attribution as A
-from camtrap_ssl.core import fileio, paths
+from camtrap_ssl.core import fileio
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.data.embedded import load_target
 from camtrap_ssl.data.images import load_image_folder
@@ -29,6 +29,7 @@ from camtrap_ssl.experiments.backbones import (
     SHIPPED,
     create_backbone,
     describe_backbone,
+    is_pretrained,
 )
 from camtrap_ssl.experiments.finetuning import finetune_run
 from camtrap_ssl.experiments.spec import RunSpec
@@ -85,7 +86,7 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
             lines.append(f"{side}: the finished run {rundir.finished_run(runs[side]).path}")
             continue
         spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root)
-        if backbone in METHODS and not _backbone_ready(backbone, profile):
+        if backbone in METHODS and not is_pretrained(backbone, profile, PRETRAIN_SEED):
             # its run directory is named by the weights' hash: known once it is pretrained
             shipped = SHIPPED / f"demo_{backbone}.pt"
             est = (load_checkpoint(shipped)["record"]["wall_seconds"]
@@ -107,13 +108,6 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
                      f"about {_minutes(1.1 * n_epochs * n * per_image)} at this machine's current load"
                      f", into {rd} (the {dataset} world is generated first if it is not cached)")
     return lines
-
-
-def _backbone_ready(method: str, profile) -> bool:
-    """Whether the embedded backbone runs start from (pretraining seed ``PRETRAIN_SEED``) exists."""
-    seed = PRETRAIN_SEED
-    return ((SHIPPED / f"{profile.name}_{method}.pt").exists() and seed == 0) or \
-        (paths.cache_dir() / "backbones" / f"{profile.name}_{method}_seed{seed}.pt").exists()
 
 
 def data_seed(dataset: str, seed: int) -> int:

@@ -77,8 +77,10 @@ def _check_run_options(value, name):
         raise ValueError(f"{name}={value!r} is not allowed; {name} must be a dict of RunSpec "
                          f"fields the study does not vary, out of {allowed} (unknown: {bad})")
     # the values: RunSpec's own checks, on a camera-trap target at the largest stored size (the
-    # study's own targets and profile check them again when it builds its specs, before any run)
-    S.RunSpec("supervised", "serengeti", "paper", **value)
+    # study's own targets and profile check them again when it builds its specs, before any run;
+    # the data options of a target by path are checked there, against that target)
+    data = ("images", "classes", "min_images", "split", "multi_label")
+    S.RunSpec("supervised", "serengeti", "paper", **{k: v for k, v in value.items() if k not in data})
 
 
 def rules() -> dict:

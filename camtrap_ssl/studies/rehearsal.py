@@ -151,7 +151,7 @@ def fabricate(work: Path) -> dict:
         data_fab.write_cifar(work / "data" / name, name, per_batch=10)
     for name in CHECKPOINTS:
         model_fab.write_official_checkpoint(name, srv / "checkpoints")
-    sizes = {"lila_bytes": sum(f.stat().st_size for n in CATALOGUE for f in
+    sizes = {"lila_bytes": sum(f.stat().st_size for n in ("serengeti", "nacti", "ena24") for f in
                                (srv / CATALOGUE[n]["image_base"]).rglob("*") if f.is_file()),
              "checkpoint_bytes": sum(f.stat().st_size for f in (srv / "checkpoints").iterdir())}
     return {"seconds": round(time.time() - t0, 1), **sizes, "gold_standard": [str(g) for g in gold]}

@@ -13,9 +13,9 @@ for which conditions the SSL - SL difference (paired by seed, 95 % t-interval,
   drawn per seed), full fine-tuning and a linear probe on frozen features
   (:mod:`camtrap_ssl.experiments.probing`);
 * **domain**: SSL pretrained on unlabelled camera-trap frames of the world's training sites
-  (``<method>-camtrap``) against SSL on the source world and SL on the source world;
+  (``<method>.camtrap``) against SSL on the source world and SL on the source world;
 * **budget**: the SSL backbones after 25 %, 50 % and 100 % of their pretraining epochs
-  (``<method>@25``...), against SL at its full budget.
+  (``<method>.b25``...), against SL at its full budget.
 
 Every function returns one row per run (the run's directory or probe file recorded), so the
 page's tables and plots are computed from recorded runs only.
@@ -28,7 +28,7 @@ import pandas as pd
 from camtrap_ssl.core import intervals
 from camtrap_ssl.data.embedded import FAMILY_TARGETS
 from camtrap_ssl.data.synthetic import FAMILY_STEPS
-from camtrap_ssl.experiments.backbones import describe_backbone
+from camtrap_ssl.experiments.backbones import describe_backbone, embedded_name
 from camtrap_ssl.experiments.probing import linear_probe_run
 from camtrap_ssl.experiments.results import probe_row
 from camtrap_ssl.experiments.spec import grid_specs
@@ -72,7 +72,7 @@ def label_results(backbones, fractions, seeds=(0, 1, 2), target: str = CAMTRAP_T
 def domain_results(sl_backbone: str, ssl_methods, seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
                    progress: bool = False, **common) -> pd.DataFrame:
     """SL (source), each SSL method pretrained on the source world and on the camera-trap pool."""
-    backbones = [sl_backbone] + [b for m in ssl_methods for b in (m, f"{m}-camtrap")]
+    backbones = [sl_backbone] + [b for m in ssl_methods for b in (m, embedded_name(m, "camtrap"))]
     out = report.collect(grid_specs(backbones, [target], seeds, **common), progress=progress)
     where = {"source": "the source world", "camtrap": "camera-trap frames",
              "imagenet": "ImageNet"}
@@ -83,7 +83,7 @@ def domain_results(sl_backbone: str, ssl_methods, seeds=(0, 1, 2), target: str =
 def budget_results(sl_backbone: str, ssl_methods, budgets, seeds=(0, 1, 2),
                    target: str = CAMTRAP_TARGET, progress: bool = False, **common) -> pd.DataFrame:
     """Each SSL method after ``budgets`` % of its pretraining epochs, against SL at its full one."""
-    names = [m if b == 100 else f"{m}@{b}" for m in ssl_methods for b in budgets]
+    names = [embedded_name(m, budget=b) for m in ssl_methods for b in budgets]
     out = report.collect(grid_specs([sl_backbone] + names, [target], seeds, **common),
                          progress=progress)
     out["budget"] = out.budget_percent
