@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import Profile
 from camtrap_ssl.data.datasets import stratified_fraction
+from camtrap_ssl.data.user import target_key
 from camtrap_ssl.experiments import compare_stats
 from camtrap_ssl.experiments.backbones import (
     backbone_names,
@@ -217,10 +218,8 @@ def plan_compare(target, backbones=None, profile="demo", label_fractions=DEFAULT
             raise
         except TypeError as e:  # an option that is not a RunSpec field
             raise ValueError(f"compare: {e}; options are RunSpec fields") from None
-    root = specs[0].root
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(target)).stem if os.sep in str(target)
-                  else str(target))
-    out = Path(out) if out is not None else root / f"compare-{safe}-{profile.name}"
+    name = target_key(specs[0].target) if specs[0].by_path else specs[0].target
+    out = Path(out) if out is not None else specs[0].root / f"compare-{_safe(name)}-{profile.name}"
     if out.exists() and not out.is_dir():
         raise _refuse("out", str(out), "a folder (it is a file)")
     protocols = ("linear probe", "kNN") + (("fine-tune",) if finetune else ())
@@ -242,14 +241,14 @@ def feature_identity(spec: RunSpec) -> dict:
 
 
 def _safe(text: str) -> str:
-    text = Path(text).stem if (os.sep in text or text.endswith(".json")) else text
     return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text).strip("._")[:60] or "x"
 
 
 def feature_path(spec: RunSpec) -> Path:
     b = _safe(spec.backbone) + (f".pretrain{spec.pretrain_seed}" if spec.pretrain_seed else "")
     h = fileio.fingerprint(feature_identity(spec))
-    return paths.cache_dir() / "features" / spec.profile.name / _safe(str(spec.target)) / f"{b}-{h}.npz"
+    target = target_key(spec.target) if spec.by_path else spec.target
+    return paths.cache_dir() / "features" / spec.profile.name / _safe(target) / f"{b}-{h}.npz"
 
 
 @dataclass
@@ -269,7 +268,9 @@ def _extract(model, dataset, crop: int, desc: str, progress: bool) -> np.ndarray
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(dataset), BATCH), desc=desc, disable=not progress, leave=False):
-            x = dataset.get_batch(torch.arange(i, min(i + BATCH, len(dataset))))[0]
+            idx = torch.arange(i, min(i + BATCH, len(dataset)))
+            x = (dataset.get_batch(idx)[0] if hasattr(dataset, "get_batch")  # in-memory worlds
+                 else torch.stack([dataset[int(j)][0] for j in idx]))  # prepared files
             out.append(model.forward_features(center_crop(x, crop)).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
