@@ -45,12 +45,14 @@ def test_features_are_extracted_once_then_read_from_the_cache(tmp_path, monkeypa
     # a second comparison runs no network and gives the same numbers
     _no_network(monkeypatch)
     monkeypatch.setattr(C, "load_spec_target", lambda *a, **k: pytest.fail("loaded the target"))
+    assert path.with_suffix(".probes.npz").is_file()  # the probes' predictions, kept beside
+    monkeypatch.setattr(C, "_scores", lambda *a, **k: pytest.fail("fitted a probe again"))
     lines.clear()
     plan2 = C.plan_compare("syn_serengeti", ["supervised"], "tiny", label_fractions=[0.5, 1],
                            seeds=[0, 1, 2], out=tmp_path / "b", render=False,
                            runs_root=tmp_path / "runs")
     second = C.run_compare(plan2, progress=False, echo=lines.append)
-    assert "cached for 1 of 1" in "\n".join(lines)
+    assert "cached for 1 of 1 backbones, probe predictions for 1" in "\n".join(lines)
     pd.testing.assert_frame_equal(first.runs.drop(columns="code_version"),
                                   second.runs.drop(columns="code_version"))
     assert (tmp_path / "b" / "summary.csv").is_file() and (tmp_path / "b" / "comparisons.csv").is_file()

@@ -31,6 +31,7 @@ with one message naming the parameter and what it may be.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -69,7 +70,6 @@ from camtrap_ssl.models import create_model, get_entry, list_models
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.pretrain.probes import class_scores, fit_linear_probe, knn_scores
-from camtrap_ssl.train import metrics as M
 from camtrap_ssl.train.augment import center_crop
 
 __all__ = ["COLUMNS", "DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "KNN_K", "MIN_SEEDS", "PROTOCOLS",
@@ -325,27 +325,36 @@ def _seconds_per_image(spec: RunSpec, n: int = 16) -> float:
     return (time.perf_counter() - t0) / n
 
 
+# Pretrained features take L-BFGS more iterations than separated blobs: measured on the demo
+# backbones' features of the Serengeti stand-in, a probe fit took about five times the blob fit.
+BLOB_SLOWDOWN = 5.0
+
+
 def _fit_seconds(n: int, dim: int, n_classes: int) -> float:
-    """One linear probe on ``n`` well-separated blobs of ``dim`` features, timed."""
+    """One linear probe on ``n`` well-separated blobs of ``dim`` features, timed (after a
+    warm-up fit, so that importing scikit-learn is not counted), times :data:`BLOB_SLOWDOWN`."""
     g = np.random.default_rng(0)
     y = np.arange(n) % max(n_classes, 2)
     x = g.normal(size=(n, dim)) + 3 * g.normal(size=(max(n_classes, 2), dim))[y]
-    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        fit_linear_probe(x[:20], y[:20], PROBE_C)
+        t0 = time.perf_counter()
         fit_linear_probe(x, y, PROBE_C)
-    return time.perf_counter() - t0
+    return BLOB_SLOWDOWN * (time.perf_counter() - t0)
 
 
 def estimate_seconds(plan: ComparePlan, todo: list, n_train: int, n_val: int,
-                     n_classes: int, dim: int = 128) -> dict:
+                     n_classes: int, dim: int = 128, probes_cached: int = 0) -> dict:
     """Seconds for features (of the backbones in ``todo``), probes and fine-tuning, from a timed
     forward pass and a timed probe fit on this machine; an estimate, said to be one."""
     per = {s.backbone: _seconds_per_image(s) for s in todo}
     feats = sum(per.values()) * (n_train + n_val)
-    fits = sum(_fit_seconds(max(2, math.ceil(f * n_train)), dim, n_classes)
-               for f in plan.label_fractions) * len(plan.specs)
-    fits *= len(plan.seeds)  # the kNN votes cost little beside the logistic regression
+    fresh = len(plan.specs) - probes_cached  # backbones whose probe predictions are not kept
+    fits = 0.0
+    if fresh:  # the kNN votes cost little beside the logistic regression
+        fits = sum(_fit_seconds(max(2, math.ceil(f * n_train)), dim, n_classes)
+                   for f in plan.label_fractions) * fresh * len(plan.seeds)
     fine = 0.0
     if "fine-tune" in plan.protocols:
         spi = {s.backbone: per.get(s.backbone) or _seconds_per_image(s) for s in plan.specs}
@@ -377,36 +386,60 @@ def _scores(protocol: str, feats: Features, keep: np.ndarray, k: int) -> np.ndar
                       knn_k(feats.train_y[keep], k))
 
 
+def _probe_cache(feats: Features) -> Path | None:
+    """Where a cached feature file's probe predictions are kept (beside it); None in memory."""
+    return feats.path.with_suffix(".probes.npz") if feats.path.is_file() else None
+
+
+def _read_probe_cache(path: Path | None) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def probe_rows(plan: ComparePlan, spec: RunSpec, feats: Features, code: str | None = None,
                bar=None) -> tuple[list, dict]:
     """The linear-probe and k-NN rows of one backbone's features over the plan's shares and
-    seeds, and each row's validation predictions (``{row index: predicted class}``)."""
+    seeds, and each row's validation predictions (``{row index: predicted class}``).
+
+    A probe is a function of its features and labelled images, so its validation predictions
+    are kept beside the feature file (keyed by protocol, labelled images, k and C) and a second
+    comparison reads them; the metrics are computed from the predictions
+    (:func:`.compare_stats.metric_values`, the definitions of :mod:`camtrap_ssl.train.metrics`)."""
     code = provenance.code_version() if code is None else code
     desc = describe_backbone(spec.backbone)
     arch = architecture(spec.backbone, spec.profile)
-    rows, preds, memo = [], {}, {}
+    cache_path = _probe_cache(feats)
+    cache = _read_probe_cache(cache_path)
+    n_cached = len(cache)
+    rows, preds = [], {}
     for protocol in (p for p in plan.protocols if p != "fine-tune"):
         for f in plan.label_fractions:
             for s in plan.seeds:
                 keep = stratified_fraction(feats.train_y, f, s)
-                key = (protocol, keep.tobytes())
-                if key not in memo:  # the same labelled images give the same predictions
+                k = knn_k(feats.train_y[keep], plan.knn_k) if protocol == "kNN" else None
+                key = fileio.fingerprint({"protocol": protocol, "k": k, "C": PROBE_C,
+                                          "version": FEATURES_VERSION,
+                                          "keep": hashlib.sha256(keep.tobytes()).hexdigest()})
+                if key not in cache:  # the same labelled images give the same predictions
                     scores = _scores(protocol, feats, keep, plan.knn_k)
-                    counts = np.bincount(feats.train_y[keep], minlength=len(feats.classes))
-                    rep = M.classification_report(scores, feats.val_y, feats.classes, counts)
-                    memo[key] = (rep, scores.argmax(1).astype(np.int32))
-                rep, pred = memo[key]
+                    cache[key] = scores.argmax(1).astype(np.int32)
+                pred = cache[key]
+                values = compare_stats.metric_values(pred, feats.val_y, len(feats.classes))
                 rows.append({**desc, "architecture": arch, "protocol": protocol,
-                             "label_fraction": f,
-                             "knn_k": (knn_k(feats.train_y[keep], plan.knn_k)
-                                       if protocol == "kNN" else None),
-                             "seed": s, "n_labelled": int(len(keep)), "n_val": int(len(pred)),
-                             **{m: rep[m] for m in METRICS}, "source": str(feats.path),
-                             "code_version": code, "target": str(spec.target),
-                             "profile": spec.profile.name})
+                             "label_fraction": f, "knn_k": k, "seed": s,
+                             "n_labelled": int(len(keep)), "n_val": int(len(pred)),
+                             **{m: float(values[m][0]) for m in METRICS},
+                             "source": str(feats.path), "code_version": code,
+                             "target": str(spec.target), "profile": spec.profile.name})
                 preds[len(rows) - 1] = pred
                 if bar is not None:
                     bar.update(1)
+    if cache_path is not None and len(cache) > n_cached:
+        buf = io.BytesIO()
+        np.savez(buf, **cache)
+        fileio.atomic_write_bytes(cache_path, buf.getvalue())
     return rows, preds
 
 
@@ -455,10 +488,13 @@ def run_compare(plan: ComparePlan, progress: bool = True, echo=print) -> Compare
     else:
         cached = _read(feature_path(plan.specs[0]))
         sizes = (len(cached.train_y), len(cached.val_y), len(cached.classes))
-    est = estimate_seconds(plan, todo, *sizes)
+    kept = sum(1 for s in plan.specs if s not in todo
+               and feature_path(s).with_suffix(".probes.npz").is_file())
+    est = estimate_seconds(plan, todo, *sizes, probes_cached=kept)
     echo(plan.describe())
     echo(f"  target: {sizes[0]} training and {sizes[1]} validation images, {sizes[2]} classes; "
-         f"features cached for {len(plan.specs) - len(todo)} of {len(plan.specs)} backbones")
+         f"features cached for {len(plan.specs) - len(todo)} of {len(plan.specs)} backbones, "
+         f"probe predictions for {kept}")
     echo(f"  estimated time on this machine: {est['total']:.0f} s (features {est['features']:.0f}"
          f" s, probes {est['probes']:.0f} s" + (f", fine-tuning {est['fine-tune']:.0f} s"
                                                 if est["fine-tune"] else "")
