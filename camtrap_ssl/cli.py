@@ -25,7 +25,7 @@ from camtrap_ssl.core.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from camtrap_ssl.data import lila, synthetic
 from camtrap_ssl.data.embedded import TARGETS
 from camtrap_ssl.data.images import list_images
-from camtrap_ssl.experiments import finetuning, grid, predict
+from camtrap_ssl.experiments import compare, finetuning, grid, predict
 from camtrap_ssl.experiments.backbones import (
     POOLS,
     backbone_names,
@@ -162,6 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered backbones")
 
+    cm = sub.add_parser("compare", help="which representation for my data: linear probe and k-NN "
+                                        "on cached frozen features of several backbones (and "
+                                        "fine-tuning with --finetune), one CSV and one HTML report")
+    cm.add_argument("--target", required=True, help="a target name, a COCO Camera Traps JSON, a "
+                                                    "Camtrap DP package or a folder of class folders")
+    cm.add_argument("--backbones", default=None, help="comma-separated (default: the profile's "
+                                                      "embedded ones; paper: the study's checkpoints)")
+    cm.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
+    cm.add_argument("--label-fractions", default="0.05,0.2,1",
+                    type=lambda t: [parse_as(float)(x) for x in t.split(",") if x.strip()],
+                    help="comma-separated shares of the training labels, each in (0, 1]")
+    cm.add_argument("--seeds", default="0,1,2",
+                    type=lambda t: [parse_as(int)(x) for x in t.split(",") if x.strip()],
+                    help="comma-separated, at least 3 (each draws which images are labelled)")
+    cm.add_argument("--finetune", action="store_true", help="also fine-tune every backbone, share "
+                                                            "and seed (camtrap-ssl finetune's runs)")
+    cm.add_argument("--knn-k", type=parse_as(int), default=20)
+    cm.add_argument("--metric", default="top1", help="the metric of the verdicts: top1, macro_f1 "
+                                                     "or balanced_acc")
+    cm.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other run option (a RunSpec field: precision, crop, runs_root, a "
+                         "path target's split, ...; VALUE parsed as JSON when it can be)")
+    cm.add_argument("--no-report", action="store_true", help="write the CSVs only, no HTML")
+    cm.add_argument("--out", type=Path, required=True, help="folder for runs.csv and the report")
+
     return p
 
 
@@ -171,7 +196,10 @@ _REFUSING = ("data", "pretrain", "finetune", "grid", "study", "book", "models", 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problems = [] if args.command in ("finetune", "grid", "study") else _check(args)
+    # finetune and grid check through RunSpec, study through the notebook's rules; predict and
+    # compare take a --target of their own kind (a folder of images; a target with options) and
+    # check it themselves, before anything is loaded
+    problems = [] if args.command in ("finetune", "grid", "study", "predict", "compare") else _check(args)
     if args.command == "explain":
         problems += _explain_problems(args)
     if problems:  # all of them at once, before anything is loaded
@@ -254,6 +282,18 @@ def _run(args: argparse.Namespace) -> int:
         for key in ("megadetector", "camtrapdp"):
             if key in report:
                 print(f"{key}: {report[key]}")
+    elif args.command == "compare":
+        try:
+            options = {k.replace("-", "_"): _json_value(v) for k, _, v in
+                       (o.partition("=") for o in args.option)}
+            plan = compare.plan_compare(args.target, args.backbones, args.profile,
+                                        args.label_fractions, args.seeds, args.finetune, args.out,
+                                        args.knn_k, args.metric, render=not args.no_report,
+                                        **options)
+        except ValueError as e:  # refused before anything is loaded
+            print(f"camtrap-ssl compare: {e}", file=sys.stderr)
+            return 2
+        compare.run_compare(plan)
     elif args.command == "models":
         for name in backbone_names():
             d = describe_backbone(name)

@@ -63,16 +63,24 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     return float((clf.predict(val_x) == val_y).mean())
 
 
-def knn_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-              k: int = 20) -> float:
-    """Top-1 accuracy of a majority vote among the ``k`` cosine-nearest training features."""
+def knn_scores(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, n_classes: int,
+               k: int = 20) -> np.ndarray:
+    """(N, ``n_classes``) vote counts among the ``k`` cosine-nearest training features (uniform
+    weights, ``k`` capped at the training set's size). Its argmax (ties to the lower class index)
+    is scikit-learn's ``KNeighborsClassifier(k, metric="cosine", algorithm="brute")`` prediction."""
     tx = F.normalize(torch.from_numpy(np.asarray(train_x, dtype=np.float32)), dim=1)
     vx = F.normalize(torch.from_numpy(np.asarray(val_x, dtype=np.float32)), dim=1)
     ty = torch.from_numpy(np.asarray(train_y)).long()
     k = min(k, len(tx))
     idx = (vx @ tx.T).topk(k, dim=1).indices
-    votes = F.one_hot(ty[idx], int(ty.max()) + 1).sum(1)
-    return float((votes.argmax(1).numpy() == np.asarray(val_y)).mean())
+    return F.one_hot(ty[idx], n_classes).sum(1).numpy().astype(np.float64)
+
+
+def knn_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+              k: int = 20) -> float:
+    """Top-1 accuracy of a majority vote among the ``k`` cosine-nearest training features."""
+    votes = knn_scores(train_x, train_y, val_x, int(np.max(train_y)) + 1, k)
+    return float((votes.argmax(1) == np.asarray(val_y)).mean())
 
 
 def probe_table(models: dict, train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray],

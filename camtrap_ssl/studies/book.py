@@ -69,7 +69,7 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 
 # The studies that run (or reuse) every fine-tuning run over seeds: all but the worlds gallery,
 # whose ``seed`` draws the embedded world itself.
-SEEDED_STUDIES = ("1", "2", "rq1", "3", "3-appendix", "4")
+SEEDED_STUDIES = ("1", "2", "rq1", "3", "3-appendix", "4", "compare")
 
 
 def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,

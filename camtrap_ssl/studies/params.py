@@ -38,6 +38,7 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
     "3": "study3_invariance.ipynb",
     "3-appendix": "study3_appendix.ipynb",
     "4": "study4_reasoning.ipynb",
+    "compare": "compare_embedded.ipynb",  # camtrap-ssl compare on the stand-in as Camtrap DP
 }
 
 
