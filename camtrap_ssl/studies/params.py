@@ -102,6 +102,7 @@ def rules() -> dict:
         "n_metric_images": _int_at_least(2),
         "featvis_steps": _int_at_least(0, optional=True),
         "live_explorers": _rule("True or False", lambda v: isinstance(v, bool)),
+        "crop_view": _rule("True or False", lambda v: isinstance(v, bool)),
         "n_boot": _int_at_least(10),
         "methods": _each(_rule(f"a list of attribution methods, each one of {list(ATTRIBUTION_METHODS)}",
                                lambda v: v in ATTRIBUTION_METHODS)),
