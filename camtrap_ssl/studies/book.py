@@ -29,6 +29,7 @@ from pathlib import Path
 from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
+from camtrap_ssl.studies import budget
 from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
 
 BOOK = ROOT / "book"
@@ -321,9 +322,23 @@ def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
     return html
 
 
+def print_build_estimate(profile: str = DEFAULT_PROFILE, runs_root: str | None = None,
+                         seeds=None) -> dict | None:
+    """Print what :func:`run_studies` will train and about how long it takes here (a few timed
+    fine-tuning steps, :mod:`camtrap_ssl.studies.budget`); return the estimate. An estimate that
+    fails says so in one line and never stops the build."""
+    try:
+        plan = budget.book_plan(profile, seeds, runs_root)
+        return budget.print_estimate(plan, budget.calibrate(profile))
+    except Exception as e:  # the estimate is advice: the build goes on without it
+        print(f"[book] no estimate ({type(e).__name__}: {e})", flush=True)
+        return None
+
+
 def build_book(profile: str = DEFAULT_PROFILE, seed: int = 0, run_studies_first: bool = True,
                runs_root: str | None = None) -> Path:
-    if run_studies_first:
+    if run_studies_first:  # --skip-studies only renders: nothing to estimate
+        print_build_estimate(profile, runs_root)
         run_studies(profile, seed, runs_root)
     html = build_html()
     print(json.dumps({"html": str(html / "index.html")}))

@@ -32,9 +32,9 @@ from camtrap_ssl.experiments.backbones import (
 )
 from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.experiments.spec import RunSpec
-from camtrap_ssl.models import create_model
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
+from camtrap_ssl.studies.budget import seconds_per_train_image as _seconds_per_train_image
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.augment import center_crop, default_crop
 
@@ -45,23 +45,6 @@ class Pair:
     per_class: dict  # display name -> {class: {precision, recall, support}}
     classes: list
     run_dirs: dict
-
-
-def _seconds_per_train_image(profile) -> float:
-    """One fine-tuning step of the profile's network, timed here and now (so the estimate
-    reflects this machine's load), per image."""
-    model = create_model(profile.arch, num_classes=10)
-    opt = torch.optim.Adam(model.parameters())
-    x = torch.rand(profile.batch_size, 3, profile.input_size, profile.input_size)
-    y = torch.zeros(profile.batch_size, dtype=torch.long)
-    times = []
-    for _ in range(3):  # the first step pays for allocation; the fastest is the least disturbed
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    return min(times[1:]) / profile.batch_size
 
 
 def _minutes(seconds: float) -> str:

@@ -1,0 +1,387 @@
+"""What a book build will cost, said before it starts: the runs it trains and a time on this machine.
+
+:func:`book_plan` lists, page by page in the order the book runs them, every fine-tuning run the
+pages ask for, deduplicated by run identity (Study 2 reuses Study 1's supervised runs; RQ1's
+``syn_serengeti_d4`` / 100 % labels / full-budget point is one run shared by its four axes;
+Studies 3 and 4 analyse Study 2's runs), with its image-steps, the RQ1 page's linear probes, and
+each page's other work (world generation, analyses, kernel start) as measured constants. Nothing
+is pretrained, generated or trained to make it: the specs are built as the pages build them
+(:func:`~camtrap_ssl.experiments.spec.grid_specs` over the notebooks' own default parameters) and
+the image counts come from the profile's sizes and ``data.embedded.VAL_FRACTION``.
+
+:func:`calibrate` times a few fine-tuning steps of the profile's network here and now (the layout
+and precision :func:`~camtrap_ssl.train.finetune.finetune` uses), :func:`estimate` turns a plan
+into seconds and :func:`print_estimate` prints the short table ``build_book`` shows first.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.data.embedded import FAMILY_TARGETS, VAL_FRACTION
+from camtrap_ssl.data.synthetic import SIMILAR_CLASSES
+from camtrap_ssl.experiments.backbones import (
+    embedded_name,
+    is_checkpoint_file,
+    is_pretrained,
+    parse_embedded,
+)
+from camtrap_ssl.experiments.probing import probe_path
+from camtrap_ssl.experiments.spec import RunSpec, grid_specs
+from camtrap_ssl.models import create_model
+from camtrap_ssl.models.utils import autocast, resolve_precision
+from camtrap_ssl.studies.params import STUDIES, notebook_parameters
+from camtrap_ssl.studies.rq1 import CAMTRAP_TARGET
+from camtrap_ssl.train import rundir
+from camtrap_ssl.train.finetune import memory_format
+
+# The pages' work that is not fine-tuning or probing, in seconds, per profile and page: measured,
+# not calibrated (it is world generation, galleries, attribution, plots and a kernel's start, whose
+# cost does not follow one network step). Name -> (profile, page, seconds, where it was measured).
+_MAKE_BOOK = ("book/speed.md, 'Whole commands': `make book` from a fresh clone, 2026-12-02, code "
+              "a6ff98d, 2 idle cores with AMX, bf16, fresh cache")
+PAGE_CONSTANTS = {
+    "worlds_gallery": ("demo", "worlds", 36.0,
+                       _MAKE_BOOK + ": the world gallery page, 0.6 min (it generates the source, "
+                       "CIFAR stand-in, Serengeti and ENA24 stand-in worlds)"),
+    "study1_overhead": ("demo", "1", 6.0,
+                        _MAKE_BOOK + ": Study 1's 1.3 min less its 9 runs at the per-run times "
+                        "recorded beside it (10, 9 and 5 s per seed): kernel start, decoding, tables"),
+    "study2_overhead": ("demo", "2", 6.0,
+                        _MAKE_BOOK + ": Study 2's 4.9 min less its 36 new runs at those per-run "
+                        "times: kernel start, probe records, tables"),
+    "rq1_family_worlds": ("demo", "rq1", 5 * 14.0,
+                          "5 family worlds of 600 frames, generated and decoded: one, "
+                          "load_target('syn_serengeti_d4', 'demo') on a fresh cache, took 14.6 s "
+                          "wall (7.4 s CPU) on 2 shared AMD EPYC cores at load 5.8 (book/speed.md, "
+                          "'Build estimate'); the probes' logistic regressions are not counted"),
+    "study3_analyses": ("demo", "3", 18.0, _MAKE_BOOK + ": Study 3, 0.3 min (its runs reused)"),
+    "study3_appendix": ("demo", "3-appendix", 6.0, _MAKE_BOOK + ": Study 3's appendix, 0.1 min"),
+    "study4_analyses": ("demo", "4", 78.0, _MAKE_BOOK + ": Study 4, 1.3 min (its runs reused; "
+                        "benchmarks/bench_scorecam.py measured the notebook at 73 s)"),
+}
+
+_SEEDED = ("1", "2", "rq1", "3", "3-appendix", "4")  # as studies.book.SEEDED_STUDIES
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+def target_sizes(target: str, profile) -> tuple[int, int] | None:
+    """(training, validation) images of an embedded target at ``profile``, from the profile's sizes
+    (the camera-trap stand-ins split by location, about ``VAL_FRACTION`` of the frames in
+    validation); ``None`` for a target whose size is only known by reading it (real data)."""
+    p = get_profile(profile)
+    n = {"syn_serengeti": p.serengeti_images, "syn_ena24": p.ena24_images,
+         **{t: p.family_images for t in FAMILY_TARGETS}}.get(target)
+    if target == "syn_cifar":
+        return p.similar_per_class * len(SIMILAR_CLASSES), p.similar_test_per_class * len(SIMILAR_CLASSES)
+    if not n:
+        return None
+    n_val = int(round(VAL_FRACTION * n))
+    return n - n_val, n_val
+
+
+# -- the specs each page asks for ---------------------------------------------------------------------
+def _defaults(page: str, profile, seeds, runs_root) -> dict:
+    p = notebook_parameters(page)
+    p.update(profile=profile, runs_root=runs_root)
+    if page in _SEEDED:
+        p["seeds"] = list(seeds)
+    return p
+
+
+def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
+    """(fine-tuning specs, probe specs) of the RQ1 page, built as ``studies.rq1``'s
+    distance/label/domain/budget functions build them (``tests/test_budget.py`` checks that)."""
+    common = dict(profile=p["profile"], runs_root=p["runs_root"], epochs=p["epochs"],
+                  **p["run_options"])
+    seeds, sl, ssl = p["seeds"], p["sl_backbone"], p["ssl_backbones"]
+    runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds, **common)
+    probes = []
+    for f in p["label_fractions"]:
+        specs = grid_specs([sl, *ssl], [CAMTRAP_TARGET], seeds, label_fraction=f, **common)
+        runs += specs
+        probes += specs
+    domain = [sl] + [b for m in p["in_domain"] for b in (m, embedded_name(m, "camtrap"))]
+    runs += grid_specs(domain, [CAMTRAP_TARGET], seeds, **common)
+    budget = [embedded_name(m, budget=b) for m in ssl for b in p["pretraining_budgets"]]
+    runs += grid_specs([sl] + budget, [CAMTRAP_TARGET], seeds, **common)
+    return runs, probes
+
+
+def _pair(p: dict) -> list[RunSpec]:
+    """The runs Studies 3 and 4 analyse (``comparison.model_pair`` of each pooled seed: only the
+    seeds scored on the first seed's validation images, ``comparison.seeds_sharing_validation``)."""
+    def spec(b, s):
+        return RunSpec(b, p["dataset"], p["profile"], s, epochs=p["epochs"],
+                       runs_root=p["runs_root"], **p["run_options"])
+    first = spec(p["sl_backbone"], p["seeds"][0]).data_seed
+    seeds = [s for s in p["seeds"] if spec(p["sl_backbone"], s).data_seed == first]
+    return [spec(b, s) for s in seeds for b in (p["ssl_backbone"], p["sl_backbone"])]
+
+
+def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec], list[RunSpec]]:
+    """(fine-tuning specs, linear-probe specs) a book page asks for, with the notebook's default
+    parameters and the ``profile``, ``seeds`` and ``runs_root`` the book passes it."""
+    p = _defaults(page, profile, seeds, runs_root)
+    if page in ("1", "2"):
+        return grid_specs(p["backbones"], p["datasets"], p["seeds"], profile=profile,
+                          epochs=p["epochs"], runs_root=runs_root,
+                          convergence_tolerance=p["convergence_tolerance"], **p["run_options"]), []
+    if page == "rq1":
+        return _rq1(p)
+    if page in ("3", "4"):
+        return _pair(p), []
+    return [], []  # the worlds gallery and Study 3's appendix train nothing
+
+
+def _weights_known(spec: RunSpec) -> bool:
+    """Whether the spec's identity can be computed without pretraining (its checkpoint exists)."""
+    if is_checkpoint_file(spec.backbone):
+        return True
+    if parse_embedded(spec.backbone) is None:
+        return True  # a zoo name: its identity is its published URL and checksum
+    return is_pretrained(spec.backbone, spec.profile, spec.pretrain_seed)
+
+
+def run_key(spec: RunSpec) -> tuple[str, str, Path | None]:
+    """``(kind, key, run directory)``: the run directory where it can be computed without
+    pretraining (``kind`` ``run_dir``), else ``(backbone, target, seed, label_fraction, epochs)``
+    (``kind`` ``fallback``: the backbone's checkpoint is missing, or a real dataset is not on
+    disk, so the identity hash cannot be read; within one build every page passes the same other
+    fields, so that key separates the same runs)."""
+    if _weights_known(spec):
+        try:
+            rd = spec.run_dir()
+            return "run_dir", str(rd), rd
+        except FileNotFoundError:  # a real dataset not on disk
+            pass
+    key = (spec.backbone, spec.target, spec.seed, spec.label_fraction, spec.config().epochs)
+    return "fallback", repr(key), None
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+PLAN_COLUMNS = ["page", "kind", "backbone", "target", "seed", "label_fraction", "epochs",
+                "n_train", "n_val", "image_steps", "eval_images", "key_kind", "key", "finished",
+                "shared_with", "seconds", "constant", "measured"]
+
+
+def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.DataFrame:
+    """One row per distinct fine-tuning run (``kind`` ``finetune``), per distinct linear probe
+    (``probe``) and per measured constant (``other``), each under the first page that asks for it
+    (``shared_with``: the later pages that reuse it).
+
+    A ``finetune`` row trains ``image_steps`` = epochs x training images (times the label share)
+    and evaluates ``eval_images`` = epochs x validation images (forward only); a ``probe`` row
+    extracts features of the target's training and validation images once per backbone (the
+    probing layer caches them) and fits a logistic regression (not counted). ``finished``: the
+    run directory (or probe file) is already complete, so the build reuses it. ``seeds``: the
+    profile's ``finetune_seeds`` by default, as ``run_studies`` passes them.
+    """
+    profile = get_profile(profile)
+    seeds = list(profile.finetune_seeds if seeds is None else seeds)
+    rows, seen, featured = [], {}, set()
+    for page in pages:
+        runs, probes = page_specs(page, profile, seeds, runs_root)
+        for kind, specs in (("finetune", runs), ("probe", probes)):
+            for spec in specs:
+                key_kind, key, rd = run_key(spec)
+                if kind == "probe":
+                    key = f"probe {key}"
+                if key in seen:
+                    first = rows[seen[key]]
+                    if page != first["page"] and page not in first["shared_with"]:
+                        first["shared_with"].append(page)
+                    continue
+                seen[key] = len(rows)
+                sizes = target_sizes(spec.target, profile)
+                n_train, n_val = sizes if sizes else (np.nan, np.nan)
+                epochs = spec.config().epochs
+                if kind == "finetune":
+                    labelled = int(np.ceil(spec.label_fraction * n_train)) if sizes else np.nan
+                    steps, evals = epochs * labelled, epochs * n_val
+                    finished = rd is not None and rundir.RunDir(rd).is_complete
+                else:
+                    feat = (spec.backbone, spec.target)
+                    steps, evals = 0, 0 if feat in featured else n_train + n_val
+                    featured.add(feat)
+                    finished = rd is not None and probe_path(spec).is_file()
+                rows.append({"page": page, "kind": kind, "backbone": spec.backbone,
+                             "target": spec.target, "seed": spec.seed,
+                             "label_fraction": spec.label_fraction, "epochs": epochs,
+                             "n_train": n_train, "n_val": n_val, "image_steps": steps,
+                             "eval_images": evals, "key_kind": key_kind, "key": key,
+                             "finished": bool(finished), "shared_with": [],
+                             "seconds": 0.0, "constant": "", "measured": ""})
+        for name, (prof, where, seconds, measured) in PAGE_CONSTANTS.items():
+            if where == page and prof == profile.name:
+                rows.append({"page": page, "kind": "other", "key_kind": "constant",
+                             "key": name, "finished": False, "shared_with": [],
+                             "image_steps": 0, "eval_images": 0, "seconds": seconds,
+                             "constant": name, "measured": measured})
+    plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
+    plan["shared_with"] = [",".join(s) for s in plan.shared_with]
+    plan.attrs.update(profile=profile.name, seeds=seeds,
+                      fallback_keys=int((plan.key_kind == "fallback").sum()))
+    return plan
+
+
+# -- calibration --------------------------------------------------------------------------------------
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` ("unknown CPU" where there is none)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def _median_step(fn, steps: int) -> tuple[float, float]:
+    """(median wall, median process CPU) seconds of ``fn()`` over ``steps`` calls after one
+    warm-up call (it pays for allocation). The median, not the fastest: the build will run at
+    this machine's load too."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def calibrate(profile, precision: str = "auto", steps: int = 3, num_classes: int = 10) -> dict:
+    """Seconds per image of the profile's fine-tuning step (forward, backward, Adam step) and of
+    its evaluation (forward only), timed here and now on the CPU with the layout and precision
+    ``finetune`` uses: a batch of ``profile.batch_size`` images at ``profile.input_size``.
+
+    Returns ``train_seconds_per_image`` and ``forward_seconds_per_image`` (wall clock; the
+    ``cpu_`` ones: process CPU time, which a loaded machine does not inflate), the CPU's model
+    name, the resolved ``precision``, torch's threads and the load average when measured.
+    """
+    p = get_profile(profile)
+    device = torch.device("cpu")
+    prec = resolve_precision(precision, device)
+    torch.manual_seed(0)
+    model = create_model(p.arch, num_classes=num_classes)
+    layout = memory_format(model, device)
+    model = model.to(memory_format=layout)
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    x = torch.rand(p.batch_size, 3, p.input_size, p.input_size).contiguous(memory_format=layout)
+    y = torch.randint(0, num_classes, (p.batch_size,))
+
+    def train_step():
+        model.train()
+        with autocast(device, prec):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def forward():
+        model.eval()
+        with torch.no_grad(), autocast(device, prec):
+            model(x)
+
+    t0 = time.perf_counter()
+    train_wall, train_cpu = _median_step(train_step, steps)
+    fwd_wall, fwd_cpu = _median_step(forward, steps)
+    n = p.batch_size
+    return {"cpu": cpu_model(), "device": "cpu", "precision": prec, "threads": torch.get_num_threads(),
+            "arch": p.arch, "input_size": p.input_size, "batch_size": n, "profile": p.name,
+            "train_seconds_per_image": train_wall / n, "forward_seconds_per_image": fwd_wall / n,
+            "cpu_train_seconds_per_image": train_cpu / n, "cpu_forward_seconds_per_image": fwd_cpu / n,
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "calibration_seconds": time.perf_counter() - t0}
+
+
+def seconds_per_train_image(profile, precision: str = "auto") -> float:
+    """One fine-tuning step of the profile's network, timed here and now (so an estimate reflects
+    this machine's load), per image: :func:`calibrate`'s ``train_seconds_per_image``."""
+    return calibrate(profile, precision)["train_seconds_per_image"]
+
+
+# -- the estimate ---------------------------------------------------------------------------------------
+def estimate(plan: pd.DataFrame, calibration: dict) -> dict:
+    """Seconds the plan's unfinished work takes at the calibration's speed: training image-steps
+    times ``train_seconds_per_image`` plus evaluation and probe-feature images times
+    ``forward_seconds_per_image`` (``train_seconds``: linear in the calibration), plus the pages'
+    measured constants (``other_seconds``: not scaled). Per page in ``pages``."""
+    todo = plan[~plan.finished.astype(bool)]
+    train = (todo.image_steps.fillna(0) * calibration["train_seconds_per_image"]
+             + todo.eval_images.fillna(0) * calibration["forward_seconds_per_image"])
+    other = todo.seconds.fillna(0).where(todo.kind == "other", 0.0)
+    per_page = {}
+    for page in dict.fromkeys(plan.page):
+        m = todo.page == page
+        per_page[page] = {"runs": int(((todo.kind == "finetune") & m).sum()),
+                          "probes": int(((todo.kind == "probe") & m).sum()),
+                          "image_steps": int(todo.image_steps[m].fillna(0).sum()),
+                          "train_seconds": float(train[m].sum()),
+                          "other_seconds": float(other[m].sum()),
+                          "seconds": float(train[m].sum() + other[m].sum())}
+    runs = plan[plan.kind == "finetune"]
+    return {"seconds": float(train.sum() + other.sum()), "train_seconds": float(train.sum()),
+            "other_seconds": float(other.sum()), "pages": per_page,
+            "runs": int((todo.kind == "finetune").sum()),
+            "finished_runs": int(runs.finished.sum()),
+            "probes": int((todo.kind == "probe").sum()),
+            "image_steps": int(todo.image_steps.fillna(0).sum()),
+            "eval_images": int(todo.eval_images.fillna(0).sum()),
+            "unknown_sizes": int(runs.n_train.isna().sum()),
+            "cpu": calibration.get("cpu"), "precision": calibration.get("precision")}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def print_estimate(plan: pd.DataFrame, calibration: dict, file=None) -> dict:
+    """Print the build's plan and estimated time, one line and a short table per page; return
+    :func:`estimate`'s dict."""
+    file = file or sys.stdout
+    est = estimate(plan, calibration)
+    load = calibration.get("load_average")
+    reused = f", reusing {est['finished_runs']} finished" if est["finished_runs"] else ""
+    print(f"[book] this build will train {est['runs']} runs ({est['image_steps']:,} image-steps, "
+          f"{est['eval_images']:,} evaluation images) and {est['probes']} linear probes{reused}: "
+          f"about {est['seconds'] / 60:.0f} min on this machine ({calibration['cpu']}, "
+          f"{calibration['device'].upper()}, {calibration['precision']}, "
+          f"{calibration['threads']} threads" + (f", load {load:.1f}" if load is not None else "")
+          + f"; {1e3 * calibration['train_seconds_per_image']:.2f} ms per training image, "
+          f"{1e3 * calibration['forward_seconds_per_image']:.2f} ms per evaluated image)",
+          file=file)
+    print(f"  {'page':<11s}{'runs':>6s}{'probes':>8s}{'image-steps':>13s}{'train min':>11s}"
+          f"{'other min':>11s}{'total min':>11s}", file=file)
+    for page, e in est["pages"].items():
+        print(f"  {page:<11s}{e['runs']:>6d}{e['probes']:>8d}{e['image_steps']:>13,d}"
+              f"{_minutes(e['train_seconds']):>11s}{_minutes(e['other_seconds']):>11s}"
+              f"{_minutes(e['seconds']):>11s}", file=file)
+    notes = []
+    if not (plan.kind == "other").any():
+        notes.append(f"the pages' other work is not measured at profile {plan.attrs.get('profile')!r}: "
+                     "not counted")
+    else:
+        notes.append("other: measured constants (camtrap_ssl.studies.budget.PAGE_CONSTANTS), not "
+                     "calibrated")
+    if plan.attrs.get("fallback_keys"):
+        notes.append(f"{plan.attrs['fallback_keys']} runs of backbones not pretrained yet are told "
+                     "apart by (backbone, target, seed, labels, epochs); their pretraining is not "
+                     "counted")
+    if est["unknown_sizes"]:
+        notes.append(f"{est['unknown_sizes']} runs on data of unknown size are not counted")
+    for n in notes:
+        print(f"  ({n})", file=file)
+    file.flush()
+    return est

@@ -1,0 +1,174 @@
+"""The book's cost model: the plan counts each run the pages train once, the estimate follows the
+calibration, and the build prints it first."""
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from camtrap_ssl.core.profiles import get_profile
+from camtrap_ssl.data.embedded import FAMILY_TARGETS
+from camtrap_ssl.studies import book, budget, rq1
+from camtrap_ssl.studies.params import notebook_parameters
+
+FAKE_CAL = {"cpu": "Test CPU", "device": "cpu", "precision": "fp32", "threads": 1,
+            "load_average": 0.5, "train_seconds_per_image": 1e-3, "forward_seconds_per_image": 2e-4}
+
+
+def _expected_runs(seeds) -> int:
+    """Distinct runs of the book from the notebooks' own defaults, counted by hand."""
+    s1, s2, r = notebook_parameters(1), notebook_parameters(2), notebook_parameters("rq1")
+    study12 = len(set(s1["backbones"]) | set(s2["backbones"])) * len(s2["datasets"])
+    sl_ssl = 1 + len(r["ssl_backbones"])
+    distance = sl_ssl * len(r["distances"])  # includes d4 at 100 % labels, full budget
+    labels = sl_ssl * len([f for f in r["label_fractions"] if f != 1.0])
+    domain = len(r["in_domain"])  # the .camtrap backbones; SL and SSL at d4 counted above
+    budgets = len(r["ssl_backbones"]) * len([b for b in r["pretraining_budgets"] if b != 100])
+    return len(seeds) * (study12 + distance + labels + domain + budgets)
+
+
+@pytest.fixture(scope="module")
+def tiny_plan():
+    return budget.book_plan("tiny", runs_root="/nonexistent-runs")
+
+
+def test_plan_counts_every_run_once(tiny_plan):
+    seeds = list(get_profile("tiny").finetune_seeds)
+    runs = tiny_plan[tiny_plan.kind == "finetune"]
+    assert len(runs) == _expected_runs(seeds) and runs.key.is_unique
+    # the supervised run on the Serengeti stand-in: trained by Study 1, reused by 2, 3 and 4
+    sup = runs[(runs.backbone == "supervised") & (runs.target == "syn_serengeti") & (runs.seed == 0)]
+    assert len(sup) == 1 and sup.page.iloc[0] == "1" and sup.shared_with.iloc[0] == "2,3,4"
+    assert not runs.finished.any()
+    assert set(tiny_plan.page) >= {"1", "2", "rq1"} and "3" not in set(runs.page)
+
+
+def test_the_shared_rq1_point_is_counted_once(tiny_plan):
+    """syn_serengeti_d4, all labels, full budget: asked for by all four axes, trained once."""
+    d4 = FAMILY_TARGETS[-1]
+    asked, _ = budget.page_specs("rq1", "tiny", [0], "/nonexistent-runs")
+    point = [s for s in asked if s.backbone == "supervised" and s.target == d4
+             and s.label_fraction == 1.0]
+    assert len(point) == 4  # distance, labels, domain, budget
+    runs = tiny_plan[tiny_plan.kind == "finetune"]
+    rows = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
+                & (runs.label_fraction == 1.0)]
+    assert len(rows) == 1
+    # image-steps: the profile's epochs over the family target's training share
+    p = get_profile("tiny")
+    n_val = round(0.25 * p.family_images)
+    assert rows.image_steps.iloc[0] == p.finetune_epochs * (p.family_images - n_val)
+    assert rows.eval_images.iloc[0] == p.finetune_epochs * n_val
+    share = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
+                 & (runs.label_fraction == 0.05)]
+    assert share.image_steps.iloc[0] < rows.image_steps.iloc[0] / 10
+
+
+def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
+    """The plan builds RQ1's specs itself (the page's functions train); they must be the same."""
+    asked = []
+
+    def collect(specs, progress=False):
+        asked.extend(specs)
+        return pd.DataFrame({"target": [s.target for s in specs], "pretrained_on": "source",
+                             "budget_percent": 100, "mode": "fine-tune",
+                             "label_fraction": [s.label_fraction for s in specs]})
+
+    monkeypatch.setattr(rq1.report, "collect", collect)
+    monkeypatch.setattr(rq1, "linear_probe_run", lambda s: {})
+    monkeypatch.setattr(rq1, "probe_row", lambda s, r: {"mode": "probe",
+                                                        "label_fraction": s.label_fraction})
+    p = notebook_parameters("rq1")
+    kw = dict(profile="tiny", seeds=[0, 1], runs_root="/nonexistent-runs", epochs=p["epochs"])
+    sl, ssl = p["sl_backbone"], p["ssl_backbones"]
+    rq1.distance_results([sl, *ssl], p["distances"], **kw)
+    rq1.label_results([sl, *ssl], p["label_fractions"], **kw)
+    rq1.domain_results(sl, p["in_domain"], **kw)
+    rq1.budget_results(sl, ssl, p["pretraining_budgets"], **kw)
+    planned, _ = budget.page_specs("rq1", "tiny", [0, 1], "/nonexistent-runs")
+    assert planned == asked
+
+
+def test_the_demo_plan_keys_by_run_directory():
+    """The demo's backbones are shipped, so every run is keyed by its real run directory, and
+    that keying finds the same runs as the fallback key."""
+    plan = budget.book_plan("demo", runs_root="/nonexistent-runs")
+    runs = plan[plan.kind == "finetune"]
+    assert (runs.key_kind == "run_dir").all()
+    assert len(runs) == _expected_runs(get_profile("demo").finetune_seeds)
+    assert runs.key.str.startswith("/nonexistent-runs/demo/").all()
+    other = plan[plan.kind == "other"]
+    assert other.seconds.gt(0).all() and other.measured.str.len().gt(20).all()
+
+
+def test_the_estimate_is_linear_in_the_calibration(tiny_plan):
+    one = budget.estimate(tiny_plan, FAKE_CAL)
+    two = budget.estimate(tiny_plan, {**FAKE_CAL, "train_seconds_per_image": 2e-3,
+                                      "forward_seconds_per_image": 4e-4})
+    todo = tiny_plan[~tiny_plan.finished]
+    expected = todo.image_steps.sum() * 1e-3 + todo.eval_images.sum() * 2e-4
+    assert one["train_seconds"] == pytest.approx(expected) and expected > 0
+    assert two["train_seconds"] == pytest.approx(2 * one["train_seconds"])
+    assert two["other_seconds"] == one["other_seconds"]
+    assert one["seconds"] == pytest.approx(sum(p["seconds"] for p in one["pages"].values()))
+    # a finished run is reused, not trained: it leaves the estimate
+    done = tiny_plan.copy()
+    first = done.index[done.kind == "finetune"][0]
+    done.loc[first, "finished"] = True
+    less = budget.estimate(done, FAKE_CAL)
+    assert less["runs"] == one["runs"] - 1 and less["finished_runs"] == 1
+    row = tiny_plan.loc[first]
+    assert one["train_seconds"] - less["train_seconds"] == pytest.approx(
+        row.image_steps * 1e-3 + row.eval_images * 2e-4)
+
+
+def test_calibration_times_the_step_and_names_the_precision():
+    cal = budget.calibrate("tiny", precision="fp32", steps=1)
+    assert cal["precision"] == "fp32" and cal["cpu"] and cal["threads"] >= 1
+    for k in ("train_seconds_per_image", "forward_seconds_per_image",
+              "cpu_train_seconds_per_image"):
+        assert cal[k] > 0, k
+    assert budget.calibrate("tiny", steps=1)["precision"] in ("bf16", "fp32")
+
+
+def test_cpu_model_reads_the_model_name(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t: avx\n")
+    assert budget.cpu_model(str(info)) == "Some CPU 9000"
+    assert budget.cpu_model(str(tmp_path / "missing")) == "unknown CPU"
+
+
+def test_the_printed_estimate_states_runs_and_minutes(tiny_plan):
+    out = io.StringIO()
+    est = budget.print_estimate(tiny_plan, FAKE_CAL, file=out)
+    text = out.getvalue()
+    n = int((tiny_plan.kind == "finetune").sum())
+    assert f"this build will train {n} runs" in text and "(Test CPU, CPU, fp32" in text
+    assert f"about {est['seconds'] / 60:.0f} min on this machine" in text
+    assert all(f"\n  {page} " in text for page in ("1", "2", "rq1"))
+
+
+def test_build_book_prints_the_estimate_first_and_not_with_skip_studies(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(book, "run_studies", lambda *a, **k: calls.append("studies"))
+    monkeypatch.setattr(book, "build_html", lambda *a, **k: Path("/tmp/html"))
+    monkeypatch.setattr(budget, "calibrate", lambda *a, **k: calls.append("calibrate") or FAKE_CAL)
+    book.build_book("tiny", run_studies_first=False)
+    assert "this build will train" not in capsys.readouterr().out and calls == []
+    book.build_book("tiny", runs_root="/nonexistent-runs")
+    assert "[book] this build will train" in capsys.readouterr().out
+    assert calls == ["calibrate", "studies"]
+
+
+@pytest.mark.slow
+def test_the_plan_is_the_run_directories_the_tiny_book_creates(tiny_book):
+    runs_root = tiny_book.parent.parent.parent / "runs"
+    if not runs_root.is_dir():
+        pytest.skip("the tiny book was built from executed notebooks: no runs to count")
+    made = {str(p) for p in runs_root.glob("tiny/*/*/seed*") if p.is_dir()}
+    plan = budget.book_plan("tiny", runs_root=str(runs_root))
+    runs = plan[plan.kind == "finetune"]
+    assert (runs.key_kind == "run_dir").all()  # the book pretrained every backbone it used
+    assert set(runs.key) == made and len(runs) == len(made)
+    assert runs.finished.all()
+    assert budget.estimate(plan, FAKE_CAL)["runs"] == 0
