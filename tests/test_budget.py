@@ -18,13 +18,16 @@ FAKE_CAL = {"cpu": "Test CPU", "device": "cpu", "precision": "fp32", "threads": 
 def _expected_runs(seeds) -> int:
     """Distinct runs of the book from the notebooks' own defaults, counted by hand."""
     s1, s2, r = notebook_parameters(1), notebook_parameters(2), notebook_parameters("rq1")
-    study12 = len(set(s1["backbones"]) | set(s2["backbones"])) * len(s2["datasets"])
+    s4 = notebook_parameters(4)
+    study12 = len(set(s1["backbones"]) | set(s2["backbones"])) * len(s2["targets"])
     sl_ssl = 1 + len(r["ssl_backbones"])
     distance = sl_ssl * len(r["distances"])  # includes d4 at 100 % labels, full budget
     labels = sl_ssl * len([f for f in r["label_fractions"] if f != 1.0])
     domain = len(r["in_domain"])  # the .camtrap backbones; SL and SSL at d4 counted above
     budgets = len(r["ssl_backbones"]) * len([b for b in r["pretraining_budgets"] if b != 100])
-    return len(seeds) * (study12 + distance + labels + domain + budgets)
+    views = sl_ssl * len([v for v in r["views"] if v != "frame"])  # the frame view is d4's point
+    crops = 2 if s4["crop_view"] else 0  # Study 4's pair fine-tuned on the animals' boxes
+    return len(seeds) * (study12 + distance + labels + domain + budgets + views + crops)
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +40,25 @@ def test_plan_counts_every_run_once(tiny_plan):
     runs = tiny_plan[tiny_plan.kind == "finetune"]
     assert len(runs) == _expected_runs(seeds) and runs.key.is_unique
     # the supervised run on the Serengeti stand-in: trained by Study 1, reused by 2, 3 and 4
-    sup = runs[(runs.backbone == "supervised") & (runs.target == "syn_serengeti") & (runs.seed == 0)]
+    sup = runs[(runs.backbone == "supervised") & (runs.target == "syn_serengeti") & (runs.seed == 0)
+               & (runs.view == "frame")]
     assert len(sup) == 1 and sup.page.iloc[0] == "1" and sup.shared_with.iloc[0] == "2,3,4"
     assert not runs.finished.any()
     assert set(tiny_plan.page) >= {"1", "2", "rq1"} and "3" not in set(runs.page)
+    assert set(runs[runs.page == "4"].target) == {"syn_serengeti"}  # its crop-view pair only
 
 
 def test_the_shared_rq1_point_is_counted_once(tiny_plan):
-    """syn_serengeti_d4, all labels, full budget: asked for by all four axes, trained once."""
+    """syn_serengeti_d4, all labels, full budget, whole frames: asked for by all five axes,
+    trained once."""
     d4 = FAMILY_TARGETS[-1]
     asked, _ = budget.page_specs("rq1", "tiny", [0], "/nonexistent-runs")
     point = [s for s in asked if s.backbone == "supervised" and s.target == d4
-             and s.label_fraction == 1.0]
-    assert len(point) == 4  # distance, labels, domain, budget
+             and s.label_fraction == 1.0 and s.view == "frame"]
+    assert len(point) == 5  # distance, labels, domain, budget, the frame view
     runs = tiny_plan[tiny_plan.kind == "finetune"]
     rows = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
-                & (runs.label_fraction == 1.0)]
+                & (runs.label_fraction == 1.0) & (runs.view == "frame")]
     assert len(rows) == 1
     # image-steps: the profile's epochs over the family target's training share
     p = get_profile("tiny")
@@ -85,6 +91,7 @@ def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
     rq1.label_results([sl, *ssl], p["label_fractions"], **kw)
     rq1.domain_results(sl, p["in_domain"], **kw)
     rq1.budget_results(sl, ssl, p["pretraining_budgets"], **kw)
+    rq1.view_results([sl, *ssl], p["views"], **kw)
     planned, _ = budget.page_specs("rq1", "tiny", [0, 1], "/nonexistent-runs")
     assert planned == asked
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.data.embedded import FAMILY_TARGETS, VAL_FRACTION
+from camtrap_ssl.data.embedded import TARGETS as EMBEDDED
 from camtrap_ssl.data.synthetic import SIMILAR_CLASSES
 from camtrap_ssl.experiments.backbones import (
     embedded_name,
@@ -100,32 +101,39 @@ def _defaults(page: str, profile, seeds, runs_root) -> dict:
 
 def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
     """(fine-tuning specs, probe specs) of the RQ1 page, built as ``studies.rq1``'s
-    distance/label/domain/budget functions build them (``tests/test_budget.py`` checks that)."""
+    distance/label/domain/budget/view functions build them (``tests/test_budget.py`` checks that)."""
     common = dict(profile=p["profile"], runs_root=p["runs_root"], epochs=p["epochs"],
                   **p["run_options"])
     seeds, sl, ssl = p["seeds"], p["sl_backbone"], p["ssl_backbones"]
     runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds, **common)
     probes = []
     for f in p["label_fractions"]:
-        specs = grid_specs([sl, *ssl], [CAMTRAP_TARGET], seeds, label_fraction=f, **common)
+        specs = grid_specs([sl, *ssl], [p["label_target"]], seeds, label_fraction=f, **common)
         runs += specs
         probes += specs
     domain = [sl] + [b for m in p["in_domain"] for b in (m, embedded_name(m, "camtrap"))]
     runs += grid_specs(domain, [CAMTRAP_TARGET], seeds, **common)
     budget = [embedded_name(m, budget=b) for m in ssl for b in p["pretraining_budgets"]]
     runs += grid_specs([sl] + budget, [CAMTRAP_TARGET], seeds, **common)
+    for view in p["views"]:
+        runs += grid_specs([sl, *ssl], [CAMTRAP_TARGET], seeds, view=view, **common)
     return runs, probes
 
 
 def _pair(p: dict) -> list[RunSpec]:
     """The runs Studies 3 and 4 analyse (``comparison.model_pair`` of each pooled seed: only the
-    seeds scored on the first seed's validation images, ``comparison.seeds_sharing_validation``)."""
-    def spec(b, s):
-        return RunSpec(b, p["dataset"], p["profile"], s, epochs=p["epochs"],
-                       runs_root=p["runs_root"], **p["run_options"])
+    seeds scored on the first seed's validation images, ``comparison.seeds_sharing_validation``),
+    and Study 4's pairs fine-tuned on the animals' boxes (``crop_view``, where the target has masks:
+    the embedded camera-trap worlds)."""
+    def spec(b, s, **extra):
+        return RunSpec(b, p["target"], p["profile"], s, epochs=p["epochs"],
+                       runs_root=p["runs_root"], **{**p["run_options"], **extra})
     first = spec(p["sl_backbone"], p["seeds"][0]).data_seed
     seeds = [s for s in p["seeds"] if spec(p["sl_backbone"], s).data_seed == first]
-    return [spec(b, s) for s in seeds for b in (p["ssl_backbone"], p["sl_backbone"])]
+    views = [{}] + ([{"view": "box"}] if p.get("crop_view") and p["target"] in EMBEDDED
+                    and p["target"] != "syn_cifar" else [])
+    return [spec(b, s, **v) for v in views for s in seeds
+            for b in (p["ssl_backbone"], p["sl_backbone"])]
 
 
 def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec], list[RunSpec]]:
@@ -133,7 +141,7 @@ def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec]
     parameters and the ``profile``, ``seeds`` and ``runs_root`` the book passes it."""
     p = _defaults(page, profile, seeds, runs_root)
     if page in ("1", "2"):
-        return grid_specs(p["backbones"], p["datasets"], p["seeds"], profile=profile,
+        return grid_specs(p["backbones"], p["targets"], p["seeds"], profile=profile,
                           epochs=p["epochs"], runs_root=runs_root,
                           convergence_tolerance=p["convergence_tolerance"], **p["run_options"]), []
     if page == "rq1":
@@ -154,7 +162,8 @@ def _weights_known(spec: RunSpec) -> bool:
 
 def run_key(spec: RunSpec) -> tuple[str, str, Path | None]:
     """``(kind, key, run directory)``: the run directory where it can be computed without
-    pretraining (``kind`` ``run_dir``), else ``(backbone, target, seed, label_fraction, epochs)``
+    pretraining (``kind`` ``run_dir``), else ``(backbone, target, seed, label_fraction, epochs,
+    view, pretrain_seed)``
     (``kind`` ``fallback``: the backbone's checkpoint is missing, or a real dataset is not on
     disk, so the identity hash cannot be read; within one build every page passes the same other
     fields, so that key separates the same runs)."""
@@ -164,12 +173,13 @@ def run_key(spec: RunSpec) -> tuple[str, str, Path | None]:
             return "run_dir", str(rd), rd
         except FileNotFoundError:  # a real dataset not on disk
             pass
-    key = (spec.backbone, spec.target, spec.seed, spec.label_fraction, spec.config().epochs)
+    key = (spec.backbone, spec.target, spec.seed, spec.label_fraction, spec.config().epochs,
+           spec.view, spec.pretrain_seed)
     return "fallback", repr(key), None
 
 
 # -- the plan -----------------------------------------------------------------------------------------
-PLAN_COLUMNS = ["page", "kind", "backbone", "target", "seed", "label_fraction", "epochs",
+PLAN_COLUMNS = ["page", "kind", "backbone", "target", "view", "seed", "label_fraction", "epochs",
                 "n_train", "n_val", "image_steps", "eval_images", "key_kind", "key", "finished",
                 "shared_with", "seconds", "constant", "measured"]
 
@@ -215,7 +225,7 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
                     featured.add(feat)
                     finished = rd is not None and probe_path(spec).is_file()
                 rows.append({"page": page, "kind": kind, "backbone": spec.backbone,
-                             "target": spec.target, "seed": spec.seed,
+                             "target": spec.target, "view": spec.view, "seed": spec.seed,
                              "label_fraction": spec.label_fraction, "epochs": epochs,
                              "n_train": n_train, "n_val": n_val, "image_steps": steps,
                              "eval_images": evals, "key_kind": key_kind, "key": key,
