@@ -129,6 +129,9 @@ def commands(work: Path, url: str) -> list[tuple[str, list[str]]]:
         ("study rq1", cli + ["study", "rq1", "-p", "profile", '"tiny"', "-p", "seeds", "[0, 1]",
                              "-p", "distances", "[0, 4]", "-p", "label_fractions", "[0.2, 1.0]",
                              "-p", "pretraining_budgets", "[50, 100]"] + out),
+        # the own-data page compares the embedded backbones on the embedded world written as
+        # Camtrap DP: generated too, so it runs on tiny as well
+        ("study compare", cli + ["study", "compare", "-p", "profile", '"tiny"'] + out),
         ("book", [py, "-c", "import sys; from pathlib import Path; from camtrap_ssl.studies.book "
                   "import build_html; print(build_html(Path(sys.argv[1])))", str(work / "book")]),
         ("torchrun", [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "camtrap_ssl.experiments.launch", "--backbone", b["sl"],
