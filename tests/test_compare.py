@@ -246,3 +246,29 @@ def test_the_report_is_an_executed_page_with_its_figures(tmp_path, monkeypatch):
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64', html)) >= 2
     assert "Traceback" not in html and "Holm" in html and "simclr" in html
     assert "report_tables(" not in html  # rendered without its code
+
+
+def test_sequence_top1_is_the_mean_of_each_bursts_probabilities(tmp_path, monkeypatch):
+    """Where the target has sequences, every probe row also carries its sequence-level top-1, the
+    same number train.practice gives from the probe's probabilities; without sequences, none."""
+    from camtrap_ssl.train.practice import sequence_scores
+
+    monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "cache"))
+    plan = C.plan_compare("syn_serengeti", ["supervised"], "tiny", label_fractions=[1],
+                          seeds=[0, 1, 2], out=tmp_path / "a", render=False,
+                          runs_root=tmp_path / "runs")
+    runs = C.run_compare(plan, progress=False, echo=lambda *a: None).runs
+    feats = C.target_features(plan.specs[0], progress=False)
+    assert feats.val_sequences is not None and len(feats.val_sequences) == len(feats.val_y)
+    linear = runs[runs.protocol == "linear probe"].iloc[0]
+    keep = np.arange(len(feats.train_y))  # all labels: every training image
+    probs = C._probabilities("linear probe", C._scores("linear probe", feats, keep, 20))
+    want = sequence_scores(probs.astype(np.float16).astype(np.float64), feats.val_y,
+                           feats.val_sequences, feats.classes)["top1"]
+    assert linear.seq_top1 == pytest.approx(want)
+    assert runs.seq_top1.notna().sum() == len(runs)
+    cifar = C.plan_compare("syn_cifar", ["supervised"], "tiny", label_fractions=[1],
+                           seeds=[0, 1, 2], out=tmp_path / "c", render=False,
+                           runs_root=tmp_path / "runs")
+    no_seq = C.run_compare(cifar, progress=False, echo=lambda *a: None).runs
+    assert len(no_seq) == 6 and no_seq.seq_top1.notna().sum() == 0

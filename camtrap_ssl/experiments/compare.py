@@ -71,6 +71,7 @@ from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.pretrain.probes import class_scores, fit_linear_probe, knn_scores
 from camtrap_ssl.train.augment import center_crop
+from camtrap_ssl.train.practice import sequence_scores
 
 __all__ = ["COLUMNS", "DEFAULT_FRACTIONS", "DEFAULT_SEEDS", "KNN_K", "MIN_SEEDS", "PROTOCOLS",
            "CompareResult", "ComparePlan", "architecture", "default_backbones", "estimate_seconds",
@@ -89,7 +90,7 @@ FEATURES_VERSION = 1  # bumped when the way features are extracted changes
 # the runs table: one row per (backbone, protocol, label share, seed)
 COLUMNS = ("backbone", "method", "paradigm", "family", "architecture", "protocol",
            "label_fraction", "knn_k", "seed", "n_labelled", "n_val", "top1", "macro_f1",
-           "balanced_acc", "source", "code_version", "target", "profile", "row")
+           "balanced_acc", "seq_top1", "source", "code_version", "target", "profile", "row")
 
 
 def default_backbones(profile) -> list[str]:
@@ -260,6 +261,7 @@ class Features:
     classes: list
     path: Path
     cached: bool  # read from the cache (no network ran)
+    val_sequences: np.ndarray | None = None  # sequence (event) id of each validation image
 
 
 def _extract(model, dataset, crop: int, desc: str, progress: bool) -> np.ndarray:
@@ -278,7 +280,8 @@ def _extract(model, dataset, crop: int, desc: str, progress: bool) -> np.ndarray
 def _read(path: Path) -> Features:
     with np.load(path, allow_pickle=False) as z:
         return Features(z["train_x"], z["train_y"], z["val_x"], z["val_y"],
-                        [str(c) for c in z["classes"]], path, True)
+                        [str(c) for c in z["classes"]], path, True,
+                        z["val_sequences"] if "val_sequences" in z.files else None)
 
 
 def target_features(spec: RunSpec, target=None, progress: bool = True) -> Features:
@@ -297,11 +300,14 @@ def target_features(spec: RunSpec, target=None, progress: bool = True) -> Featur
               "classes": np.asarray([str(c) for c in tgt.classes]),
               "identity": np.asarray(json.dumps(feature_identity(spec), sort_keys=True,
                                                 default=str))}
+    seqs = getattr(tgt.val, "sequence_ids", None)
+    if seqs is not None:  # sequence-level scores (practice: bursts are labelled as one)
+        arrays["val_sequences"] = np.asarray([str(q) for q in seqs])
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     fileio.atomic_write_bytes(path, buf.getvalue())
     return Features(tx, arrays["train_y"], vx, arrays["val_y"], list(arrays["classes"]), path,
-                    False)
+                    False, arrays.get("val_sequences"))
 
 
 # -- the estimate --------------------------------------------------------------------------------
@@ -386,6 +392,25 @@ def _scores(protocol: str, feats: Features, keep: np.ndarray, k: int) -> np.ndar
                       knn_k(feats.train_y[keep], k))
 
 
+def _probabilities(protocol: str, scores: np.ndarray) -> np.ndarray:
+    """A probe's class probabilities: the k-NN's vote shares, the linear probe's softmax (classes
+    the labelled images left out score -inf, probability 0)."""
+    if protocol == "kNN":
+        return scores / np.maximum(scores.sum(1, keepdims=True), 1)
+    z = np.exp(scores - scores.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def _sequence_top1(probs, feats: Features) -> float | None:
+    """Sequence-level top-1 (points; the mean of each burst's frame probabilities, scored against
+    its frames' majority label, :func:`camtrap_ssl.train.practice.sequence_scores`); None where
+    the target has no sequences (or an older cache kept no probabilities)."""
+    if probs is None or feats.val_sequences is None:
+        return None
+    return sequence_scores(np.asarray(probs, np.float64), feats.val_y, feats.val_sequences,
+                           feats.classes)["top1"]
+
+
 def _probe_cache(feats: Features) -> Path | None:
     """Where a cached feature file's probe predictions are kept (beside it); None in memory."""
     return feats.path.with_suffix(".probes.npz") if feats.path.is_file() else None
@@ -420,17 +445,19 @@ def probe_rows(plan: ComparePlan, spec: RunSpec, feats: Features, code: str | No
                 keep = stratified_fraction(feats.train_y, f, s)
                 k = knn_k(feats.train_y[keep], plan.knn_k) if protocol == "kNN" else None
                 key = fileio.fingerprint({"protocol": protocol, "k": k, "C": PROBE_C,
-                                          "version": FEATURES_VERSION,
+                                          "version": FEATURES_VERSION, "probabilities": True,
                                           "keep": hashlib.sha256(keep.tobytes()).hexdigest()})
                 if key not in cache:  # the same labelled images give the same predictions
                     scores = _scores(protocol, feats, keep, plan.knn_k)
                     cache[key] = scores.argmax(1).astype(np.int32)
+                    cache[key + ".p"] = _probabilities(protocol, scores).astype(np.float16)
                 pred = cache[key]
                 values = compare_stats.metric_values(pred, feats.val_y, len(feats.classes))
+                seq = _sequence_top1(cache.get(key + ".p"), feats)
                 rows.append({**desc, "architecture": arch, "protocol": protocol,
                              "label_fraction": f, "knn_k": k, "seed": s,
                              "n_labelled": int(len(keep)), "n_val": int(len(pred)),
-                             **{m: float(values[m][0]) for m in METRICS},
+                             **{m: float(values[m][0]) for m in METRICS}, "seq_top1": seq,
                              "source": str(feats.path), "code_version": code,
                              "target": str(spec.target), "profile": spec.profile.name})
                 preds[len(rows) - 1] = pred
@@ -455,7 +482,8 @@ def _finetune_rows(plan, spec, code, progress) -> list:
             rows.append({**desc, "architecture": arch, "protocol": "fine-tune",
                          "label_fraction": f, "knn_k": None, "seed": s,
                          "n_labelled": labels.get("n_labelled"), "n_val": None,
-                         **{m: summary.get(f"final_{m}") for m in METRICS}, "source": str(rd),
+                         **{m: summary.get(f"final_{m}") for m in METRICS},
+                         "seq_top1": summary.get("final_seq_top1"), "source": str(rd),
                          "code_version": (params.get("environment") or {}).get("code_version",
                                                                                code),
                          "target": str(spec.target), "profile": spec.profile.name})

@@ -121,3 +121,13 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["backbone", "paradigm", "protocol", "label_fraction", "knn_k", "seed", "n_labelled",
             "top1", "macro_f1", "balanced_acc", "source", "code_version"]
     return runs[cols].round(2)
+
+
+def sequence_table(runs: pd.DataFrame):
+    """Frame and sequence top-1 per backbone, protocol and share, mean over seeds; a sentence
+    instead where the target has no sequences (the measure says so rather than failing)."""
+    if "seq_top1" not in runs or runs.seq_top1.notna().sum() == 0:
+        return "This target has no sequences (no seq_id or event): sequence-level scores do not apply."
+    g = runs.groupby(["backbone", "protocol", "label_fraction"], sort=False)
+    return g[["top1", "seq_top1"]].mean().round(1).rename(
+        columns={"top1": "frame top-1 %", "seq_top1": "sequence top-1 %"})
