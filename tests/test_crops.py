@@ -149,9 +149,15 @@ def test_crop_view_from_a_detector_file_drops_empty_images(tmp_path):
 def test_user_crop_target_from_a_camtrapdp_copy(tmp_path):
     from camtrap_ssl.data import camtrapdp_write, synthetic
     pkg = camtrapdp_write.cct_to_camtrapdp(synthetic.camtrap_world("serengeti", "tiny"), tmp_path / "dp")
-    view = crops.user_crop_target(pkg, profile="tiny", split="frame", progress=False)
+    view = crops.user_crop_target(pkg, profile="tiny", split="frame", multi_label="per_category",
+                                  progress=False)
     direct = crops.embedded_crop_target("syn_serengeti", "tiny", strip_fraction=0.0, progress=False)
     assert view.identity["kind"] == "camtrapdp" and view.identity["view"] == "box"
     outside = view.identity["counts"]["boxes_outside_the_split"]  # several-species frames
     assert len(view.train) + len(view.val) + outside == len(direct.train) + len(direct.val)
+    # multi_label="single" keeps the frames the frame view keeps: the boxes of several-species
+    # frames are left out, so crops and frames are drawn from the same images
+    single = crops.user_crop_target(pkg, profile="tiny", split="frame", progress=False)
+    left_out = single.identity["counts"]["boxes_left_out_by_the_class_options"]
+    assert left_out > 0 and len(single.train) + len(single.val) < len(view.train) + len(view.val)
     assert view.train.images.shape[1:] == (3, 32, 32)

@@ -508,7 +508,8 @@ def user_crop_target(path, boxes="annotations", *, images=None, profile: str | P
 
     The class options act on the boxes as on the frames: ``classes`` keeps or renames (a box of a
     class mapped to None or not kept is left out), ``min_images`` drops the classes the frames
-    drop, and ``multi_label="single"`` leaves out the boxes of images holding several species
+    drop, and ``multi_label="single"`` leaves out the boxes of images holding several species, as
+    the frame view leaves those images out, so that the two views are drawn from the same images
     (``per_category`` keeps every box, one sample each)."""
     kind = user.target_kind(path)
     opts = user.check_options({"images": images, "split": split, "val_fraction": val_fraction,
