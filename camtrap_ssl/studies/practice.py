@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
+from camtrap_ssl.studies.report import paired_differences, sl_baseline
 from camtrap_ssl.train import practice, rundir
 
 GRID = np.linspace(0.05, 1.0, 20)  # coverages at which the curves are compared
@@ -117,8 +118,6 @@ def coverage_table(results: pd.DataFrame, baseline: str | None = None,
     paired by seed, with its simultaneous interval and verdict, the comparisons of the table
     one family controlled by Holm's procedure like the page's other tables
     (:func:`camtrap_ssl.studies.report.paired_differences`)."""
-    from camtrap_ssl.studies.report import paired_differences, sl_baseline
-
     baseline = sl_baseline(results, baseline)
     pts = results.assign(coverage_at_95=100 * results.coverage_at_95.astype(float))
     diffs = paired_differences(pts, baseline, metrics=("coverage_at_95",), alpha=alpha)
