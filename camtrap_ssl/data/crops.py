@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -357,9 +356,7 @@ def _decode(index, rows: list[Box], size, margin, strip_fraction, masks, progres
     out = {"images": images, "ok": ok, "bad_files": np.array(bad, dtype=str)}
     if masks:
         out["masks"] = mask_arr
-    buf = io.BytesIO()
-    np.savez(buf, **out)
-    fileio.atomic_write_bytes(path, buf.getvalue())
+    fileio.atomic_write_npz(path, out)
     return out
 
 

@@ -14,7 +14,6 @@ later call reads that file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 
 import numpy as np
@@ -108,9 +107,7 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
            "ids": np.array([str(i) for i, _ in ds.samples])}
     if masks:
         out["masks"] = mask_arr
-    buf = io.BytesIO()
-    np.savez(buf, **out)
-    fileio.atomic_write_bytes(path, buf.getvalue())
+    fileio.atomic_write_npz(path, out)
     return out
 
 

@@ -303,9 +303,7 @@ def target_features(spec: RunSpec, target=None, progress: bool = True) -> Featur
     seqs = getattr(tgt.val, "sequence_ids", None)
     if seqs is not None:  # sequence-level scores (practice: bursts are labelled as one)
         arrays["val_sequences"] = np.asarray([str(q) for q in seqs])
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    fileio.atomic_write_bytes(path, buf.getvalue())
+    fileio.atomic_write_npz(path, arrays)
     return Features(tx, arrays["train_y"], vx, arrays["val_y"], list(arrays["classes"]), path,
                     False, arrays.get("val_sequences"))
 
@@ -464,9 +462,7 @@ def probe_rows(plan: ComparePlan, spec: RunSpec, feats: Features, code: str | No
                 if bar is not None:
                     bar.update(1)
     if cache_path is not None and len(cache) > n_cached:
-        buf = io.BytesIO()
-        np.savez(buf, **cache)
-        fileio.atomic_write_bytes(cache_path, buf.getvalue())
+        fileio.atomic_write_npz(cache_path, cache)
     return rows, preds
 
 
