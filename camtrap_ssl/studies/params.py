@@ -103,6 +103,9 @@ def rules() -> dict:
         "featvis_steps": _int_at_least(0, optional=True),
         "live_explorers": _rule("True or False", lambda v: isinstance(v, bool)),
         "crop_view": _rule("True or False", lambda v: isinstance(v, bool)),
+        "target_accuracy": _rule("a number in (0, 1] (the accuracy automated predictions keep)",
+                                 lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 and 0 < v <= 1),
         "n_boot": _int_at_least(10),
         "methods": _each(_rule(f"a list of attribution methods, each one of {list(ATTRIBUTION_METHODS)}",
                                lambda v: v in ATTRIBUTION_METHODS)),

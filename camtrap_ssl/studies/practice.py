@@ -110,30 +110,55 @@ def plot_coverage(results: pd.DataFrame, target_accuracy: float = practice.CONFI
     return fig
 
 
-def coverage_table(results: pd.DataFrame, baseline: str | None = None,
-                   alpha: float = 0.05) -> pd.DataFrame:
-    """Per target and backbone: the share of validation images automated at 95 % accuracy
-    (``coverage_at_95`` of each run; 0 where never reached), mean [95 % t-interval over seeds],
-    how many seeds reached it, and each SSL backbone's difference from the SL ``baseline``,
-    paired by seed, with its simultaneous interval and verdict, the comparisons of the table
-    one family controlled by Holm's procedure like the page's other tables
-    (:func:`camtrap_ssl.studies.report.paired_differences`)."""
-    baseline = sl_baseline(results, baseline)
-    pts = results.assign(coverage_at_95=100 * results.coverage_at_95.astype(float))
-    diffs = paired_differences(pts, baseline, metrics=("coverage_at_95",), alpha=alpha)
-    diff_of = {(r.target, r.backbone): r for r in diffs.itertuples()} if len(diffs) else {}
+def automation(results: pd.DataFrame, target_accuracy: float = practice.CONFIDENCE) -> pd.DataFrame:
+    """Per run: the share of validation images automated at ``target_accuracy`` (0 where it is
+    never reached, as the run summaries count it), recomputed from the run's predictions, and the
+    empty-vs-animal accuracy of the automated images at that threshold where an empty class
+    exists (NaN otherwise)."""
     rows = []
-    for (target, backbone), g in pts.groupby(["target", "backbone"], sort=False):
-        cov = g["coverage_at_95"]
+    for r in results.itertuples():
+        rec = rundir.RunDir(r.run_dir).predictions()
+        probs, labels = rec["probs"].astype(np.float64), rec["labels"]
+        at = practice.coverage_at_accuracy(probs, labels, target_accuracy)
+        classes = rundir.RunDir(r.run_dir).params()["classes"]
+        ev = (practice.empty_vs_animal_at_threshold(probs, labels, classes, at.threshold)
+              if at.reached else None)
+        rows.append({"target": r.target, "backbone": r.backbone, "seed": r.seed,
+                     "paradigm": r.paradigm,
+                     "coverage": 100 * at.coverage if at.reached else 0.0,
+                     "empty_vs_animal": np.nan if ev is None or ev.get("accuracy") is None
+                     else 100 * ev["accuracy"]})
+    return pd.DataFrame(rows)
+
+
+def coverage_table(results: pd.DataFrame, baseline: str | None = None,
+                   target_accuracy: float = practice.CONFIDENCE, alpha: float = 0.05) -> pd.DataFrame:
+    """Per target and backbone: the share of validation images automated at ``target_accuracy``
+    (:func:`automation`), mean [95 % t-interval over seeds], how many seeds reached it, the
+    empty-vs-animal accuracy of the automated images where the target has an empty class, and
+    each SSL backbone's difference in coverage from the SL ``baseline``, paired by seed, with its
+    simultaneous interval and verdict: the table's comparisons are one family controlled by
+    Holm's procedure, like the page's other tables (:func:`~camtrap_ssl.studies.report.
+    paired_differences`)."""
+    baseline = sl_baseline(results, baseline)
+    per_run = automation(results, target_accuracy)
+    auto = results.reset_index(drop=True).assign(coverage=per_run.coverage,
+                                                 empty_vs_animal=per_run.empty_vs_animal)
+    diffs = paired_differences(auto, baseline, metrics=("coverage",), alpha=alpha)
+    diff_of = {(r.target, r.backbone): r for r in diffs.itertuples()} if len(diffs) else {}
+    share = f"{100 * target_accuracy:g} %"
+    rows = []
+    for (target, backbone), g in auto.groupby(["target", "backbone"], sort=False):
         row = {"target": target, "backbone": backbone,
-               "automated at 95 % accuracy, % of images": _cell(intervals.t_interval(cov)),
-               "seeds reaching it": f"{int((cov > 0).sum())}/{len(cov)}"}
+               f"automated at {share} accuracy, % of images": _cell(intervals.t_interval(g.coverage)),
+               "seeds reaching it": f"{int((g.coverage > 0).sum())}/{len(g)}",
+               "empty vs animal on them, %": (_cell(intervals.t_interval(g.empty_vs_animal.dropna()))
+                                               if g.empty_vs_animal.notna().sum() else "-")}
         d = diff_of.get((target, backbone))
         if d is not None:
             row[f"minus {baseline}, points [simultaneous interval]"] = (
-                f"{d.coverage_at_95_diff:.1f} [{d.coverage_at_95_adj_low:.1f}, "
-                f"{d.coverage_at_95_adj_high:.1f}]" if not np.isnan(d.coverage_at_95_adj_low)
-                else f"{d.coverage_at_95_diff:.1f}")
-            row["verdict (Holm)"] = d.coverage_at_95_verdict
+                f"{d.coverage_diff:.1f} [{d.coverage_adj_low:.1f}, {d.coverage_adj_high:.1f}]"
+                if not np.isnan(d.coverage_adj_low) else f"{d.coverage_diff:.1f}")
+            row["verdict (Holm)"] = d.coverage_verdict
         rows.append(row)
     return pd.DataFrame(rows).set_index(["target", "backbone"])
