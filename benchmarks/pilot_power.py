@@ -48,6 +48,7 @@ def _run(spec: RunSpec) -> dict:
     rec = rundir.RunDir(rd).predictions()
     return {"backbone": spec.backbone, "target": spec.target, "seed": spec.seed,
             "pretrain_seed": spec.pretrain_seed, "top1": summary["final_top1"],
+            "seq_top1": summary.get("final_seq_top1"), "coverage_at_95": summary.get("coverage_at_95"),
             "correct": rec["probs"].argmax(1) == rec["labels"], "seconds": time.perf_counter() - t0,
             "run_dir": str(rd)}
 
@@ -65,6 +66,9 @@ def pilot(profile: str, targets, sl: str, ssl: str, seeds, pretrain_seeds, runs_
                 n = len(a["correct"])
                 rows.append({"pretrain_seed": p, "finetune_seed": s, "diff": a["top1"] - b["top1"],
                              "ssl_top1": a["top1"], "sl_top1": b["top1"], "n_val": n,
+                             "ssl_seq_top1": a["seq_top1"], "sl_seq_top1": b["seq_top1"],
+                             "ssl_coverage_at_95": a["coverage_at_95"],
+                             "sl_coverage_at_95": b["coverage_at_95"],
                              "discordance": q,
                              "validation_sd": 100 * power.paired_accuracy_sd(
                                  a["top1"] / 100, b["top1"] / 100, q, n),
@@ -106,6 +110,21 @@ def pilot(profile: str, targets, sl: str, ssl: str, seeds, pretrain_seeds, runs_
     return out
 
 
+def views(profile: str, sl: str, ssl: str, seeds, runs_root, target: str) -> dict:
+    """SSL - SL top-1 on the whole frames and on the animals' boxes (RQ1's crop axis), paired by
+    seed, with its 95 % t-interval: does the difference survive when the background is cut?"""
+    from camtrap_ssl.core import intervals
+
+    out = {}
+    for view in ("frame", "box"):
+        d = [_run(RunSpec(ssl, target, profile, s, view=view, runs_root=runs_root))["top1"]
+             - _run(RunSpec(sl, target, profile, s, view=view, runs_root=runs_root))["top1"]
+             for s in seeds]
+        iv = intervals.t_interval(d)
+        out[view] = {"diffs": d, "mean": iv.mean, "low": iv.low, "high": iv.high}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="demo")
@@ -115,6 +134,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--runs-root", default=None)
     ap.add_argument("--out", type=Path, default=Path("pilot_power.json"))
+    ap.add_argument("--view-target", default="syn_serengeti_d4",
+                    help="the target of the frame-against-crop comparison ('' to skip)")
     args = ap.parse_args()
     pre = [p for p in (0, 1, 2) if all(is_pretrained(b, args.profile, p) for b in (args.sl, args.ssl))]
     t0 = time.time()
@@ -122,7 +143,9 @@ def main() -> None:
     record = {"profile": args.profile, "sl": args.sl, "ssl": args.ssl, "seeds": args.seeds,
               "pretrain_seeds": pre, "cpu": cpu_model(), "precision": resolve_precision("auto", "cpu"),
               "load_average_at_end": os.getloadavg()[0], "wall_seconds": round(time.time() - t0, 1),
-              "code_version": provenance.code_version(), "targets": res}
+              "code_version": provenance.code_version(), "targets": res,
+              "views": (views(args.profile, args.sl, args.ssl, args.seeds[:3], args.runs_root,
+                              args.view_target) if args.view_target else None)}
     args.out.write_text(json.dumps(record, indent=1, default=float))
     print(f"pilot on {record['cpu']} ({record['precision']}), pretraining seeds {pre}, "
           f"load {record['load_average_at_end']:.1f}, {record['wall_seconds']} s")
@@ -138,6 +161,15 @@ def main() -> None:
               + (f"n_val {best['n_val']}, {best['n_finetune_seeds']} fine-tuning x "
                  f"{best['n_pretrain_seeds']} pretraining seeds (half-width {best['half_width']:.1f})"
                  if best else "no design in the table"))
+        t = pd.DataFrame(r["runs"])
+        for side in ("sl", "ssl"):
+            seq = t[f"{side}_seq_top1"].dropna()
+            print(f"  {args.sl if side == 'sl' else args.ssl}: frame top-1 {t[side + '_top1'].mean():.1f}, "
+                  f"sequence top-1 {seq.mean():.1f}" if len(seq) else "  (no sequences)",
+                  f", automated at 95 % accuracy {100 * t[side + '_coverage_at_95'].mean():.1f} % of images")
+    for view, v in (record["views"] or {}).items():
+        print(f"{args.ssl} - {args.sl} on {args.view_target}, {view}: {v['mean']:.1f} "
+              f"[{v['low']:.1f}, {v['high']:.1f}] points over seeds {args.seeds[:3]}")
 
 
 if __name__ == "__main__":
