@@ -61,7 +61,13 @@ def test_a_run_saves_predictions_that_reproduce_its_summary(serengeti):
     # sequence level and automation: recomputed from the file alone
     seq = practice.sequence_scores(pred["probs"], pred["labels"], pred["sequence_ids"],
                                    summary["classes"])
-    assert summary["sequence"] == {"available": True, **seq}
+    agg = practice.aggregate_sequences(pred["probs"], pred["labels"], pred["sequence_ids"])
+    scored = agg.labels >= 0
+    per_seq = practice.coverage_at_accuracy(agg.probs[scored], agg.labels[scored], 0.95,
+                                            unit="sequence")
+    assert summary["sequence"] == {"available": True, **seq,
+                                   "coverage_at_target": per_seq.as_dict()}
+    assert summary["sequence"]["coverage_at_target"]["unit"] == "sequence"
     assert summary["final_seq_top1"] == seq["top1"] and seq["n_sequences"] < len(val)
     assert summary["final_seq_macro_f1"] == seq["macro_f1"]
     assert summary["final_seq_balanced_acc"] == seq["balanced_acc"]

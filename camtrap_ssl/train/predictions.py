@@ -95,7 +95,9 @@ def practice_summary(record: dict, class_names: list[str], seed: int) -> dict:
     over sequences, else locations, else images, ``seed`` the run's); and the flat scalars tables
     read: ``final_seq_top1``, ``final_seq_macro_f1``, ``final_seq_balanced_acc`` (points;
     ``None`` without sequences), ``coverage_at_95`` (share automated at 95 % accuracy; 0 where
-    that accuracy is never reached, as the bootstrap counts it) and ``final_aurc``.
+    that accuracy is never reached, as the bootstrap counts it) and ``final_aurc``. Where there
+    are sequences, ``sequence["coverage_at_target"]`` is the same automation per sequence (the
+    bursts' mean probabilities: a burst is accepted or not as one).
     """
     probs, labels = record["probs"], record["labels"]
     seqs = record.get("sequence_ids")
@@ -108,6 +110,12 @@ def practice_summary(record: dict, class_names: list[str], seed: int) -> dict:
         probs, labels, class_names, target=AUTOMATION_TARGET, sequences=seqs,
         locations=record.get("locations"), n_boot=AUTOMATION_BOOT, seed=seed)
     at = automation["coverage_at_target"]
+    if seqs is not None:  # automation per sequence: a burst is accepted or not as one
+        agg = practice.aggregate_sequences(probs, labels, seqs, rule="mean")
+        scored = agg.labels >= 0  # a burst whose frames tie has no label to score against
+        per_seq = practice.coverage_at_accuracy(agg.probs[scored], agg.labels[scored],
+                                                AUTOMATION_TARGET, unit="sequence")
+        sequence["coverage_at_target"] = per_seq.as_dict()
     return {
         "sequence": sequence, "automation": automation,
         "final_seq_top1": sequence.get("top1"), "final_seq_macro_f1": sequence.get("macro_f1"),
