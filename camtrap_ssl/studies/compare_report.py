@@ -117,10 +117,13 @@ def plot_differences(comparisons: pd.DataFrame):
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs with their provenance, rounded for display."""
+    """The runs with their provenance, rounded for display: ``source`` is shown by its file (or
+    run folder) name; ``runs.csv`` keeps the full path."""
     cols = ["backbone", "paradigm", "protocol", "label_fraction", "knn_k", "seed", "n_labelled",
             "top1", "macro_f1", "balanced_acc", "source", "code_version"]
-    return runs[cols].round(2)
+    out = runs[cols].round(2)
+    out["source"] = [Path(str(s)).name for s in out.source]
+    return out
 
 
 def sequence_table(runs: pd.DataFrame):
