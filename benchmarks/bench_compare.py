@@ -21,18 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown CPU"
-    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
-                 if ln.startswith("Model name")), "unknown CPU")
 
 
 def main() -> None:
@@ -48,9 +38,10 @@ def main() -> None:
     from camtrap_ssl.data import synthetic
     from camtrap_ssl.experiments import compare
     from camtrap_ssl.models import create_model
+    from camtrap_ssl.studies.budget import cpu_model
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"CPU: {cpu_name()}; {cores} cores available, torch threads {torch.get_num_threads()}; "
+    print(f"CPU: {cpu_model()}; {cores} cores available, torch threads {torch.get_num_threads()}; "
           "precision fp32")
     t0 = time.perf_counter()
     target = synthetic.camtrap_world("serengeti", "demo", n_images=args.images)

@@ -111,18 +111,16 @@ def pilot(profile: str, targets, sl: str, ssl: str, seeds, pretrain_seeds, runs_
 
 
 def views(profile: str, sl: str, ssl: str, seeds, runs_root, target: str) -> dict:
-    """SSL - SL top-1 on the whole frames and on the animals' boxes (RQ1's crop axis), paired by
-    seed, with its 95 % t-interval: does the difference survive when the background is cut?"""
-    from camtrap_ssl.core import intervals
+    """SSL - SL top-1 on the whole frames and on the animals' boxes, paired by seed, with its 95 %
+    t-interval (per comparison): the RQ1 page's crop axis (``rq1.view_results``) for one pair."""
+    from camtrap_ssl.studies import rq1
 
-    out = {}
-    for view in ("frame", "box"):
-        d = [_run(RunSpec(ssl, target, profile, s, view=view, runs_root=runs_root))["top1"]
-             - _run(RunSpec(sl, target, profile, s, view=view, runs_root=runs_root))["top1"]
-             for s in seeds]
-        iv = intervals.t_interval(d)
-        out[view] = {"diffs": d, "mean": iv.mean, "low": iv.low, "high": iv.high}
-    return out
+    results = rq1.view_results([sl, ssl], seeds=seeds, target=target, profile=profile,
+                               runs_root=runs_root)
+    d = rq1.differences(results, "view", sl)
+    return {view: {"mean": r.top1_diff, "low": r.top1_low, "high": r.top1_high}
+            for view, r in zip(["frame", "box"], d.sort_values("condition", key=lambda c: c.map(
+                {"whole frame": 0, "animal crop": 1})).itertuples())}
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 # First, before anything loads torch: sets OpenMP's thread count and wait policy (core/threads.py).
@@ -32,7 +33,7 @@ from camtrap_ssl.experiments.backbones import (
     describe_backbone,
     pretrain_and_probe,
 )
-from camtrap_ssl.experiments.spec import add_arguments, parse_as, specs_from_args
+from camtrap_ssl.experiments.spec import RunSpec, add_arguments, parse_as, specs_from_args
 from camtrap_ssl.pretrain.methods import METHODS
 from camtrap_ssl.studies import comparison
 from camtrap_ssl.studies.book import build_book
@@ -284,8 +285,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"{key}: {report[key]}")
     elif args.command == "compare":
         try:
-            options = {k.replace("-", "_"): _json_value(v) for k, _, v in
-                       (o.partition("=") for o in args.option)}
+            options = dict(_run_option(o) for o in args.option)
             plan = compare.plan_compare(args.target, args.backbones, args.profile,
                                         args.label_fractions, args.seeds, args.finetune, args.out,
                                         args.knn_k, args.metric, render=not args.no_report,
@@ -299,6 +299,22 @@ def _run(args: argparse.Namespace) -> int:
             d = describe_backbone(name)
             print(f"{name:28s} {d['paradigm']:4s} {d['family'] or '':9s} {d['method']}")
     return 0
+
+
+def _run_option(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of ``compare --option``: VALUE parsed as ``finetune --NAME VALUE`` parses it
+    (the RunSpec field's own parser), so both commands take the same spellings."""
+    name, _, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    field = {f.name: f for f in fields(RunSpec)}.get(name)
+    if field is None:
+        raise ValueError(f"--option {text!r}: {name!r} is not a run option; options: "
+                         f"{[f.name for f in fields(RunSpec)]}")
+    parse = field.metadata["parse"]
+    try:
+        return name, parse(value) if parse else value
+    except ValueError as e:
+        raise ValueError(f"--option {text!r}: {e}") from None
 
 
 def _explain_problems(args: argparse.Namespace) -> list[str]:

@@ -95,6 +95,9 @@ def test_class_folders_with_odd_modes(tmp_path):
     assert float(x.min()) > 0.99  # transparent pixels composited on white
     assert sorted(ids) == sorted(f"{c}/{n}" for c in ("fox", "hare")
                                  for n in ("grey.png", "palette.png", "alpha.png", "cmyk.jpg", "deep.png"))
+    # no sequences, no sites: the attributes say so (None), never one made-up sequence of all
+    assert t.val.sequence_ids is None and t.val.locations is None
+    assert list(t.val.ids) == [str(i) for i in t.val.image_ids]
 
 
 def test_strip_rows_and_class_merge(tmp_path):
@@ -151,6 +154,11 @@ def test_embedded_world_as_camtrapdp_loads_the_same_images_and_labels(tmp_path):
     left = _by_id(a, lambda c: "blank" if c == "empty" else c)
     right = _by_id(b)
     assert len(left) > 20 and left == right
+    # each image's sequence and site, as strings per row, for sequence scores and resampling
+    images = {str(im["id"]): im for im in json.loads(json_path.read_text())["images"]}
+    assert [images[i]["seq_id"] for i in a.val.ids] == list(a.val.sequence_ids)
+    assert [images[i]["location"] for i in a.val.ids] == list(a.val.locations)
+    assert len(set(b.val.sequence_ids)) > 1  # Camtrap DP events, not one sequence of all
 
 
 def _samples_cct(folder, out):

@@ -56,7 +56,7 @@ from camtrap_ssl.data.strip import strip_rows
 
 __all__ = [
     "CCTFormatError", "CCTIndex", "CCTDataset", "load_cct", "sample_list", "decode_image",
-    "check_image_file", "EMPTY_NAMES", "PathIndex", "MULTI_LABEL_POLICIES", "BadImageError", "bad_image_reason",
+    "attach_provenance", "check_image_file", "EMPTY_NAMES", "PathIndex", "MULTI_LABEL_POLICIES", "BadImageError", "bad_image_reason",
 ]
 
 MULTI_LABEL_POLICIES = ("single", "per_category")
@@ -513,3 +513,18 @@ class CCTDataset(torch.utils.data.Dataset):
                 warnings.warn(f"skipping bad image {path}: {e}", stacklevel=2)
         raise RuntimeError(f"no readable image among the {n} samples of this dataset "
                            f"(first bad: {self.bad_files[:1]})")
+
+
+def attach_provenance(ds, index: CCTIndex, image_ids: list) -> None:
+    """Give ``ds`` each row's image id, sequence id and camera location (``ids``,
+    ``sequence_ids``, ``locations``: arrays of str, from the COCO Camera Traps JSON's ``id``,
+    ``seq_id`` and ``location``), the names user data sets carry too, so that a run's saved
+    predictions can be scored per sequence and resampled per sequence or site. A field that
+    some image lacks leaves its attribute ``None`` (never one made-up sequence of them all)."""
+    def column(key):
+        values = [index.images[i].get(key) for i in image_ids]
+        return None if any(v is None for v in values) else np.array([str(v) for v in values])
+
+    ds.ids = np.array([str(i) for i in image_ids], dtype=str)
+    ds.sequence_ids = column("seq_id")
+    ds.locations = column("location")

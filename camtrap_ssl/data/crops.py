@@ -452,14 +452,8 @@ def crop_view(source: cct.CCTIndex, boxes="annotations", size: int = 224,
 
 
 def _attach(ds: ArrayDataset, index, rows: list[Box]) -> None:
-    def column(key):
-        values = [index.images[b.image_id].get(key) for b in rows]
-        return None if any(v is None for v in values) else np.array([str(v) for v in values])
-
-    ds.ids = np.array([str(b.image_id) for b in rows], dtype=str)
+    cct.attach_provenance(ds, index, [b.image_id for b in rows])
     ds.image_ids = [b.image_id for b in rows]
-    ds.sequence_ids = column("seq_id")
-    ds.locations = column("location")
     ds.boxes = [list(b.bbox) for b in rows]
     ds.box_conf = np.array([b.conf for b in rows], dtype=np.float64)
 

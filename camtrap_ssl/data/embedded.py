@@ -144,7 +144,7 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
         m = torch.from_numpy(data["masks"][rows.numpy()]).float() if masks else None
         ds = ArrayDataset(torch.from_numpy(data["images"][rows.numpy()]),
                           torch.from_numpy(data["labels"][rows.numpy()]), m)
-        _attach_provenance(ds, index, [index.samples[k][0] for k in rows.tolist()])
+        cct.attach_provenance(ds, index, [index.samples[k][0] for k in rows.tolist()])
         sets.append(ds)
     return Target(name, sets[0], sets[1], list(index.class_names),
                   {"json": str(json_path), "json_sha256": index.json_sha256, "split": parts.by,
@@ -153,21 +153,6 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                    **({} if distance is None else
                       {"distance": distance,
                        "difficulty": synthetic.family_spec(distance).difficulty()})})
-
-
-def _attach_provenance(ds: ArrayDataset, index: cct.CCTIndex, image_ids: list) -> None:
-    """Give ``ds`` each row's image id, sequence id and camera location (``ids``,
-    ``sequence_ids``, ``locations``: arrays of str, from the COCO Camera Traps JSON's ``id``,
-    ``seq_id`` and ``location``), the names user data sets carry too, so that a run's saved
-    predictions can be scored per sequence and resampled per sequence or site. A field that
-    some image lacks leaves its attribute ``None`` (never one made-up sequence of them all)."""
-    def column(key):
-        values = [index.images[i].get(key) for i in image_ids]
-        return None if any(v is None for v in values) else np.array([str(v) for v in values])
-
-    ds.ids = np.array([str(i) for i in image_ids], dtype=str)
-    ds.sequence_ids = column("seq_id")
-    ds.locations = column("location")
 
 
 VAL_FRACTION = 0.25  # share of the camera-trap stand-ins' frames in validation (by location)

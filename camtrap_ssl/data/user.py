@@ -327,9 +327,9 @@ def _strip_fraction(index, ids, cut) -> tuple[float, str]:
 
 def _attach(ds, index, name_of) -> None:
     """Per-row ``image_ids``, ``sequence_ids``, ``locations``, ``boxes`` on a prepared dataset."""
-    ims = [index.images[i] if i in index.images else index.images.get(str(i), {}) for i in ds.image_ids]
-    ds.sequence_ids = [im.get("seq_id") for im in ims]
-    ds.locations = [im.get("location") for im in ims]
+    ids = [i if i in index.images else str(i) for i in ds.image_ids]
+    ims = [index.images[i] for i in ids]
+    cct.attach_provenance(ds, index, ids)  # ids, sequence_ids, locations: as every target has them
     boxes = []
     for k, im in enumerate(ims):
         cls = ds.class_names[int(ds.labels[k])]

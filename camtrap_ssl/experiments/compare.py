@@ -60,6 +60,7 @@ from camtrap_ssl.experiments.backbones import (
     parse_embedded,
 )
 from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
+from camtrap_ssl.experiments.checks import _refuse
 from camtrap_ssl.experiments.spec import (
     RunSpec,
     check_label_fraction,
@@ -69,7 +70,12 @@ from camtrap_ssl.experiments.spec import (
 from camtrap_ssl.models import create_model, get_entry, list_models
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.pretrain.methods import METHODS
-from camtrap_ssl.pretrain.probes import class_scores, fit_linear_probe, knn_scores
+from camtrap_ssl.pretrain.probes import (
+    class_scores,
+    extract_features,
+    fit_linear_probe,
+    knn_scores,
+)
 from camtrap_ssl.train.augment import center_crop
 from camtrap_ssl.train.practice import sequence_scores
 
@@ -112,10 +118,6 @@ def architecture(backbone: str, profile: Profile) -> str:
     if is_checkpoint_file(backbone):
         return load_checkpoint(backbone)["record"]["config"]["arch"]
     return f"ResNet-{get_entry(backbone).arch.get('depth', '?')}"
-
-
-def _refuse(name, value, allowed) -> ValueError:
-    return ValueError(f"{name}={value!r} is not allowed; {name} must be {allowed}")
 
 
 def _list(value, name: str) -> list:
@@ -238,7 +240,8 @@ def feature_identity(spec: RunSpec) -> dict:
     return {"kind": "frozen features", "version": FEATURES_VERSION,
             "backbone": ident["backbone"], "pretrain_seed": spec.pretrain_seed,
             "target": ident["target"], "data_seed": spec.data_seed, "profile": ident["profile"],
-            "view": {"crop": proto["crop"], "strip": proto["strip"], "eval": "centre crop"}}
+            "view": {"crop": proto["crop"], "strip": proto["strip"], "eval": "centre crop"},
+            "box_view": spec.view_identity()}
 
 
 def _safe(text: str) -> str:
@@ -273,7 +276,7 @@ def _extract(model, dataset, crop: int, desc: str, progress: bool) -> np.ndarray
             idx = torch.arange(i, min(i + BATCH, len(dataset)))
             x = (dataset.get_batch(idx)[0] if hasattr(dataset, "get_batch")  # in-memory worlds
                  else torch.stack([dataset[int(j)][0] for j in idx]))  # prepared files
-            out.append(model.forward_features(center_crop(x, crop)).float().numpy())
+            out.append(extract_features(model, center_crop(x, crop), batch_size=BATCH))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

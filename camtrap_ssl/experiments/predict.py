@@ -26,7 +26,6 @@ detector file). Evaluation precision is the run's. Every input is checked before
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -64,7 +63,7 @@ def run_preprocessing(params: dict) -> dict:
     strip = proto.get("strip")
     if strip is None:
         strip = data.get("strip_fraction", 0.0)
-    margin = data.get("margin", spec.get("margin", crops.DEFAULT_MARGIN))
+    margin = data.get("margin", spec.get("box_margin", crops.DEFAULT_MARGIN))
     return {"stored_size": stored, "crop": min(crop, stored), "strip": float(strip or 0.0),
             "precision": params.get("finetune", {}).get("precision", "auto"),
             "view": spec.get("view", "frame"), "margin": float(margin)}

@@ -21,25 +21,20 @@ profile, share, seed), written atomically; a finished probe is read, never recom
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.data.datasets import stratified_fraction
 from camtrap_ssl.experiments.backbones import (
     backbone_sha256,
-    create_backbone,
 )
-from camtrap_ssl.experiments.finetuning import load_spec_target
+from camtrap_ssl.experiments.compare import PROBE_C, target_features
 from camtrap_ssl.experiments.spec import RunSpec
-from camtrap_ssl.pretrain.probes import class_scores, extract_features, fit_linear_probe
+from camtrap_ssl.pretrain.probes import class_scores, fit_linear_probe
 from camtrap_ssl.train import metrics as M
-from camtrap_ssl.train.augment import center_crop
 
-PROBE_C = 1.0  # inverse L2 strength of the logistic regression (scikit-learn's default)
 
 
 def _feature_spec(spec: RunSpec) -> RunSpec:
@@ -57,6 +52,7 @@ def probe_identity(spec: RunSpec) -> dict:
             "target": {"name": spec.target, **spec.data_identity},
             "profile": spec.profile.to_dict(), "label_fraction": spec.label_fraction,
             "protocol": {k: v for k, v in spec.protocol().items() if k != "augmentation"},
+            **({"view": spec.view_identity()} if spec.view != "frame" else {}),
             "seed": spec.seed, "C": PROBE_C}
 
 
@@ -67,31 +63,15 @@ def probe_path(spec: RunSpec) -> Path:
     return spec.root / spec.profile.name / spec.target / b / leaf
 
 
-@lru_cache(maxsize=8)
-def _features(feature_spec: str, weights: str | None):
-    """Pooled features of a target's train and validation splits, in the evaluation view (the
-    centre crop fine-tuning scores); keyed by the feature spec's JSON and the weights' hash."""
-    spec = RunSpec.from_params(json.loads(feature_spec))
-    tgt = load_spec_target(spec, progress=False)
-    model = create_backbone(spec.backbone, None, spec.profile, 0, spec.pretrain_seed)
-    crop = spec.protocol()["crop"]
-
-    def feats(ds):
-        return extract_features(model, center_crop(ds.get_batch(torch.arange(len(ds)))[0], crop))
-
-    return (feats(tgt.train), np.asarray(tgt.train.labels), feats(tgt.val),
-            np.asarray(tgt.val.labels), list(tgt.classes))
-
-
 def linear_probe_run(spec: RunSpec) -> dict:
     """The probe of ``spec`` (backbone, target, profile, seed, label_fraction): read when
     recorded, else computed and recorded. Returns the metrics (in points) and the run's path."""
     path = probe_path(spec)
     if path.is_file():
         return json.loads(path.read_text())
-    weights = backbone_sha256(spec.backbone, spec.profile, spec.pretrain_seed)
-    key = json.dumps(_feature_spec(spec).to_params(), sort_keys=True)
-    tx, ty, vx, vy, classes = _features(key, weights)
+    # the features of compare's disk cache (one extraction per backbone, target and view)
+    f = target_features(_feature_spec(spec), progress=False)
+    tx, ty, vx, vy, classes = f.train_x, f.train_y, f.val_x, f.val_y, f.classes
     keep = stratified_fraction(ty, spec.label_fraction, spec.seed)
     clf = fit_linear_probe(tx[keep], ty[keep], PROBE_C)
     scores = class_scores(clf, vx, len(classes))

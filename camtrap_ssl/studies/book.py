@@ -30,7 +30,7 @@ from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.studies import budget
-from camtrap_ssl.studies.params import ROOT, STUDIES, execute_study
+from camtrap_ssl.studies.params import ROOT, SEEDED_STUDIES, STUDIES, execute_study
 
 BOOK = ROOT / "book"
 EXECUTED = BOOK / "studies"
@@ -66,11 +66,6 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
                                  "@jupyter-widgets/html-manager/dist": folder}});
 })();
 """)
-
-
-# The studies that run (or reuse) every fine-tuning run over seeds: all but the worlds gallery,
-# whose ``seed`` draws the embedded world itself.
-SEEDED_STUDIES = ("1", "2", "rq1", "3", "3-appendix", "4", "compare")
 
 
 def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,

@@ -40,7 +40,7 @@ from camtrap_ssl.experiments.probing import probe_path
 from camtrap_ssl.experiments.spec import RunSpec, grid_specs
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.utils import autocast, resolve_precision
-from camtrap_ssl.studies.params import STUDIES, notebook_parameters
+from camtrap_ssl.studies.params import SEEDED_STUDIES, STUDIES, notebook_parameters
 from camtrap_ssl.studies.rq1 import CAMTRAP_TARGET
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.finetune import memory_format
@@ -71,7 +71,6 @@ PAGE_CONSTANTS = {
                         "benchmarks/bench_scorecam.py measured the notebook at 73 s)"),
 }
 
-_SEEDED = ("1", "2", "rq1", "3", "3-appendix", "4")  # as studies.book.SEEDED_STUDIES
 
 
 # -- sizes ------------------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def target_sizes(target: str, profile) -> tuple[int, int] | None:
 def _defaults(page: str, profile, seeds, runs_root) -> dict:
     p = notebook_parameters(page)
     p.update(profile=profile, runs_root=runs_root)
-    if page in _SEEDED:
+    if page in SEEDED_STUDIES:
         p["seeds"] = list(seeds)
     return p
 

@@ -30,6 +30,9 @@ SSL = [m for m in METHODS if m != "supervised"]
 
 ROOT = paths.REPOSITORY
 NOTEBOOKS = paths.NOTEBOOKS
+# the studies that run (or reuse) every fine-tuning run over ``seeds``: all but the worlds
+# gallery, whose ``seed`` draws the embedded world itself (the book passes ``seeds`` to these)
+SEEDED_STUDIES = ("1", "2", "rq1", "3", "3-appendix", "4", "compare")
 STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 1 and 2's runs)
     "worlds": "worlds.ipynb",  # the book's introduction: galleries of the embedded world
     "1": "study1_supervised.ipynb",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
-from camtrap_ssl.studies.report import paired_differences, sl_baseline
+from camtrap_ssl.studies.report import format_cell, paired_differences, sl_baseline
 from camtrap_ssl.train import practice, rundir
 
 GRID = np.linspace(0.05, 1.0, 20)  # coverages at which the curves are compared
@@ -30,8 +30,8 @@ __all__ = ["GRID", "coverage_bands", "coverage_table", "plot_coverage", "sequenc
 
 
 def _cell(iv) -> str:
-    return "-" if iv is None or np.isnan(iv.mean) else \
-        (f"{iv.mean:.1f}" if np.isnan(iv.low) else f"{iv.mean:.1f} [{iv.low:.1f}, {iv.high:.1f}]")
+    """An interval as the pages print it (:func:`camtrap_ssl.studies.report.format_cell`)."""
+    return "-" if iv is None else format_cell(iv.mean, iv.low, iv.high)
 
 
 def sequence_table(results: pd.DataFrame) -> pd.DataFrame:
