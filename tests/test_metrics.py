@@ -119,3 +119,16 @@ def test_common_threshold_removes_the_own_best_bias():
     assert M.epochs_to_reach(plateau_low, M.common_threshold([72], 0.95)) == 2  # 68.4
     with pytest.raises(ValueError, match="share"):
         M.common_threshold([1.0], 1.5)
+
+
+def test_the_empty_class_is_found_by_any_of_its_names():
+    """LILA's "empty", Camtrap DP's "blank": one list, the same in the data and train layers."""
+    from camtrap_ssl.data import cct, megadetector
+
+    assert set(M.EMPTY_NAMES) == set(cct.EMPTY_NAMES) == set(megadetector.EMPTY_NAMES)
+    logits = np.array([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [5.0, 0.0]])
+    y = np.array([0, 1, 0, 1])
+    for name in ("blank", "empty", "Nothing"):
+        rep = M.classification_report(logits, y, [name, "zebra"])
+        assert rep["empty_acc"] == pytest.approx(75.0)  # 3 of 4 empty/animal calls right
+    assert M.classification_report(logits, y, ["deer", "zebra"])["empty_acc"] is None

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from camtrap_ssl.core.fileio import atomic_write_json, read_json
+from camtrap_ssl.data import cct
 
 FORMAT_VERSION = "1.5"
 MIN_FORMAT_VERSION = 1.3
@@ -41,7 +42,7 @@ DETECTION_CATEGORIES = {"1": "animal", "2": "person", "3": "vehicle"}
 TYPICAL_DETECTION_THRESHOLD = 0.2
 WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)
 #: class names that are not an animal: nothing in the frame, or MegaDetector's other categories
-EMPTY_NAMES = ("empty", "blank")
+EMPTY_NAMES = tuple(sorted(cct.EMPTY_NAMES))  # one list of the empty class's names
 PERSON_NAMES = ("human", "person", "people")
 VEHICLE_NAMES = ("vehicle",)
 # relative box coordinates may overshoot [0, 1] by rounding; boxes match within this

@@ -15,7 +15,9 @@ import numpy as np
 # Expected calibration error: equal-width confidence bins, the 15 of Guo et al. (ICML 2017).
 ECE_BINS = 15
 # The class name whose presence makes "empty vs animal" a question (LILA's camera-trap sets).
-EMPTY_CLASS = "empty"
+# the names of the class of frames without an animal: "empty" (LILA), "blank" (Camtrap DP's
+# observationType), "nothing" (some LILA sets); data.cct.EMPTY_NAMES is the same set
+EMPTY_NAMES = ("empty", "blank", "nothing")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -120,7 +122,7 @@ def classification_report(logits: np.ndarray, y_true: np.ndarray, class_names: l
     """Everything the fine-tuning loop records for one evaluation, JSON-serialisable.
 
     ``train_counts`` (images per class in the training split) defines the tail classes; without
-    it ``tail_top1`` is ``None``. ``empty_acc`` is ``None`` unless a class is named "empty".
+    it ``tail_top1`` is ``None``. ``empty_acc`` is ``None`` unless a class is named as empty frames are (:data:`EMPTY_NAMES`).
     """
     n = len(class_names)
     y_true = np.asarray(y_true)
@@ -128,7 +130,7 @@ def classification_report(logits: np.ndarray, y_true: np.ndarray, class_names: l
     cm = confusion_matrix(y_true, pred, n)
     precision, recall = precision_recall(cm)
     tail = tail_classes(train_counts) if train_counts is not None else []
-    empty = [i for i, c in enumerate(class_names) if str(c).lower() == EMPTY_CLASS]
+    empty = [i for i, c in enumerate(class_names) if str(c).strip().lower() in EMPTY_NAMES]
     return {
         "top1": 100 * float((pred == y_true).mean()),
         "top5": 100 * topk_accuracy(logits, y_true, 5),

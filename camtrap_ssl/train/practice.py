@@ -33,7 +33,7 @@ import numpy as np
 from camtrap_ssl.train import metrics as M
 
 #: class names that mean "nothing in the frame" (LILA's sets say "empty", Camtrap DP "blank")
-EMPTY_NAMES = ("empty", "blank")
+EMPTY_NAMES = M.EMPTY_NAMES  # one list of the empty class's names
 #: how frames' probabilities become a sequence's
 RULES = ("mean", "max")
 CONFIDENCE = 0.95
