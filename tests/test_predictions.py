@@ -1,6 +1,7 @@
 """Every run saves its per-image validation probabilities, and its summary scores them per sequence
 and for automation; the file alone reproduces those numbers."""
 import io
+import zipfile
 
 import numpy as np
 import pytest
@@ -135,7 +136,9 @@ def test_predictions_file_is_a_plain_npz_of_what_was_given():
     record = P.predictions_record(logits, val.tensors[1].numpy(), val)
     assert set(record) == {"probs", "labels", "ids", "sequence_ids"}
     data = P.npz_bytes(record)
-    assert P.npz_bytes(record) == data  # no time stamp inside
+    assert P.npz_bytes(record) == data
+    stamps = {i.date_time for i in zipfile.ZipFile(io.BytesIO(data)).infolist()}
+    assert stamps == {(1980, 1, 1, 0, 0, 0)}  # no time stamp inside: fixed dates
     with np.load(io.BytesIO(data), allow_pickle=False) as f:
         assert all(np.array_equal(f[k], v) for k, v in record.items())
     val.locations = ["a"] * (len(val) - 1)

@@ -186,6 +186,7 @@ def test_adjusted_columns_agree_with_core_adjusted_t_intervals():
     d = report.paired_differences(_family_results(rng, [3.0, 0.0, 1.5, -2.0], n_seeds=5),
                                   baseline="sl", metrics=("top1",))
     core = intervals.adjusted_t_intervals(dict(zip(d.backbone, d.top1_seed_diffs)))
+    assert len(d) == len(core) == 4
     for (_, r), c in zip(d.iterrows(), core):
         assert r.top1_diff == pytest.approx(c.mean) and r.top1_p == pytest.approx(c.p)
         assert r.top1_p_adjusted == pytest.approx(c.p_adjusted)

@@ -10,12 +10,13 @@ the reader accepts. ``datapackage.json`` carries the metadata the Camtrap DP pro
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from camtrap_ssl.core import fileio
 from camtrap_ssl.core.fileio import atomic_write_json
 from camtrap_ssl.data import camtrapdp
 from camtrap_ssl.data.camtrapdp import TABLES, CamtrapDPError, load_schema
@@ -46,13 +47,12 @@ def _write_table(path: Path, table: str, rows: list[dict]) -> None:
     unknown = sorted({k for r in rows for k in r} - set(names))
     if unknown:
         raise ValueError(f"{table}: unknown column(s) {unknown}; Camtrap DP {table} columns: {names}")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(names)
-        for r in rows:
-            w.writerow([_cell(r.get(n)) for n in names])
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(names)
+    for r in rows:
+        w.writerow([_cell(r.get(n)) for n in names])
+    fileio.atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def _times(rows, *keys):

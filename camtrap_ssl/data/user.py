@@ -37,6 +37,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from camtrap_ssl.core import fileio
 from camtrap_ssl.core import paths as core_paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.data import camtrapdp, cct, splits
@@ -93,18 +94,10 @@ def is_target_path(value) -> bool:
         return False
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fingerprint(path, kind: str) -> dict:
     p = Path(path)
     if kind == "cct":
-        return {"json": str(p.resolve()), "sha256": _sha256_file(p)}
+        return {"json": str(p.resolve()), "sha256": fileio.sha256_file(p)}
     if kind == "camtrapdp":
         pj, files, _ = camtrapdp.package_files(p)
         return {"datapackage": str(pj.resolve()), "sha256": camtrapdp.package_sha256(pj, files)}

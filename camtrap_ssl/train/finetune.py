@@ -273,11 +273,12 @@ def predict(model, dataset, batch_size: int = 256, device: str | torch.device = 
     loader = torch.utils.data.DataLoader(_Indexed(dataset), batch_size=batch_size,
                                          num_workers=num_workers, pin_memory=cuda,
                                          collate_fn=_collated)
+    layout = memory_format(model, device)  # once: it walks the model's modules
     for x, y, _ in loader:
         x = x.to(device, non_blocking=True)
         if crop is not None:
             x = center_crop(x, crop)
-        x = x.contiguous(memory_format=memory_format(model, device))
+        x = x.contiguous(memory_format=layout)
         with autocast(device, precision):
             logits.append(model(x).float().cpu())
         labels.append(y)
