@@ -202,3 +202,21 @@ def test_the_answer_figure_goes_beside_the_answer(tmp_path):
     del nb["cells"][0]  # no figure: the sentences alone
     (tmp_path / "rq1.ipynb").write_text(json.dumps(nb))
     assert "![" not in book.write_answer(tmp_path / "rq1.ipynb", tmp_path / "b.md").read_text()
+
+
+def test_studies_3_and_4_pool_only_seeds_scored_on_the_same_images(monkeypatch, capsys, tmp_path):
+    """An embedded world is one world for every seed: all seeds pool. A real dataset's split is
+    drawn with the run's seed: only the first seed is analysed, and the page says why."""
+    from camtrap_ssl.studies import comparison
+
+    asked = []
+    monkeypatch.setattr(comparison, "model_pair", lambda *a, **k: asked.append(a[4]) or a[4])
+    pairs = comparison.seed_pairs("simclr", "supervised", "syn_serengeti", "tiny", [0, 1, 2])
+    assert list(pairs) == asked == [0, 1, 2] and capsys.readouterr().out == ""
+    asked.clear()
+    pairs = comparison.seed_pairs("simclr", "supervised", "serengeti", "tiny", [3, 1])
+    assert list(pairs) == asked == [3]
+    assert "only seed [3] is analysed" in capsys.readouterr().out
+    # Study 3 writes and its appendix reads one path, named by the seeds asked for
+    path = comparison.curves_path(tmp_path, "tiny", "syn_serengeti", "simclr", "supervised", [0, 1])
+    assert path == tmp_path / "tiny" / "study3" / "curves_syn_serengeti_simclr_supervised_seeds0-1.csv"

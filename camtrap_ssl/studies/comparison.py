@@ -164,6 +164,27 @@ def seeds_sharing_validation(dataset: str, profile, seeds, **run_options) -> lis
     return [s for s in seeds if RunSpec("supervised", dataset, profile, s, **run_options).data_seed == first]
 
 
+def seed_pairs(ssl_backbone: str, sl_backbone: str, target: str, profile, seeds, runs_root=None,
+               epochs: int | None = None, **run_options) -> dict:
+    """``{seed: Pair}`` of every seed whose runs were scored on the first seed's validation
+    images (:func:`seeds_sharing_validation`; a note says which seeds are left out and why): the
+    pairs Studies 3 and 4 pool their measures over, an image under one seed's pair one unit of
+    their intervals."""
+    pooled = seeds_sharing_validation(target, profile, seeds, **run_options)
+    if pooled != list(seeds):
+        print(f"{target}: each seed draws its own validation split, so only seed {pooled} is "
+              "analysed (a pair of another seed may have trained on these images)")
+    return {s: model_pair(ssl_backbone, sl_backbone, target, profile, s, runs_root, epochs=epochs,
+                          **run_options) for s in pooled}
+
+
+def curves_path(runs_root, profile, target: str, ssl_backbone: str, sl_backbone: str, seeds) -> Path:
+    """Where Study 3 writes its invariance curves and its appendix reads them: one name, built
+    from the parameters both pages take (the seeds asked for, not those pooled)."""
+    name = f"curves_{target}_{ssl_backbone}_{sl_backbone}_seeds{'-'.join(map(str, seeds))}.csv"
+    return Path(runs_root) / get_profile(profile).name / "study3" / name
+
+
 def images_of_classes(dataset: str, classes: list, n_per_class: int, profile=DEFAULT_PROFILE, seed: int = 0,
                       masks: bool = False, require_animal: bool = True, **run_options):
     """Up to ``n_per_class`` validation images of each class, in class order, in their
