@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -286,8 +287,8 @@ def test_linear_probe_on_a_target_is_recorded_and_reused(tmp_path, monkeypatch):
     keep = stratified_fraction(np.asarray(target.train.labels), 0.5, 1)
     assert first["n_labelled"] == len(keep)  # the subset a fine-tuning run of seed 1 takes
     assert 0 <= first["top1"] <= 100
-    probing._features.cache_clear()
-    monkeypatch.setattr(probing, "_features", lambda *a: pytest.fail("recomputed a recorded probe"))
+    monkeypatch.setattr(probing, "target_features",
+                        lambda *a, **k: pytest.fail("recomputed a recorded probe"))
     assert probing.linear_probe_run(spec)["top1"] == first["top1"]
 
 
@@ -304,7 +305,8 @@ def test_linear_probe_scores_a_known_case(tmp_path, monkeypatch):
             feats = (np.eye(3)[ty] + 0.01 * g.normal(size=(300, 3)), np.eye(3)[vy])
         else:
             feats = (g.normal(size=(300, 8)), g.normal(size=(90, 8)))
-        monkeypatch.setattr(probing, "_features", lambda *a, f=feats: (f[0], ty, f[1], vy, classes))
+        monkeypatch.setattr(probing, "target_features", lambda *a, f=feats, **k: SimpleNamespace(
+            train_x=f[0], train_y=ty, val_x=f[1], val_y=vy, classes=classes))
         spec = RunSpec("supervised", "syn_ena24", "tiny", seed=0, runs_root=tmp_path / kind,
                        label_fraction=0.1)
         monkeypatch.setattr(probing, "backbone_sha256", lambda *a: "fixed")
