@@ -1,5 +1,7 @@
 """The one linear probe (camtrap_ssl.pretrain.probes) that the backbone checks and the target
 probes of RQ1 (camtrap_ssl.experiments.probing) both fit."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,8 @@ def test_target_probes_fit_the_same_probe(tmp_path, monkeypatch):
     from camtrap_ssl.experiments.spec import RunSpec
 
     x, y = _blobs((0, 1, 2), n=30, seed=2)
-    monkeypatch.setattr(probing, "_features", lambda *a: (x, y, x, y, ["a", "b", "c"]))
+    monkeypatch.setattr(probing, "target_features", lambda *a, **k: SimpleNamespace(
+        train_x=x, train_y=y, val_x=x, val_y=y, classes=["a", "b", "c"]))
     monkeypatch.setattr(probing, "backbone_sha256", lambda *a: "fixed")
     calls = []
 
