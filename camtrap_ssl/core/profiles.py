@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 # Fine-tuning augmentations (camtrap_ssl.train.augment implements them)
 AUGMENTATIONS = ("norouzzadeh", "crop_flip", "demo", "none")
+LR_SCHEDULES = ("constant", "cosine")
 # Norouzzadeh et al. cut the bottom 100 rows (date, time, temperature, camera) of every
 # 2048 x 1536 Serengeti frame before resizing (resize.py of their published code); other
 # resolutions cut the same fraction of their height
@@ -62,6 +63,20 @@ class Profile:
     resize_size: int | None = None
     augmentation: str = "demo"
     strip_fraction: float = SERENGETI_STRIP_FRACTION
+    # Validation frames of an embedded camera-trap stand-in (target name -> frames in all): its
+    # location split's validation frames plus more drawn at the same validation sites (another
+    # random stream, data.embedded.load_target), so that one run's top-1 has a sampling error
+    # of about 1 point without changing the sites, the training frames or the in-domain pool.
+    # Targets not named keep their split as it is. Pairs (a tuple keeps the profile hashable).
+    val_images: tuple[tuple[str, int], ...] = ()
+    # Fine-tuning schedule (train.finetune): "constant" learning rate (the study's, SPEC
+    # section 4) or "cosine" decay to 0 over the run, which ends on a plateau, so the last
+    # epoch's weights vary less from seed to seed.
+    lr_schedule: str = "constant"
+    # Validation images scored after every epoch (a fixed subset, the same for every run of a
+    # target): the learning curve and the convergence epoch; the whole validation split is scored
+    # after the last epoch. None: the whole split every epoch.
+    monitor_images: int | None = None
 
     def __post_init__(self):
         if self.resize_size is None:
@@ -71,8 +86,16 @@ class Profile:
         if not self.input_size <= self.resize_size:
             raise ValueError(f"input_size={self.input_size} (the crop) must be <= resize_size="
                              f"{self.resize_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+        if self.monitor_images is not None and self.monitor_images < 1:
+            raise ValueError(f"monitor_images={self.monitor_images!r} must be None or >= 1")
         if not 0.0 <= self.strip_fraction < 0.5:
             raise ValueError(f"strip_fraction={self.strip_fraction!r} must lie in [0, 0.5)")
+
+    def validation_frames(self, target: str) -> int | None:
+        """The validation frames ``val_images`` asks for ``target`` (None: its split as it is)."""
+        return dict(self.val_images).get(target)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +117,7 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=2, finetune_epochs_small=2, batch_size=32, lr=1e-3, weight_decay=5e-4,
         finetune_seeds=(0, 1), images_per_class=3, featvis_steps=2,
         family_images=160, pool_images=240,
+        val_images=(("syn_serengeti", 80),), lr_schedule="cosine", monitor_images=16,
     ),
     # demo fine-tuning: 5 epochs (8 on the small ENA24 stand-in; the study: 25 and 50) over three
     # seeds, cut from 8 (12) over one seed, and Serengeti / CIFAR stand-ins of 1,800 frames and
@@ -102,12 +126,14 @@ PROFILES: dict[str, Profile] = {
     "demo": Profile(
         name="demo", input_size=64,
         source_per_class=300, source_val_per_class=60,
-        similar_per_class=100, similar_test_per_class=50,
+        similar_per_class=100, similar_test_per_class=250,
         serengeti_images=1800, ena24_images=480, camtrap_size=(160, 120),
         arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 80, 80, 50, 50),
         pretrain_batch_size=128,
         finetune_epochs=5, finetune_epochs_small=8, batch_size=64, lr=1e-3, weight_decay=5e-4,
         images_per_class=10, family_images=600, pool_images=6000,
+        val_images=(("syn_serengeti", 2500), ("syn_serengeti_d0", 2500), ("syn_serengeti_d4", 2500)),
+        lr_schedule="cosine", monitor_images=500,
     ),
     "paper": Profile(
         name="paper", input_size=224,
