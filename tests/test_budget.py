@@ -85,7 +85,8 @@ def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
     monkeypatch.setattr(rq1, "probe_row", lambda s, r: {"mode": "probe",
                                                         "label_fraction": s.label_fraction})
     p = notebook_parameters("rq1")
-    kw = dict(profile="tiny", seeds=[0, 1], runs_root="/nonexistent-runs", epochs=p["epochs"])
+    kw = dict(profile="tiny", seeds=[0, 1], runs_root="/nonexistent-runs", epochs=p["epochs"],
+              seeded_pretraining=p["seeded_pretraining"])
     sl, ssl = p["sl_backbone"], p["ssl_backbones"]
     rq1.distance_results([sl, *ssl], p["distances"], **kw)
     rq1.label_results([sl, *ssl], p["label_fractions"], **kw)
@@ -94,6 +95,7 @@ def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
     rq1.view_results([sl, *ssl], p["views"], **kw)
     planned, _ = budget.page_specs("rq1", "tiny", [0, 1], "/nonexistent-runs")
     assert planned == asked
+    assert {s.pretrain_seed for s in planned if s.backbone in p["seeded_pretraining"]} == {0, 1}
 
 
 def test_the_demo_plan_keys_by_run_directory():

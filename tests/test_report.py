@@ -179,14 +179,18 @@ def test_holm_calls_the_true_effects_and_holds_the_family_wise_error():
     assert power >= 0.99 * reps
 
 
-def test_adjusted_columns_agree_with_core_adjusted_t_intervals():
+def test_adjusted_columns_agree_with_core_adjusted_t_intervals_where_nothing_is_pooled():
     from camtrap_ssl.core import intervals
 
     rng = np.random.default_rng(3)
-    d = report.paired_differences(_family_results(rng, [3.0, 0.0, 1.5, -2.0], n_seeds=5),
-                                  baseline="sl", metrics=("top1",))
+    r = _family_results(rng, [3.0, 0.0, 1.5, -2.0], n_seeds=5)
+    r["target"] = r.backbone.map(lambda b: "t" if b == "sl" else f"t{b}")  # one pool each ...
+    base = r[r.backbone == "sl"]
+    r = pd.concat([r[r.backbone != "sl"]] + [base.assign(target=f"tssl{k}") for k in range(1, 5)])
+    d = report.paired_differences(r, baseline="sl", metrics=("top1",))
+    assert d["pool"].nunique() == 4  # ... so each comparison's own sd on n - 1 = 4 df
     core = intervals.adjusted_t_intervals(dict(zip(d.backbone, d.top1_seed_diffs)))
-    assert len(d) == len(core) == 4
+    assert len(d) == len(core) == 4 and (d.top1_df == 4).all()
     for (_, r), c in zip(d.iterrows(), core):
         assert r.top1_diff == pytest.approx(c.mean) and r.top1_p == pytest.approx(c.p)
         assert r.top1_p_adjusted == pytest.approx(c.p_adjusted)
@@ -196,15 +200,65 @@ def test_adjusted_columns_agree_with_core_adjusted_t_intervals():
     pd.testing.assert_frame_equal(report.adjust(d, ("top1",)), d)
 
 
+def test_comparisons_on_the_same_images_share_a_pooled_sd():
+    """Four comparisons on one target: one sd pooled over them on 4 x (5 - 1) = 16 df, computed
+    here by hand (the one-way layout's error mean square), and intervals narrower than each
+    comparison's own t on 4 df would give."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    d = report.paired_differences(_family_results(rng, [3.0, 0.0, 1.5, -2.0], n_seeds=5),
+                                  baseline="sl", metrics=("top1",))
+    diffs = [np.asarray(v) for v in d.top1_seed_diffs]
+    sp = np.sqrt(sum(((v - v.mean()) ** 2).sum() for v in diffs) / 16)
+    assert (d.top1_df == 16).all() and np.allclose(d.top1_sd, sp)
+    for (_, r), v in zip(d.iterrows(), diffs):
+        t = v.mean() / (sp / np.sqrt(5))
+        assert r.top1_p == pytest.approx(2 * stats.t.sf(abs(t), 16))
+        half = stats.t.ppf(1 - 0.05 / 8, 16) * sp / np.sqrt(5)
+        assert (r.top1_adj_low, r.top1_adj_high) == pytest.approx((v.mean() - half, v.mean() + half))
+        assert r.top1_high - r.top1_low == pytest.approx(2 * stats.t.ppf(0.975, 16) * sp / np.sqrt(5))
+    assert (d.claim == "checkpoint").all()  # no pretraining seeds recorded: one checkpoint each
+
+
+def test_pooled_holm_holds_the_family_wise_error_and_finds_true_effects_at_the_stated_power():
+    """Simulated families of 6 comparisons, 3 seeds each, sd 1, pooled on 12 df: 2 true effects
+    of the size core.power says a Bonferroni test finds with 80 % power; over many families the
+    chance of any false call stays <= alpha, and each true effect is found at least that often."""
+    from camtrap_ssl.core import power
+
+    delta = power.min_detectable_difference(1.0, 3, 0.05, 0.8, 6, df=12)
+    effects = [delta, -delta] + [0.0] * 4
+    rng = np.random.default_rng(11)
+    reps, false_any, found = 400, 0, 0
+    for _ in range(reps):
+        d = report.paired_differences(_family_results(rng, effects, sd=1.0 / np.sqrt(2)),
+                                      baseline="sl", metrics=("top1",)).set_index("backbone")
+        assert (d.top1_df == 12).all()
+        false_any += bool((d.loc[[f"ssl{k}" for k in range(3, 7)], "top1_resolved"] != 0).any())
+        found += int(d.loc["ssl1", "top1_resolved"] == 1) + int(d.loc["ssl2", "top1_resolved"] == -1)
+    se = np.sqrt(0.05 * 0.95 / reps)
+    assert false_any / reps <= 0.05 + 3 * se, false_any / reps
+    assert found / (2 * reps) >= 0.8 - 3 * np.sqrt(0.8 * 0.2 / (2 * reps)), found / (2 * reps)
+
+
 def test_a_comparison_without_spread_counts_in_the_family_but_is_never_called():
     rng = np.random.default_rng(5)
     r = _family_results(rng, [30.0, 0.0])
     flat = r.backbone == "ssl2"  # exactly the baseline + 2 at every seed: no spread, no test
     r.loc[flat, "top1"] = r.loc[r.backbone == "sl", "top1"].to_numpy() + 2.0
-    d = report.paired_differences(r, baseline="sl", metrics=("top1",)).set_index("backbone")
+    # on its own images (its own pool): nothing to test it against
+    alone = pd.concat([r[r.backbone != "sl"].assign(target=lambda x: "t_" + x.backbone),
+                       r[r.backbone == "sl"].assign(target="t_ssl1"),
+                       r[r.backbone == "sl"].assign(target="t_ssl2")])
+    d = report.paired_differences(alone, baseline="sl", metrics=("top1",)).set_index("backbone")
     assert np.isnan(d.loc["ssl2", "top1_p"]) and d.loc["ssl2", "top1_resolved"] == 0
     assert "no seed-to-seed spread" in d.loc["ssl2", "top1_verdict"]
     assert d.loc["ssl1", "top1_p_adjusted"] == pytest.approx(2 * d.loc["ssl1", "top1_p"])
+    # beside another comparison on the same images, the pooled sd tests it
+    d = report.paired_differences(r, baseline="sl", metrics=("top1",)).set_index("backbone")
+    assert d.loc["ssl2", "top1_sd"] == d.loc["ssl1", "top1_sd"] > 0
+    assert np.isfinite(d.loc["ssl2", "top1_p"])
 
 
 def test_resolution_is_core_powers_answer_for_the_observed_spread():

@@ -128,24 +128,31 @@ def variance_components(table, value: str = "diff", pretrain: str = "pretrain_se
 
 # ---------------------------------------------------------------- power of a paired t-test
 
-def _check(sd_diff, n, alpha, m_comparisons):
+def _check(sd_diff, n, alpha, m_comparisons, df=None) -> int:
+    """Check the arguments; return the degrees of freedom (``n - 1`` unless ``df`` is given)."""
     if not sd_diff > 0:
         raise ValueError(f"sd_diff must be > 0, got {sd_diff}")
     if int(n) != n or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n}")
     if not 0 < alpha < 1 or int(m_comparisons) != m_comparisons or m_comparisons < 1:
         raise ValueError("alpha must be in (0, 1) and m_comparisons an integer >= 1")
+    if df is None:
+        return int(n) - 1
+    if int(df) != df or df < 1:
+        raise ValueError(f"df must be None or an integer >= 1, got {df}")
+    return int(df)
 
 
 def power_paired_t(delta: float, sd_diff: float, n: int, alpha: float = 0.05,
-                   m_comparisons: int = 1) -> float:
+                   m_comparisons: int = 1, df: int | None = None) -> float:
     """Probability that a two-sided paired t-test at level ``alpha / m_comparisons`` (Bonferroni)
     rejects when the true mean difference is ``delta``: the noncentral t with ``n - 1`` degrees of
     freedom and noncentrality ``delta sqrt(n) / sd_diff``, both tails (Cohen, *Statistical Power
     Analysis for the Behavioral Sciences*, 2nd ed. 1988, ch. 2; Julious, Stat. Med. 23, 2004).
-    Holm's procedure rejects at least what Bonferroni does, so this is a lower bound on its power."""
-    _check(sd_diff, n, alpha, m_comparisons)
-    df = n - 1
+    Holm's procedure rejects at least what Bonferroni does, so this is a lower bound on its power.
+    ``df``: the degrees of freedom of the sd estimate where it is pooled over several comparisons
+    (:func:`camtrap_ssl.studies.multiplicity.adjust`); default ``n - 1``."""
+    df = _check(sd_diff, n, alpha, m_comparisons, df)
     crit = stats.t.ppf(1 - alpha / (2 * m_comparisons), df)
     nc = delta * np.sqrt(n) / sd_diff
     upper = stats.nct.sf(crit, df, nc)
@@ -154,22 +161,23 @@ def power_paired_t(delta: float, sd_diff: float, n: int, alpha: float = 0.05,
 
 
 def min_detectable_difference(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8,
-                              m_comparisons: int = 1) -> float:
+                              m_comparisons: int = 1, df: int | None = None) -> float:
     """The smallest true mean difference that ``n`` paired units (seeds; pretraining seeds for a
     claim about methods) with per-unit difference sd ``sd_diff`` detect with probability ``power``,
     two-sided at Bonferroni level ``alpha / m_comparisons``: :func:`power_paired_t` solved for
     ``delta`` (exact noncentral t, no normal approximation; the normal one,
-    ``(z_{1-alpha/2m} + z_power) sd / sqrt(n)``, is far too optimistic at a handful of seeds)."""
-    _check(sd_diff, n, alpha, m_comparisons)
+    ``(z_{1-alpha/2m} + z_power) sd / sqrt(n)``, is far too optimistic at a handful of seeds).
+    ``df``: as in :func:`power_paired_t`."""
+    df = _check(sd_diff, n, alpha, m_comparisons, df)
     if not 0 < power < 1:
         raise ValueError(f"power must be in (0, 1), got {power}")
     if power <= alpha / m_comparisons:
         return 0.0
     z = stats.norm.ppf(1 - alpha / (2 * m_comparisons)) + stats.norm.ppf(power)
     hi = z * sd_diff / np.sqrt(n)
-    while power_paired_t(hi, sd_diff, n, alpha, m_comparisons) < power:
+    while power_paired_t(hi, sd_diff, n, alpha, m_comparisons, df) < power:
         hi *= 2
-    f = lambda d: power_paired_t(d, sd_diff, n, alpha, m_comparisons) - power  # noqa: E731
+    f = lambda d: power_paired_t(d, sd_diff, n, alpha, m_comparisons, df) - power  # noqa: E731
     return float(optimize.brentq(f, 0.0, hi, xtol=1e-10 * hi))
 
 
@@ -179,14 +187,16 @@ def _c4(n):
     return np.sqrt(2 / (n - 1)) * np.exp(special.gammaln(n / 2) - special.gammaln((n - 1) / 2))
 
 
-def half_width(sd_diff: float, n: int, alpha: float = 0.05, m_comparisons: int = 1) -> float:
+def half_width(sd_diff: float, n: int, alpha: float = 0.05, m_comparisons: int = 1,
+               df: int | None = None) -> float:
     """Expected half-width of the t-interval of a mean of ``n`` paired differences at confidence
     ``1 - alpha / m_comparisons`` (the Bonferroni level of :func:`.intervals.adjusted_t_intervals`):
     ``t_{1 - alpha/2m, n-1} * E[s] / sqrt(n)`` with ``E[s] = c4(n) sd_diff`` (the sample sd is biased
-    low: ``c4(3) = 0.886``)."""
-    _check(sd_diff, n, alpha, m_comparisons)
-    t = stats.t.ppf(1 - alpha / (2 * m_comparisons), n - 1)
-    return float(t * _c4(n) * sd_diff / np.sqrt(n))
+    low: ``c4(3) = 0.886``). ``df``: as in :func:`power_paired_t` (a pooled sd on ``df`` degrees
+    of freedom has ``E[s] = c4(df + 1) sd_diff``)."""
+    df = _check(sd_diff, n, alpha, m_comparisons, df)
+    t = stats.t.ppf(1 - alpha / (2 * m_comparisons), df)
+    return float(t * _c4(df + 1) * sd_diff / np.sqrt(n))
 
 
 def seeds_needed(sd_diff: float, target_half_width: float, alpha: float = 0.05,

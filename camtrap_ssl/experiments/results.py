@@ -53,7 +53,7 @@ def _common(spec: RunSpec, mode: str) -> dict:
     return {**describe_backbone(spec.backbone), "target": spec.target,
             "stands_in_for": stands_in_for(spec.target), "seed": spec.seed,
             "pretrain_seed": spec.pretrain_seed, "label_fraction": spec.label_fraction,
-            "mode": mode, "profile": spec.profile.name}
+            "view": spec.view, "mode": mode, "profile": spec.profile.name}
 
 
 def run_row(spec: RunSpec, summary: dict, run_dir: str | Path) -> dict:

@@ -475,13 +475,20 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return fileio.sha256_file(path)
 
 
-def grid_specs(backbones, targets, seeds=None, **common) -> list[RunSpec]:
+def grid_specs(backbones, targets, seeds=None, seeded_pretraining=(), **common) -> list[RunSpec]:
     """One spec per cell (targets outer, backbones, then seeds inner), all checked before any is
     run. ``seeds``: a list of fine-tuning seeds (None: ``common``'s ``seed``, default 0);
-    ``common``: any other :class:`RunSpec` field."""
+    ``seeded_pretraining``: backbones whose run with seed ``k`` also starts from pretraining seed
+    ``k`` (a replicate of the whole method, so intervals over seeds cover pretraining variance);
+    the others start from ``common``'s ``pretrain_seed`` (default 0) in every run. ``common``: any
+    other :class:`RunSpec` field."""
     seeds = [common.pop("seed", 0)] if seeds is None else list(seeds)
-    return [RunSpec(b, t, seed=s, **common) for t in names(targets, "targets")
-            for b in names(backbones, "backbones") for s in seeds]
+    seeded = set(names(seeded_pretraining, "seeded_pretraining")) if seeded_pretraining else set()
+    if seeded and "pretrain_seed" in common:
+        raise ValueError(f"pretrain_seed={common['pretrain_seed']!r} and seeded_pretraining="
+                         f"{sorted(seeded)} both set the pretraining seed; give one")
+    return [RunSpec(b, t, seed=s, **({"pretrain_seed": s} if b in seeded else {}), **common)
+            for t in names(targets, "targets") for b in names(backbones, "backbones") for s in seeds]
 
 
 # -- command line ---------------------------------------------------------------------------------

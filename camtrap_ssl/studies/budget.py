@@ -102,7 +102,7 @@ def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
     """(fine-tuning specs, probe specs) of the RQ1 page, built as ``studies.rq1``'s
     distance/label/domain/budget/view functions build them (``tests/test_budget.py`` checks that)."""
     common = dict(profile=p["profile"], runs_root=p["runs_root"], epochs=p["epochs"],
-                  **p["run_options"])
+                  seeded_pretraining=p["seeded_pretraining"], **p["run_options"])
     seeds, sl, ssl = p["seeds"], p["sl_backbone"], p["ssl_backbones"]
     runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds, **common)
     probes = []
@@ -125,8 +125,9 @@ def _pair(p: dict) -> list[RunSpec]:
     and Study 4's pairs fine-tuned on the animals' boxes (``crop_view``, where the target has masks:
     the embedded camera-trap worlds)."""
     def spec(b, s, **extra):
+        seeded = {"pretrain_seed": s} if b in p["seeded_pretraining"] else {}
         return RunSpec(b, p["target"], p["profile"], s, epochs=p["epochs"],
-                       runs_root=p["runs_root"], **{**p["run_options"], **extra})
+                       runs_root=p["runs_root"], **{**p["run_options"], **seeded, **extra})
     first = spec(p["sl_backbone"], p["seeds"][0]).data_seed
     seeds = [s for s in p["seeds"] if spec(p["sl_backbone"], s).data_seed == first]
     views = [{}] + ([{"view": "box"}] if p.get("crop_view") and p["target"] in EMBEDDED
@@ -142,7 +143,8 @@ def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec]
     if page in ("1", "2"):
         return grid_specs(p["backbones"], p["targets"], p["seeds"], profile=profile,
                           epochs=p["epochs"], runs_root=runs_root,
-                          convergence_tolerance=p["convergence_tolerance"], **p["run_options"]), []
+                          convergence_tolerance=p["convergence_tolerance"],
+                          seeded_pretraining=p["seeded_pretraining"], **p["run_options"]), []
     if page == "rq1":
         return _rq1(p)
     if page in ("3", "4"):

@@ -94,12 +94,14 @@ def pair_plan(backbones: dict, dataset: str, profile, seed: int, runs_root=None,
 
 def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAULT_PROFILE, seed: int = 0,
                runs_root=None, progress: bool = False, ssl_run=None, sl_run=None,
-               epochs: int | None = None, **run_options) -> Pair:
+               epochs: int | None = None, seeded_pretraining=(), **run_options) -> Pair:
     """Fine-tuned SSL and SL models on ``dataset`` with their final per-class metrics.
 
     ``epochs``: the runs' budget (None: the profile's), as Studies 1 and 2 were given it, so that
     the pair is the pair those studies tabulated rather than a fresh full-budget run;
-    ``run_options``: any other :class:`RunSpec` field of both runs, passed on unchanged.
+    ``run_options``: any other :class:`RunSpec` field of both runs, passed on unchanged;
+    ``seeded_pretraining``: the backbones whose run of ``seed`` starts from pretraining seed
+    ``seed`` (as :func:`~camtrap_ssl.experiments.spec.grid_specs` builds Studies 1 and 2's runs).
 
     ``ssl_run`` / ``sl_run``: a finished run directory (or its ``checkpoint.pt``) to use instead
     of the run of ``(backbone, dataset, profile, seed)``. With ``progress`` the plan
@@ -119,6 +121,7 @@ def model_pair(ssl_backbone: str, sl_backbone: str, dataset: str, profile=DEFAUL
             rd = rundir.finished_run(runs[side]).path
         else:
             spec = RunSpec(backbone, dataset, profile, seed, epochs=epochs, runs_root=runs_root,
+                           **({"pretrain_seed": seed} if backbone in seeded_pretraining else {}),
                            **run_options)
             _, rd = finetune_run(spec, progress=progress)
         model = create_backbone(rd)  # the fine-tuned classifier of the run
@@ -165,7 +168,7 @@ def seeds_sharing_validation(dataset: str, profile, seeds, **run_options) -> lis
 
 
 def seed_pairs(ssl_backbone: str, sl_backbone: str, target: str, profile, seeds, runs_root=None,
-               epochs: int | None = None, **run_options) -> dict:
+               epochs: int | None = None, seeded_pretraining=(), **run_options) -> dict:
     """``{seed: Pair}`` of every seed whose runs were scored on the first seed's validation
     images (:func:`seeds_sharing_validation`; a note says which seeds are left out and why): the
     pairs Studies 3 and 4 pool their measures over, an image under one seed's pair one unit of
@@ -175,7 +178,7 @@ def seed_pairs(ssl_backbone: str, sl_backbone: str, target: str, profile, seeds,
         print(f"{target}: each seed draws its own validation split, so only seed {pooled} is "
               "analysed (a pair of another seed may have trained on these images)")
     return {s: model_pair(ssl_backbone, sl_backbone, target, profile, s, runs_root, epochs=epochs,
-                          **run_options) for s in pooled}
+                          seeded_pretraining=seeded_pretraining, **run_options) for s in pooled}
 
 
 def curves_path(runs_root, profile, target: str, ssl_backbone: str, sl_backbone: str, seeds) -> Path:

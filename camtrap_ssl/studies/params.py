@@ -87,6 +87,15 @@ def _check_run_options(value, name):
     S.RunSpec("supervised", "syn_serengeti", "paper", **{k: v for k, v in value.items() if k not in data})
 
 
+def _seeded(value, name):
+    """Backbones whose run of seed k starts from pretraining seed k: a list, possibly empty."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be a list of backbones "
+                         "(possibly empty)")
+    for v in value:
+        S.check_backbone(v, name)
+
+
 def rules() -> dict:
     """Parameter name -> ``check(value, name)`` (raises ``ValueError``), for every study notebook."""
     return {
@@ -137,6 +146,7 @@ def rules() -> dict:
         "label_target": S.check_target,
         "views": _each(_rule("a list of views, each one of ['frame', 'box']",
                              lambda v: v in ("frame", "box"))),
+        "seeded_pretraining": _seeded,
         "seeds": _rule("a non-empty list of distinct integers >= 0",
                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                        and len(set(v)) == len(v)

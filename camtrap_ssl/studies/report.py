@@ -155,6 +155,37 @@ def sl_baseline(results: pd.DataFrame, baseline: str | None = None) -> str:
     return sl[0] if sl else "supervised"
 
 
+def pretraining_seeds(runs: pd.DataFrame) -> list[int]:
+    """The distinct pretraining seeds of some runs (0 for rows that do not record one)."""
+    seeds = runs["pretrain_seed"] if "pretrain_seed" in runs else pd.Series(0, index=runs.index)
+    return sorted({int(s) for s in seeds.fillna(0)})
+
+
+def _claim(side: pd.DataFrame, base: pd.DataFrame, backbone: str, baseline: str) -> dict:
+    """What a comparison's interval covers, and the pool its seed-to-seed sd is shared with.
+
+    ``claim``: ``method`` where both sides ran from two or more pretraining seeds (run ``k`` from
+    pretraining seed ``k``: the interval covers pretraining and fine-tuning variance, a claim
+    about the methods), else ``checkpoint`` (a side that always starts from one pretraining run:
+    the claim is about that checkpoint). ``pool``: comparisons scored on the same validation
+    images with the same training (target, labels, view, mode) and of the same claim share their
+    seed-to-seed sd (:func:`camtrap_ssl.studies.multiplicity.adjust`)."""
+    a, b = pretraining_seeds(side), pretraining_seeds(base)
+    claim = "method" if len(a) >= 2 and len(b) >= 2 else "checkpoint"
+    if claim == "method":
+        covers = (f"pretraining and fine-tuning variance ({len(a)} pretraining seeds of "
+                  f"{backbone}, {len(b)} of {baseline})")
+    else:
+        one = [name for name, s in ((backbone, a), (baseline, b)) if len(s) < 2]
+        covers = (f"fine-tuning variance; one checkpoint of {' and of '.join(one)} (pretraining "
+                  f"seed {', '.join(str((a if n == backbone else b)[0]) for n in one)}): a claim "
+                  "about that checkpoint, not its method")
+    first = side.iloc[0]
+    pool = "|".join(str(first.get(c, "")) for c in ("target", "label_fraction", "view", "mode"))
+    return {"pretrain_seeds": ",".join(map(str, a)), "claim": claim, "covers": covers,
+            "pool": f"{pool}|{claim}"}
+
+
 def paired_differences(results: pd.DataFrame, baseline: str | None = None,
                        metrics=("top1", "macro_f1"), by=("target",),
                        alpha: float = ALPHA) -> pd.DataFrame:
@@ -182,7 +213,8 @@ def paired_differences(results: pd.DataFrame, baseline: str | None = None,
             row = {**dict(zip(by, key)), "target": target,
                    "stands_in_for": h.stands_in_for.iloc[0], "backbone": backbone,
                    "paradigm": h.paradigm.iloc[0], "family": h.family.iloc[0],
-                   "minus": baseline, "seeds": ",".join(map(str, seeds))}
+                   "minus": baseline, "seeds": ",".join(map(str, seeds)),
+                   **_claim(h.loc[seeds], base.loc[seeds], backbone, baseline)}
             for m in metrics:
                 d = (h.loc[seeds, m].astype(float) - base.loc[seeds, m].astype(float)).to_numpy()
                 d = d[~np.isnan(d)]  # a metric a run could not score (no tail class) pairs nothing
@@ -229,6 +261,8 @@ def differences_table(results: pd.DataFrame, baseline: str | None = None,
                                                  for p in d[f"{m}_p_adjusted"]]
         out[f"verdict ({LABELS[m]})"] = d[f"{m}_verdict"]
     proto = {(r.target, r.backbone): _protocol_text(r) for _, r in aggregate(results).iterrows()}
+    out["claim"] = d.claim.to_numpy()
+    out["pretraining seeds"] = d.pretrain_seeds.to_numpy()
     out["protocol"] = [f"{proto[(t, b)]} (vs {baseline}: {proto[(t, baseline)].split('; ')[0]})"
                        for t, b in zip(d.target, d.backbone)]
     return out.set_index(["target", "backbone"])
@@ -261,11 +295,34 @@ def verdict_text(results: pd.DataFrame, baseline: str | None = None, alpha: floa
             parts = [f"undecided, fewer than {intervals.MIN_SEEDS_FOR_VERDICT} seeds"]
         lines.append(f"* **{target}** (stands in for {g.stands_in_for.iloc[0]}), top-1 paired by "
                      f"seed over seeds {g.seeds.iloc[0]}: " + "; ".join(parts) + ".")
-    lines.append("\nThe intervals and tests cover fine-tuning variance only (seeds: head "
-                 "initialisation, data order, augmentation). Each backbone is one pretraining run, "
-                 "so pretraining variance is not covered: a verdict is about these checkpoints, "
-                 "not about their methods.")
+    lines.append("\n" + claims_text(d))
     return "\n".join(lines)
+
+
+def claims_text(d: pd.DataFrame) -> str:
+    """Which comparisons of ``d`` (:func:`paired_differences`) are claims about methods and which
+    about one checkpoint, and which variance their intervals cover (Markdown)."""
+    method = d[d.claim == "method"]
+    ckpt = d[d.claim != "method"]
+    parts = []
+    if len(method):
+        names = ", ".join(dict.fromkeys(method.backbone))
+        parts.append(f"**Claims about methods** ({len(method)} comparison"
+                     f"{'s' * (len(method) != 1)}: {names} against {method.minus.iloc[0]}): run "
+                     "*k* of each side starts from pretraining seed *k*, so the intervals and "
+                     "tests cover pretraining and fine-tuning variance (seeds: pretraining run, "
+                     "head initialisation, data order, augmentation).")
+    if len(ckpt):
+        names = ", ".join(dict.fromkeys(ckpt.backbone))
+        parts.append(f"**Claims about one checkpoint** ({len(ckpt)} comparison"
+                     f"{'s' * (len(ckpt) != 1)}: {names}): every run of that backbone starts from "
+                     "the same pretraining run, so its pretraining variance is not covered; a "
+                     "verdict there is about the shipped checkpoint, not its method.")
+    parts.append("Neither covers the draw of the validation images themselves (every run is "
+                 "scored on the same ones); the sd of a comparison is pooled over the comparisons "
+                 "scored on the same images with the same training (Holm's tests and the "
+                 "intervals use its degrees of freedom).")
+    return " ".join(parts)
 
 
 def resolution_text(res: pd.DataFrame, unit: str = "points") -> str:
@@ -281,12 +338,17 @@ def resolution_text(res: pd.DataFrame, unit: str = "points") -> str:
         what = "paired differences" if paired else "seed values of a cell"
         family = (f"simultaneous over the {r.comparisons} comparisons, family-wise alpha "
                   f"{r.alpha:g}" if paired else f"alpha {r.alpha:g}")
+        pooled = (f" pooled on {int(r.df)} degrees of freedom"
+                  if paired and "df" in r and pd.notna(r.df) and r.df != r["n seeds"] - 1 else "")
+        own = (f"; one comparison's own 95 % interval +-{r['95 % half-width']:.2f} {unit}"
+               if paired and "95 % half-width" in r and pd.notna(r["95 % half-width"]) else "")
         lines.append(
             f"What this design can resolve ({label}): with {int(r['n seeds'])} seeds and a "
-            f"seed-to-seed sd of the {what} of {r['median sd']:.2f} {unit} (median), an interval "
-            f"is expected to reach +-{r['expected half-width']:.2f} {unit} ({family}), and a true "
-            f"difference smaller than {r['smallest detectable difference']:.2f} {unit} is found "
-            f"with less than {100 * r.power:g} % power.")
+            f"seed-to-seed sd of the {what} of {r['median sd']:.2f} {unit} (median{pooled}), an "
+            f"interval is expected to reach +-{r['expected half-width']:.2f} {unit} ({family}"
+            f"{own}), and a true difference smaller than "
+            f"{r['smallest detectable difference']:.2f} {unit} is found with less than "
+            f"{100 * r.power:g} % power.")
     return "\n".join(lines)
 
 
