@@ -151,7 +151,9 @@ def test_user_crop_target_from_a_camtrapdp_copy(tmp_path):
     pkg = camtrapdp_write.cct_to_camtrapdp(synthetic.camtrap_world("serengeti", "tiny"), tmp_path / "dp")
     view = crops.user_crop_target(pkg, profile="tiny", split="frame", multi_label="per_category",
                                   progress=False)
-    direct = crops.embedded_crop_target("syn_serengeti", "tiny", strip_fraction=0.0, progress=False)
+    from camtrap_ssl.core.profiles import get_profile
+    own = get_profile("tiny", val_images=())  # the world's own boxes, none of its extra frames
+    direct = crops.embedded_crop_target("syn_serengeti", own, strip_fraction=0.0, progress=False)
     assert view.identity["kind"] == "camtrapdp" and view.identity["view"] == "box"
     outside = view.identity["counts"]["boxes_outside_the_split"]  # several-species frames
     assert len(view.train) + len(view.val) + outside == len(direct.train) + len(direct.val)

@@ -47,9 +47,13 @@ def test_own_validation_images_reproduce_the_recorded_top1(tiny_run, world):
     rec, summary = run.predictions(), run.summary()
     prep = PR.run_preprocessing(run.params())
     assert prep["view"] == "frame" and prep["strip"] > 0 and prep["stored_size"] == 32
-    index = __import__("camtrap_ssl.data.cct", fromlist=["x"]).load_cct(world)
+    cct = __import__("camtrap_ssl.data.cct", fromlist=["x"])
+    index = cct.load_cct(world)
+    # the profile's extra validation frames live in a world of their own (identity's "json")
+    extra = cct.load_cct(run.params()["data"]["extra_validation"]["json"])
+    path_of = lambda i: (index if i in index.images else extra).path_of(i)  # noqa: E731
     model = create_backbone(tiny_run)
-    x = torch.cat([PR.load_inputs(index.path_of(i), None, prep) for i in rec["ids"]])
+    x = torch.cat([PR.load_inputs(path_of(i), None, prep) for i in rec["ids"]])
     p = PR.classify(model, x, prep, "cpu")
     assert (p.argmax(1) == rec["probs"].astype(np.float64).argmax(1)).all()
     top1 = 100 * (p.argmax(1) == rec["labels"]).mean()

@@ -31,11 +31,14 @@ def test_camera_trap_targets_carry_image_sequence_and_location_ids():
     from camtrap_ssl.data import cct, synthetic
     t = embedded.load_target("syn_serengeti", "tiny")
     index = cct.load_cct(synthetic.camtrap_world("serengeti", "tiny"))
-    category = dict(index.samples)
+    # the profile's extra validation frames come from a world of their own (same categories)
+    extra = cct.load_cct(t.identity["extra_validation"]["json"])
+    images = {**index.images, **extra.images}
+    category = {**dict(index.samples), **dict(extra.samples)}
     for ds in (t.train, t.val):
         assert len(ds.ids) == len(ds.sequence_ids) == len(ds.locations) == len(ds)
         for k in range(len(ds)):  # row k is image ids[k], of that sequence and site
-            image = index.images[ds.ids[k]]
+            image = images[ds.ids[k]]
             assert ds.sequence_ids[k] == str(image["seq_id"])
             assert ds.locations[k] == str(image["location"])
             assert int(ds.labels[k]) == index.label_of[category[ds.ids[k]]]

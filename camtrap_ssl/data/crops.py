@@ -465,26 +465,61 @@ def embedded_crop_target(name: str, profile: str | Profile = DEFAULT_PROFILE, se
     """The crop view of an embedded camera-trap stand-in (``syn_serengeti``, ``syn_ena24``, a
     ``syn_serengeti_d<k>``): its exact boxes (or ``detections``, a MegaDetector file on its
     JPEGs), cut from the generated JPEGs (the originals) at the profile's stored size, split as
-    :func:`camtrap_ssl.data.embedded.load_target` splits the frames (same validation sites)."""
+    :func:`camtrap_ssl.data.embedded.load_target` splits the frames (same validation sites).
+
+    Where the profile asks for more validation frames (``profile.validation_frames(name)``), the
+    validation crops are followed by the boxes of the frame target's extra validation frames
+    (:func:`camtrap_ssl.data.embedded.extra_validation`: same sites, another random stream; a
+    box of a class the view lacks is left out), recorded under ``identity["extra_validation"]``.
+    With ``detections`` they are not used (the identity says so): a detector file covers the
+    world's own frames only, and the extra frames have no detections."""
     profile = get_profile(profile)
     if name not in embedded.TARGETS or name == "syn_cifar":
         raise ValueError(f"target={name!r}: the crop view needs a camera-trap stand-in; allowed: "
                          f"{[t for t in embedded.TARGETS if t != 'syn_cifar']}")
-    distance = embedded.family_distance(name)
-    if distance is None:
-        json_path = synthetic.camtrap_world(name.removeprefix("syn_"), profile, seed=seed)
-    else:
-        json_path = synthetic.camtrap_world(synthetic.family_spec(distance), profile, seed=seed,
-                                            n_images=profile.family_images)
+    world, n_images = embedded._world(name, profile)
+    json_path = synthetic.camtrap_world(world, profile, seed=seed,
+                                        **({} if n_images is None else {"n_images": n_images}))
     index = cct.load_cct(json_path)
     parts = splits.split(index, by="location", val_fraction=embedded.VAL_FRACTION, seed=seed)
     fraction = embedded.world_strip_fraction(profile) if strip_fraction is None else strip_fraction
-    return crop_view(index, "annotations" if detections is None else detections,
+    view = crop_view(index, "annotations" if detections is None else detections,
                      profile.resize_size, margin, split=parts, threshold=threshold,
                      strip_fraction=fraction, masks=masks, seed=seed, name=name, progress=progress,
                      identity={"profile": profile.name, "seed": seed,
                                "stands_in_for": embedded.STANDS_IN_FOR[name],
                                "strip": strip.describe(fraction, profile.camtrap_size[1])})
+    if profile.validation_frames(name) is None:
+        return view
+    if detections is not None:
+        view.identity["extra_validation"] = ("not used: detections cover the world's own "
+                                             "frames only")
+        return view
+    extra = embedded.extra_validation(name, profile, index, parts, seed)
+    if extra is None:
+        return view
+    keep = set(extra.image_ids)
+    found, _ = annotation_boxes(extra.index)
+    found = [b for b in found if b.image_id in keep]
+    label_of = {c: k for k, c in enumerate(view.classes)}
+    rows = [b for b in found if b.label in label_of]
+    lacking = len(found) - len(rows)
+    data = _decode(extra.index, rows, profile.resize_size, margin, fraction, masks, progress)
+    ok = np.flatnonzero(data["ok"])
+    rows = [rows[k] for k in ok]
+    ds = ArrayDataset(torch.from_numpy(np.ascontiguousarray(data["images"][ok])),
+                      torch.tensor([label_of[b.label] for b in rows], dtype=view.val.labels.dtype),
+                      torch.from_numpy(data["masks"][ok]).float() if masks else None)
+    _attach(ds, extra.index, rows)
+    view.val = embedded.append_rows(view.val, ds)
+    per_class = {c: 0 for c in view.classes}
+    for b in rows:
+        per_class[b.label] += 1
+    view.identity["extra_validation"] = {
+        **extra.identity, "boxes": len(rows), "per_class": per_class,
+        "boxes_of_classes_the_view_lacks": lacking,
+        "bad_files": [str(x) for x in data["bad_files"]]}
+    return view
 
 
 def user_crop_target(path, boxes="annotations", *, images=None, profile: str | Profile = DEFAULT_PROFILE,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -111,11 +112,131 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
     return out
 
 
+def _world(name: str, profile: Profile) -> tuple:
+    """The camera-trap world a ``syn_*`` stand-in is read from and its frames (None: the
+    profile's size for that world): a family target is :func:`synthetic.family_spec` at its
+    distance with ``profile.family_images`` frames."""
+    distance = family_distance(name)
+    if distance is None:
+        return name.removeprefix("syn_"), None
+    _require(profile.family_images, "family_images", name, profile)
+    return synthetic.family_spec(distance), profile.family_images
+
+
+EXTRA_STREAM = 2  # the random stream of the extra validation frames (the pool draws stream 1)
+
+
+@dataclass
+class ExtraValidation:
+    """The extra validation frames of a stand-in (:func:`extra_validation`): ``index`` labels
+    exactly the frames used, ``image_ids`` are those frames in file order (a frame showing two
+    species has no label in ``index`` but its boxes serve the crop view), ``identity`` is what
+    the target's identity records under ``"extra_validation"``."""
+    index: cct.CCTIndex
+    image_ids: list
+    identity: dict
+
+
+def _usable_frames(seqs: list, classes: set) -> int:
+    """Frames of planned sequences that the reader labels with one of ``classes``
+    (``multi_label="single"`` leaves out the frames of a sequence showing two species: every one
+    of them names both)."""
+    return sum(s.n_frames for s in seqs
+               if len({i.species for i in s.individuals}) <= 1 and s.label in classes)
+
+
+def extra_validation(name: str, profile: str | Profile, index: cct.CCTIndex, parts: splits.Split,
+                     seed: int = 0) -> ExtraValidation | None:
+    """The frames that bring the validation split of stand-in ``name`` (``index`` split into
+    ``parts``) to ``profile.validation_frames(name)`` frames in all, or None (no number asked
+    for, or the split already holds that many).
+
+    They are drawn from the same world (the family's spec at a family distance) as other
+    sequences (random stream :data:`EXTRA_STREAM`) at the split's own validation sites only, so
+    the sites, the training frames and the in-domain pool (:func:`camtrap_pool`, stream 1 at the
+    other sites) stay as they are, and the extra frames share no site with training. Their names
+    carry the stream's tag (``x2_``), so ids, files and sequences never collide with the
+    world's own. A frame is used when the reader labels it with one of the target's classes (a
+    class the world's own frames lack, possible in a tiny world, cannot be scored); the world is
+    planned just large enough for that (frames showing two species are not labelled either),
+    and its first such frames in file order are used, exactly the number missing.
+    """
+    profile = get_profile(profile)
+    wanted = profile.validation_frames(name)
+    if wanted is None:
+        return None
+    val = set(parts.val)
+    needed = int(wanted) - sum(1 for iid, _ in index.samples if iid in val)
+    if needed <= 0:
+        return None
+    world, _ = _world(name, profile)
+    spec = synthetic.CAMTRAP_SPECS[world] if isinstance(world, str) else world
+    held = {index.images[i].get("location") for i in parts.val}
+    sites = tuple(s for s in spec.site_names if s in held)
+    classes = set(index.class_names)
+    n = needed
+    for _ in range(50):  # cheap: plans only, no pixels
+        have = _usable_frames(synthetic.plan_sequences(
+            world, profile, seed, n_images=n, stream=EXTRA_STREAM, sites=sites), classes)
+        if have >= needed:
+            break
+        n += needed - have
+    json_path = synthetic.camtrap_world(world, profile, seed=seed, n_images=n,
+                                        stream=EXTRA_STREAM, sites=sites)
+    extra = cct.load_cct(json_path)
+    if extra.categories != index.categories:
+        raise RuntimeError(f"{json_path}: its categories {extra.categories} differ from those of "
+                           f"{index.json_path} ({index.categories}); the extra validation frames "
+                           "cannot be labelled with the target's classes")
+    label = {iid: extra.categories[c] for iid, c in extra.samples}
+    kept, k, other = [], 0, 0
+    for iid in extra.images:  # file order
+        if k == needed:
+            break
+        if iid in label and label[iid] not in classes:
+            other += 1
+            continue
+        kept.append(iid)
+        k += iid in label
+    if k < needed:
+        raise RuntimeError(f"{json_path}: {k} usable labelled frames, {needed} needed for "
+                           f"val_images={wanted} of {name!r}")
+    keep = set(kept)
+    used = extra.with_samples([s for s in extra.samples if s[0] in keep])
+    return ExtraValidation(used, kept, {
+        "n_images": len(used.samples), "json_sha256": extra.json_sha256, "stream": EXTRA_STREAM,
+        "sites": list(sites), "generated": n, "frames_of_classes_the_target_lacks": other,
+        "json": str(json_path)})
+
+
+def append_rows(a: ArrayDataset, b: ArrayDataset) -> ArrayDataset:
+    """``a``'s rows followed by ``b``'s: images, labels, masks and every per-row record the
+    readers attach (``ids``, ``sequence_ids``, ``locations``; the crop view's ``image_ids``,
+    ``boxes``, ``box_conf``); a record one side lacks is None."""
+    masks = None if a.masks is None or b.masks is None else torch.cat([a.masks, b.masks])
+    out = ArrayDataset(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), masks)
+    for attr in ("ids", "sequence_ids", "locations", "box_conf"):
+        if hasattr(a, attr) or hasattr(b, attr):
+            x, y = getattr(a, attr, None), getattr(b, attr, None)
+            setattr(out, attr, None if x is None or y is None else np.concatenate([x, y]))
+    for attr in ("image_ids", "boxes"):
+        if hasattr(a, attr) or hasattr(b, attr):
+            x, y = getattr(a, attr, None), getattr(b, attr, None)
+            setattr(out, attr, None if x is None or y is None else list(x) + list(y))
+    return out
+
+
 def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0, masks: bool = False,
                 progress: bool = True, strip_fraction: float | None = None) -> Target:
     """The named fine-tuning target at the profile's stored size, generated on first use.
     ``strip_fraction``: rows cut from each camera-trap frame's bottom (None: exactly the world's
-    drawn strip, :func:`world_strip_fraction`)."""
+    drawn strip, :func:`world_strip_fraction`).
+
+    A camera-trap stand-in is split by location; where the profile asks for more validation
+    frames (``profile.validation_frames(name)``), its validation set is the split's own
+    validation frames followed by the extra ones of :func:`extra_validation` (same sites,
+    another random stream), recorded under ``identity["extra_validation"]``; the training set
+    is the same either way."""
     profile = get_profile(profile)
     if name not in TARGETS:
         raise ValueError(f"target={name!r}; allowed: {list(TARGETS)}")
@@ -127,12 +248,9 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                       ArrayDataset(_resize_uint8(world.images_val, size), torch.from_numpy(world.labels_val)),
                       list(world.classes), {"world": "similar", "profile": profile.name, "seed": seed})
     distance = family_distance(name)
-    if distance is None:
-        json_path = synthetic.camtrap_world(name.removeprefix("syn_"), profile, seed=seed)
-    else:
-        _require(profile.family_images, "family_images", name, profile)
-        json_path = synthetic.camtrap_world(synthetic.family_spec(distance), profile, seed=seed,
-                                            n_images=profile.family_images)
+    world, n_images = _world(name, profile)
+    json_path = synthetic.camtrap_world(world, profile, seed=seed,
+                                        **({} if n_images is None else {"n_images": n_images}))
     index = cct.load_cct(json_path)
     parts = splits.split(index, by="location", val_fraction=VAL_FRACTION, seed=seed)
     fraction = world_strip_fraction(profile) if strip_fraction is None else strip_fraction
@@ -146,13 +264,22 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                           torch.from_numpy(data["labels"][rows.numpy()]), m)
         cct.attach_provenance(ds, index, [index.samples[k][0] for k in rows.tolist()])
         sets.append(ds)
+    extra = extra_validation(name, profile, index, parts, seed)
+    if extra is not None:
+        more = decoded_samples(extra.index, size, fraction, masks, progress)
+        labels = torch.tensor([index.label_of[c] for _, c in extra.index.samples], dtype=torch.long)
+        ds = ArrayDataset(torch.from_numpy(more["images"]), labels.to(sets[1].labels.dtype),
+                          torch.from_numpy(more["masks"]).float() if masks else None)
+        cct.attach_provenance(ds, extra.index, [iid for iid, _ in extra.index.samples])
+        sets[1] = append_rows(sets[1], ds)
     return Target(name, sets[0], sets[1], list(index.class_names),
                   {"json": str(json_path), "json_sha256": index.json_sha256, "split": parts.by,
                    "strip": strip.describe(fraction, profile.camtrap_size[1]),
                    "size": size, "profile": profile.name, "seed": seed,
                    **({} if distance is None else
                       {"distance": distance,
-                       "difficulty": synthetic.family_spec(distance).difficulty()})})
+                       "difficulty": synthetic.family_spec(distance).difficulty()}),
+                   **({} if extra is None else {"extra_validation": extra.identity})})
 
 
 VAL_FRACTION = 0.25  # share of the camera-trap stand-ins' frames in validation (by location)

@@ -77,7 +77,9 @@ PAGE_CONSTANTS = {
 def target_sizes(target: str, profile) -> tuple[int, int] | None:
     """(training, validation) images of an embedded target at ``profile``, from the profile's sizes
     (the camera-trap stand-ins split by location, about ``VAL_FRACTION`` of the frames in
-    validation); ``None`` for a target whose size is only known by reading it (real data)."""
+    validation, brought up to ``profile.validation_frames(target)`` where the profile asks for
+    more, as :func:`camtrap_ssl.data.embedded.load_target` does); ``None`` for a target whose
+    size is only known by reading it (real data)."""
     p = get_profile(profile)
     n = {"syn_serengeti": p.serengeti_images, "syn_ena24": p.ena24_images,
          **{t: p.family_images for t in FAMILY_TARGETS}}.get(target)
@@ -86,7 +88,7 @@ def target_sizes(target: str, profile) -> tuple[int, int] | None:
     if not n:
         return None
     n_val = int(round(VAL_FRACTION * n))
-    return n - n_val, n_val
+    return n - n_val, max(n_val, p.validation_frames(target) or 0)
 
 
 # -- the specs each page asks for ---------------------------------------------------------------------

@@ -28,7 +28,10 @@ and its location split is the same at every distance.
 
 **The unlabelled in-domain pool** (``stream`` and ``sites`` of :func:`plan_sequences`): frames of
 the same world's camera sites with other sequences (another random stream), for self-supervised
-pretraining on camera-trap frames (:func:`camtrap_ssl.data.embedded.camtrap_pool`).
+pretraining on camera-trap frames (:func:`camtrap_ssl.data.embedded.camtrap_pool`). Stream 2
+draws the extra validation frames at a target's own validation sites
+(:func:`camtrap_ssl.data.embedded.load_target`); from stream 2 on the names carry
+:func:`stream_tag`, so that they never collide with the world's own.
 """
 from __future__ import annotations
 
@@ -191,6 +194,7 @@ class Sequence:
     number: int = 0  # within (season, site, roll)
     first_pict: int = 0
     frame_names: list = field(default_factory=list)
+    tag: str = ""  # in the names of stream >= 2 (:func:`stream_tag`)
 
 
 def _n_sites(spec: CamtrapSpec, n_seq: int) -> int:
@@ -279,7 +283,7 @@ def plan_sequences(name: str | CamtrapSpec, profile: Profile | str, seed: int = 
                              start=start, n_frames=n_fr, night=night,
                              light=float(rng.uniform(0.8, 1.15)) * (0.85 if warm else 1.0),
                              tint=tint, roll="R1" if day < days / 2 else "R2"))
-    _name_files(spec, seqs)
+    _name_files(spec, seqs, stream_tag(stream))
     return seqs
 
 
@@ -295,8 +299,20 @@ def _ease(spec: CamtrapSpec, ind: Individual) -> Individual:
     return ind
 
 
-def _name_files(spec: CamtrapSpec, seqs: list) -> None:
-    """LILA-style relative paths; Serengeti numbers pictures per season/site/roll in time order."""
+def stream_tag(stream: int) -> str:
+    """What the file names, image ids and sequence ids of random stream ``stream`` carry so that
+    they cannot collide with the world's own (stream 0): ``x<stream>_`` on the roll (Serengeti)
+    or the number (ENA24) from stream 2 on. Streams 0 and 1 carry nothing: the world and the
+    in-domain pool keep the names their cached copies and the shipped checkpoints' pool identity
+    were made with (the pool never meets the world's frames in one data set)."""
+    return f"x{int(stream)}_" if stream >= 2 else ""
+
+
+def _name_files(spec: CamtrapSpec, seqs: list, tag: str = "") -> None:
+    """LILA-style relative paths; Serengeti numbers pictures per season/site/roll in time order.
+    ``tag``: :func:`stream_tag`, before the roll (Serengeti) or the frame number (ENA24)."""
+    for s in seqs:
+        s.tag = tag
     if spec.name == "serengeti":
         groups: dict = {}
         for s in seqs:
@@ -306,21 +322,22 @@ def _name_files(spec: CamtrapSpec, seqs: list) -> None:
             pict = 1
             for n, s in enumerate(group, 1):
                 s.number = n
-                s.frame_names = [f"{season}/{site}/{site}_{roll}/{season}_{site}_{roll}_PICT{pict + f:04d}.JPG"
+                r = f"{tag}{roll}"
+                s.frame_names = [f"{season}/{site}/{site}_{r}/{season}_{site}_{r}_PICT{pict + f:04d}.JPG"
                                  for f in range(s.n_frames)]
                 pict += s.n_frames
     else:
         k = 1
         for s in seqs:
             s.number = s.index + 1
-            s.frame_names = [f"{k + f}.jpg" for f in range(s.n_frames)]
+            s.frame_names = [f"{tag}{k + f}.jpg" for f in range(s.n_frames)]
             k += s.n_frames
 
 
 def _seq_id(spec: CamtrapSpec, s: Sequence) -> str:
     if spec.name == "serengeti":
-        return f"SER_{s.season}#{s.site}#{s.roll[1:]}#{s.number}"
-    return f"ENA24_{s.number:06d}"
+        return f"SER_{s.season}#{s.site}#{s.tag}{s.roll[1:]}#{s.number}"
+    return f"ENA24_{s.tag}{s.number:06d}"
 
 
 def _uuid(*parts) -> str:
