@@ -413,7 +413,10 @@ def write_camtrap_world(name: str | CamtrapSpec, root, profile: Profile | str, s
         for f in range(s.n_frames):
             img, ids = render_frame(site, s.individuals, f, height=H, width=W, ss=ss,
                                     night=s.night, light=s.light, tint=s.tint,
-                                    seed_seq=[int(seed), wid, 4, s.index, f])
+                                    # streams from 2 on draw their own sensor noise (0 and 1
+                                    # keep theirs: cached worlds and the pool depend on it)
+                                    seed_seq=[int(seed), wid, 4, s.index, f,
+                                              *([int(stream)] if stream >= 2 else [])])
             when = s.start + dt.timedelta(seconds=f)
             stamp(img, when.strftime("%Y-%m-%d %H:%M:%S"))
             fname = s.frame_names[f]
