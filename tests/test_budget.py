@@ -64,7 +64,9 @@ def test_the_shared_rq1_point_is_counted_once(tiny_plan):
     p = get_profile("tiny")
     n_val = round(0.25 * p.family_images)
     assert rows.image_steps.iloc[0] == p.finetune_epochs * (p.family_images - n_val)
-    assert rows.eval_images.iloc[0] == p.finetune_epochs * n_val
+    # evaluation: the monitor subset after each epoch but the last, the whole split after it
+    assert p.monitor_images < n_val
+    assert rows.eval_images.iloc[0] == (p.finetune_epochs - 1) * p.monitor_images + n_val
     share = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
                  & (runs.label_fraction == 0.05)]
     assert share.image_steps.iloc[0] < rows.image_steps.iloc[0] / 10

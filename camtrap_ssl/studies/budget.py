@@ -193,7 +193,8 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
     (``shared_with``: the later pages that reuse it).
 
     A ``finetune`` row trains ``image_steps`` = epochs x training images (times the label share)
-    and evaluates ``eval_images`` = epochs x validation images (forward only); a ``probe`` row
+    and evaluates ``eval_images`` = (epochs - 1) x the profile's monitor subset + the validation
+    images (forward only: the subset after each epoch, the whole split after the last); a ``probe`` row
     extracts features of the target's training and validation images once per backbone (the
     probing layer caches them) and fits a logistic regression (not counted). ``finished``: the
     run directory (or probe file) is already complete, so the build reuses it. ``seeds``: the
@@ -220,7 +221,9 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
                 epochs = spec.config().epochs
                 if kind == "finetune":
                     labelled = int(np.ceil(spec.label_fraction * n_train)) if sizes else np.nan
-                    steps, evals = epochs * labelled, epochs * n_val
+                    # the monitor subset after every epoch but the last, the whole split after it
+                    monitor = min(n_val, profile.monitor_images or n_val) if sizes else np.nan
+                    steps, evals = epochs * labelled, (epochs - 1) * monitor + n_val
                     finished = rd is not None and rundir.RunDir(rd).is_complete
                 else:
                     feat = (spec.backbone, spec.target)
