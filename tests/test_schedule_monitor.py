@@ -4,6 +4,7 @@ rows and summary read from it."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -279,3 +280,18 @@ def test_run_specs_take_both_from_the_profile():
     assert (tiny.lr_schedule, tiny.monitor_images) == ("cosine", 16)
     paper = RunSpec("supervised", "syn_serengeti", profile="paper").config()
     assert (paper.lr_schedule, paper.monitor_images) == ("constant", None)
+
+
+def test_study_curves_and_common_convergence_read_the_monitor(tmp_path):
+    from camtrap_ssl.studies import report
+    rd = tmp_path / "run"
+    rundir.RunDir(rd).write_metrics([
+        {"epoch": 1, "monitor_top1": 50.0, "val_top1": None, "train_acc": 60.0},
+        {"epoch": 2, "monitor_top1": 45.0, "val_top1": 50.0, "train_acc": 70.0}])
+    results = pd.DataFrame([{"target": "t", "backbone": "b", "paradigm": "SL", "seed": 0,
+                             "top1": 50.0, "run_dir": str(rd)}])
+    curves = report.learning_curves(results)
+    assert curves.monitor_top1.tolist() == [50.0, 45.0]
+    assert report.curve_bands(results)["mean"].tolist() == [50.0, 45.0]
+    out = report.with_common_convergence(results, share=0.9)  # threshold 45: the monitor at epoch 1
+    assert out.common_threshold.iloc[0] == pytest.approx(45.0) and out.epochs_to_common.iloc[0] == 1
