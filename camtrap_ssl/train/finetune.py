@@ -76,6 +76,7 @@ from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
+from camtrap_ssl.train.metrics import monitor_indices  # noqa: F401  (public here too)
 from camtrap_ssl.train import predictions as P
 from camtrap_ssl.train.augment import (
     AUGMENTATIONS,
@@ -213,15 +214,6 @@ def lr_at(step: int, total: int, lr: float, schedule: str) -> float:
     raise ValueError(f"lr_schedule={schedule!r}; allowed: {list(LR_SCHEDULES)}")
 
 
-def monitor_indices(n_val: int, k: int | None) -> np.ndarray:
-    """The validation images scored after every epoch: the sorted first ``k`` of a permutation of
-    ``n_val`` drawn from seed 0, so every run on a target watches the same ones; all ``n_val``
-    where ``k`` is None or at least ``n_val``."""
-    if k is None or k >= n_val:
-        return np.arange(n_val)
-    return np.sort(np.random.default_rng(0).permutation(n_val)[:k])
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -286,29 +278,6 @@ class _Indexed(torch.utils.data.Dataset):
         x = torch.stack([torch.as_tensor(it[0]) for it in items])
         y = torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
         return x, y, idx
-
-
-class _Subset(torch.utils.data.Dataset):
-    """The samples ``indices`` of ``base`` (the monitor subset), read in batches where ``base``
-    allows it (:func:`_batch_reader`), so that :func:`predict` reads it as fast as ``base``."""
-
-    def __init__(self, base, indices):
-        self.base, self.indices = base, torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        self.reader = _batch_reader(base)
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        return self.base[int(self.indices[i])]
-
-    def get_batch(self, idx):
-        idx = self.indices[torch.as_tensor(idx, dtype=torch.long)]
-        if self.reader is not None:
-            return self.reader(idx)
-        items = [self.base[int(i)] for i in idx]
-        return (torch.stack([torch.as_tensor(it[0]) for it in items]),
-                torch.as_tensor([int(it[1]) for it in items], dtype=torch.long))
 
 
 def _collated(batch):
@@ -542,7 +511,7 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
     # scored after every epoch but the last, which scores the whole split (see monitor_indices)
     monitor = monitor_indices(len(val_set), cfg.monitor_images)
     whole = len(monitor) == len(val_set)  # the subset is the split: score it whole every epoch
-    monitor_set = val_set if whole else _Subset(val_set, monitor)
+    monitor_set = val_set if whole else torch.utils.data.Subset(val_set, monitor.tolist())
     final_eval = None  # the last whole-split (logits, labels) on rank 0, for predictions.npz
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
@@ -584,22 +553,16 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         loss_sum, correct, seen = stats.tolist()
         row = None
         if dist.is_main:
-            if whole or epoch == cfg.epochs - 1:  # the whole split; the monitor top-1 read from it
-                logits_v, labels_v = predict(net, val_set, device=device,
-                                             num_workers=cfg.num_workers, crop=crop,
-                                             precision=precision)
-                report = M.classification_report(logits_v, labels_v, class_names, counts)
+            full = whole or epoch == cfg.epochs - 1  # the whole split, else the monitor subset
+            logits_v, labels_v = predict(net, val_set if full else monitor_set, device=device,
+                                         num_workers=cfg.num_workers, crop=crop, precision=precision)
+            # the whole split's metrics, None in rows that scored the monitor subset only
+            report = M.classification_report(logits_v, labels_v, class_names, counts) if full else {}
+            if full:  # the monitor top-1 read from the same predictions, no second pass
                 final_eval = (logits_v, labels_v)
-                monitor_top1 = report["top1"] if whole else \
-                    M.top1_accuracy(logits_v[monitor], labels_v[monitor])
-            else:  # the monitor subset only; the whole-split metrics are None in this row
-                logits_m, labels_m = predict(net, monitor_set, device=device,
-                                             num_workers=cfg.num_workers, crop=crop,
-                                             precision=precision)
-                report = {}
-                monitor_top1 = M.top1_accuracy(logits_m, labels_m)
+                logits_v, labels_v = logits_v[monitor], labels_v[monitor]
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
-                   "monitor_top1": monitor_top1, "monitor_images": len(monitor),
+                   "monitor_top1": M.top1_accuracy(logits_v, labels_v), "monitor_images": len(monitor),
                    **{f"val_{k}": report.get(k) for k in ("top1", "top5", *EXTRA_METRICS)},
                    **{k: report.get(k) for k in ("tail_classes", "per_class", "confusion")},
                    "seconds": time.time() - t0}

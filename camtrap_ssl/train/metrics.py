@@ -180,6 +180,15 @@ def common_threshold(final_top1s, share: float = 0.95) -> float:
     return share * max(values)
 
 
+def monitor_indices(n_val: int, k: int | None) -> np.ndarray:
+    """The validation images scored after every epoch: the sorted first ``k`` of a permutation of
+    ``n_val`` drawn from seed 0, so every run on a target watches the same ones; all ``n_val``
+    where ``k`` is None or at least ``n_val``."""
+    if k is None or k >= n_val:
+        return np.arange(n_val)
+    return np.sort(np.random.default_rng(0).permutation(n_val)[:k])
+
+
 def monitor_curve(rows: list[dict]) -> list[float]:
     """The per-epoch monitor top-1 of a fine-tuning metrics log (``monitor_top1``, scored every
     epoch on a fixed validation subset; see :mod:`camtrap_ssl.train.finetune`). Logs written before
