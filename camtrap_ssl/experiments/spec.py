@@ -371,7 +371,8 @@ class RunSpec:
                               # the network sees crop, cut from frames stored at resize_size
                               augmentation=proto["augmentation"], crop=proto["crop"],
                               convergence_tolerance=self.convergence_tolerance,
-                              precision=self.precision)
+                              precision=self.precision, lr_schedule=p.lr_schedule,
+                              monitor_images=p.monitor_images)
 
     @cached_property
     def data_identity(self) -> dict:

@@ -63,15 +63,15 @@ def with_common_convergence(results: pd.DataFrame, share: float = COMMON_SHARE) 
 
     The threshold of a target is ``share`` of the best seed-mean final top-1 among its backbones,
     so every backbone is asked to reach the same accuracy; a run's own-best convergence epoch
-    favours runs that plateau low.
+    favours runs that plateau low. The epochs are read from each run's per-epoch monitor top-1
+    (the validation subset every epoch scores, :func:`camtrap_ssl.train.metrics.monitor_curve`).
     """
     out = results.copy()
     means = out.groupby(["target", "backbone"]).top1.mean()
     thr = {t: M.common_threshold(m.values, share) for t, m in means.groupby(level="target")}
     out["common_threshold"] = out.target.map(thr)
     out["epochs_to_common"] = [
-        M.epochs_to_reach([m["val_top1"] for m in rundir.RunDir(r.run_dir).metrics()],
-                          r.common_threshold)
+        M.epochs_to_reach(M.monitor_curve(rundir.RunDir(r.run_dir).metrics()), r.common_threshold)
         for r in out.itertuples()]
     out["epochs_to_common"] = out.epochs_to_common.astype(float)  # None -> NaN: not reached
     return out
@@ -369,29 +369,31 @@ def verdict_figure(diffs: pd.DataFrame, metric: str = "top1"):
 
 
 def learning_curves(results: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch validation top-1 of every run, long format."""
+    """Per-epoch monitor top-1 (the validation subset every epoch scores, the same for every run
+    of a target; :func:`camtrap_ssl.train.metrics.monitor_curve`) of every run, long format."""
     rows = []
     for _, r in results.iterrows():
-        for m in rundir.RunDir(r.run_dir).metrics():
+        metrics = rundir.RunDir(r.run_dir).metrics()
+        for m, top1 in zip(metrics, M.monitor_curve(metrics)):
             rows.append({"target": r.target, "backbone": r.backbone, "paradigm": r.paradigm,
-                         "seed": r.seed, "epoch": m["epoch"], "val_top1": m["val_top1"],
+                         "seed": r.seed, "epoch": m["epoch"], "monitor_top1": top1,
                          "train_acc": m["train_acc"]})
     return pd.DataFrame(rows)
 
 
 def curve_bands(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean validation top-1 per epoch over seeds with its 95 % t-interval (NaN for one seed)."""
+    """Mean monitor top-1 per epoch over seeds with its 95 % t-interval (NaN for one seed)."""
     rows = []
     for (t, b, p, e), g in learning_curves(results).groupby(["target", "backbone", "paradigm", "epoch"],
                                                              sort=False):
-        iv = intervals.t_interval(g.val_top1)
+        iv = intervals.t_interval(g.monitor_top1)
         rows.append({"target": t, "backbone": b, "paradigm": p, "epoch": e, "mean": iv.mean,
                      "low": iv.low, "high": iv.high, "n": iv.n})
     return pd.DataFrame(rows)
 
 
 def plot_learning_curves(results: pd.DataFrame):
-    """One panel per target: mean validation top-1 per epoch over seeds, its 95 % t-interval as a
+    """One panel per target: mean monitor top-1 per epoch over seeds, its 95 % t-interval as a
     band; SL solid, SSL dashed; the dotted line is the target's common threshold."""
     import matplotlib.pyplot as plt
 
@@ -408,7 +410,7 @@ def plot_learning_curves(results: pd.DataFrame):
             ax.axhline(thr, color="0.5", ls=":", lw=0.8)
         ax.set_title(f"{target} (stands in for {stands_in_for(target)})", fontsize=9)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation top-1 (%)")
+        ax.set_ylabel("monitor top-1 (%)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -4,9 +4,14 @@ SPEC section 4: Adam, learning rate 1e-5, weight decay 5e-4, batch size 128, 25 
 ENA24), the whole network trained, Norouzzadeh et al.'s augmentation (random 224 crops of 256
 frames, horizontal flips, brightness and contrast jitter; the centre crop for evaluation; see
 :mod:`camtrap_ssl.train.augment`). ``augmentation`` and ``crop`` are part of the run's identity,
-and ``params.json`` records the crops actually taken in training and evaluation. Each epoch ends
-with a validation pass (top-1, top-5, per-class precision and recall, confusion matrix), an atomic
-rewrite of the metrics log and a checkpoint, so a killed run resumes from its last epoch. The run
+and ``params.json`` records the crops actually taken in training and evaluation. The learning rate
+is constant (``lr_schedule="constant"``, the study's) or decays to 0 along a cosine over all steps
+of the run ("cosine"), computed from the global step. Each epoch ends with a validation pass, an
+atomic rewrite of the metrics log and a checkpoint, so a killed run resumes from its last epoch.
+The pass scores a fixed subset of ``monitor_images`` validation images (``monitor_top1``: the
+learning curve, the best and the convergence epoch) after every epoch but the last, and the whole
+split (top-1, top-5, per-class precision and recall, confusion matrix) after the last; with
+``monitor_images=None`` it scores the whole split every epoch. The run
 ends by saving the final evaluation's per-image probabilities (``predictions.npz``, with image,
 sequence and location ids where the validation set has them) and scoring them as camera-trap
 practice does, per sequence and automated at 95 % accuracy (:mod:`camtrap_ssl.train.predictions`),
@@ -66,10 +71,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.core.profiles import LR_SCHEDULES
 from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
+from camtrap_ssl.train.metrics import monitor_indices  # noqa: F401  (public here too)
 from camtrap_ssl.train import predictions as P
 from camtrap_ssl.train.augment import (
     AUGMENTATIONS,
@@ -120,6 +127,11 @@ class FinetuneConfig:
     # "auto": bf16 autocast on CUDA and on CPUs with native bf16 (AMX), fp32 elsewhere; the
     # identity records the resolved one, since the two give different numbers
     precision: str = "auto"
+    # "constant" (the study's) or "cosine": lr * (1 + cos(pi * t / T)) / 2 at global step t of T
+    lr_schedule: str = "constant"
+    # validation images scored after every epoch but the last (a fixed subset, monitor_indices);
+    # the last epoch scores the whole split. None: the whole split every epoch.
+    monitor_images: int | None = None
 
     def __post_init__(self):
         # Refuse what would train something else than asked (a float epoch count, a NaN rate)
@@ -145,6 +157,12 @@ class FinetuneConfig:
             raise ValueError(f"device={self.device!r}; allowed: auto, cpu, cuda")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; allowed: {list(PRECISIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+        if self.monitor_images is not None and (not _is_int(self.monitor_images)
+                                                or self.monitor_images < 1):
+            raise ValueError(f"monitor_images={self.monitor_images!r} is not allowed; "
+                             "monitor_images must be None or an integer >= 1")
 
     def identity(self) -> dict:
         """The fields that determine a run's results (what a resumed run must agree on), with
@@ -183,6 +201,17 @@ def use_deterministic_kernels() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
+
+
+def lr_at(step: int, total: int, lr: float, schedule: str) -> float:
+    """The learning rate of global step ``step`` (0-based, counted over all epochs) of ``total``:
+    ``lr`` throughout ("constant"), or ``lr * (1 + cos(pi * step / total)) / 2`` ("cosine").
+    A function of the step alone, so a resumed run continues the schedule where it stopped."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * step / total))
+    raise ValueError(f"lr_schedule={schedule!r}; allowed: {list(LR_SCHEDULES)}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -308,14 +337,17 @@ EXTRA_METRICS = ("macro_f1", "balanced_acc", "tail_top1", "empty_acc", "ece")
 
 def summarize(history: list[dict], cfg: FinetuneConfig, class_names: list[str]) -> dict:
     """The run's summary from its per-epoch metrics (the last epoch's confusion and per-class)."""
-    top1 = [h["val_top1"] for h in history]
+    # best and convergence read the monitor top-1, the one score every epoch has; final_* read
+    # the last row, which scored the whole split. best_top5: None unless that epoch scored it.
+    top1 = M.monitor_curve(history)
     best = int(np.argmax(top1))
     last = history[-1]
     return {
-        "final_top1": top1[-1], "final_top5": last["val_top5"],
+        "final_top1": last["val_top1"], "final_top5": last["val_top5"],
         **{f"final_{k}": last.get(f"val_{k}") for k in EXTRA_METRICS},
         "tail_classes": last.get("tail_classes"), "ece_bins": M.ECE_BINS,
-        "best_top1": top1[best], "best_top5": history[best]["val_top5"], "best_epoch": best + 1,
+        "best_top1": top1[best], "best_top5": history[best].get("val_top5"), "best_epoch": best + 1,
+        "monitor_images": last.get("monitor_images"), "lr_schedule": cfg.lr_schedule,
         "convergence_epoch": M.convergence_epoch(top1, cfg.convergence_tolerance),
         "convergence_tolerance": cfg.convergence_tolerance,
         "convergence_epochs": {str(t): M.convergence_epoch(top1, t) for t in CONVERGENCE_TOLERANCES},
@@ -410,7 +442,7 @@ def finished_summary(run_dir: str | Path, convergence_tolerance: float) -> dict 
         return None
     summary = run.summary()
     if summary.get("convergence_tolerance") != convergence_tolerance:
-        top1 = [row["val_top1"] for row in run.metrics()]
+        top1 = M.monitor_curve(run.metrics())  # val_top1 for runs from before the monitor
         summary = {**summary, "convergence_tolerance": convergence_tolerance,
                    "convergence_epoch": M.convergence_epoch(top1, convergence_tolerance)}
     return summary
@@ -476,8 +508,13 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         _Indexed(train_set), batch_size=cfg.batch_size // dist.world_size, sampler=sampler,
         num_workers=cfg.num_workers, pin_memory=cuda, persistent_workers=cfg.num_workers > 0,
         collate_fn=_collated)
-    final_eval = None  # the last epoch's (logits, labels) on rank 0, for predictions.npz
+    # scored after every epoch but the last, which scores the whole split (see monitor_indices)
+    monitor = monitor_indices(len(val_set), cfg.monitor_images)
+    whole = len(monitor) == len(val_set)  # the subset is the split: score it whole every epoch
+    monitor_set = val_set if whole else torch.utils.data.Subset(val_set, monitor.tolist())
+    final_eval = None  # the last whole-split (logits, labels) on rank 0, for predictions.npz
     steps_per_epoch = len(loader)
+    total_steps = cfg.epochs * steps_per_epoch
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start * steps_per_epoch,
                disable=not (progress and dist.is_main), desc=f"fine-tune {run.path.name}")
     t0 = time.time() - elapsed
@@ -498,6 +535,10 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # from the global step alone: a resumed run continues the schedule where it stopped
+            lr = lr_at(epoch * steps_per_epoch + step, total_steps, cfg.lr, cfg.lr_schedule)
+            for group in opt.param_groups:
+                group["lr"] = lr
             opt.step()
             with torch.no_grad():
                 stats[0] += loss.detach().double() * len(y)
@@ -512,15 +553,18 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
         loss_sum, correct, seen = stats.tolist()
         row = None
         if dist.is_main:
-            logits_v, labels_v = predict(net, val_set, device=device, num_workers=cfg.num_workers,
-                                       crop=crop, precision=precision)
-            report = M.classification_report(logits_v, labels_v, class_names, counts)
-            final_eval = (logits_v, labels_v)
+            full = whole or epoch == cfg.epochs - 1  # the whole split, else the monitor subset
+            logits_v, labels_v = predict(net, val_set if full else monitor_set, device=device,
+                                         num_workers=cfg.num_workers, crop=crop, precision=precision)
+            # the whole split's metrics, None in rows that scored the monitor subset only
+            report = M.classification_report(logits_v, labels_v, class_names, counts) if full else {}
+            if full:  # the monitor top-1 read from the same predictions, no second pass
+                final_eval = (logits_v, labels_v)
+                logits_v, labels_v = logits_v[monitor], labels_v[monitor]
             row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100 * correct / seen,
-                   "val_top1": report["top1"], "val_top5": report["top5"],
-                   **{f"val_{k}": report[k] for k in EXTRA_METRICS},
-                   "tail_classes": report["tail_classes"],
-                   "per_class": report["per_class"], "confusion": report["confusion"],
+                   "monitor_top1": M.top1_accuracy(logits_v, labels_v), "monitor_images": len(monitor),
+                   **{f"val_{k}": report.get(k) for k in ("top1", "top5", *EXTRA_METRICS)},
+                   **{k: report.get(k) for k in ("tail_classes", "per_class", "confusion")},
                    "seconds": time.time() - t0}
         if dist.world_size > 1:
             row = distributed.broadcast_object(row)

@@ -27,6 +27,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return cm
 
 
+def top1_accuracy(logits: np.ndarray, y_true: np.ndarray) -> float:
+    """Top-1 in points: share of images whose highest score is their true class, times 100."""
+    return 100 * float((np.asarray(logits).argmax(1) == np.asarray(y_true)).mean())
+
+
 def topk_accuracy(logits: np.ndarray, y_true: np.ndarray, k: int) -> float:
     """Share of images whose true class is among the ``k`` highest scores (k capped at #classes)."""
     k = min(k, logits.shape[1])
@@ -132,7 +137,7 @@ def classification_report(logits: np.ndarray, y_true: np.ndarray, class_names: l
     tail = tail_classes(train_counts) if train_counts is not None else []
     empty = [i for i, c in enumerate(class_names) if str(c).strip().lower() in EMPTY_NAMES]
     return {
-        "top1": 100 * float((pred == y_true).mean()),
+        "top1": top1_accuracy(logits, y_true),
         "top5": 100 * topk_accuracy(logits, y_true, 5),
         "macro_f1": macro_f1(cm),
         "balanced_acc": balanced_accuracy(cm),
@@ -173,6 +178,22 @@ def common_threshold(final_top1s, share: float = 0.95) -> float:
     if not values:
         raise ValueError("no final top-1 values to set a common threshold from")
     return share * max(values)
+
+
+def monitor_indices(n_val: int, k: int | None) -> np.ndarray:
+    """The validation images scored after every epoch: the sorted first ``k`` of a permutation of
+    ``n_val`` drawn from seed 0, so every run on a target watches the same ones; all ``n_val``
+    where ``k`` is None or at least ``n_val``."""
+    if k is None or k >= n_val:
+        return np.arange(n_val)
+    return np.sort(np.random.default_rng(0).permutation(n_val)[:k])
+
+
+def monitor_curve(rows: list[dict]) -> list[float]:
+    """The per-epoch monitor top-1 of a fine-tuning metrics log (``monitor_top1``, scored every
+    epoch on a fixed validation subset; see :mod:`camtrap_ssl.train.finetune`). Logs written before
+    the subset existed scored the whole split every epoch: their ``val_top1`` is that curve."""
+    return [r["monitor_top1"] if "monitor_top1" in r else r["val_top1"] for r in rows]
 
 
 def epochs_to_reach(top1_by_epoch: list[float], threshold: float) -> int | None:
