@@ -130,10 +130,10 @@ PROFILES: dict[str, Profile] = {
         serengeti_images=1800, ena24_images=480, camtrap_size=(160, 120),
         arch="resnet18_w025", pretrain_size=32, pretrain_epochs=_epochs(15, 80, 80, 50, 50),
         pretrain_batch_size=128,
-        finetune_epochs=5, finetune_epochs_small=8, batch_size=64, lr=1e-3, weight_decay=5e-4,
+        finetune_epochs=6, finetune_epochs_small=10, batch_size=64, lr=1e-3, weight_decay=5e-4,
         images_per_class=10, family_images=600, pool_images=6000,
         val_images=(("syn_serengeti", 2500), ("syn_serengeti_d0", 2500), ("syn_serengeti_d4", 2500)),
-        lr_schedule="cosine", monitor_images=500,
+        lr_schedule="cosine", monitor_images=250,
     ),
     "paper": Profile(
         name="paper", input_size=224,

@@ -124,18 +124,19 @@ def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
 def _pair(p: dict) -> list[RunSpec]:
     """The runs Studies 3 and 4 analyse (``comparison.model_pair`` of each pooled seed: only the
     seeds scored on the first seed's validation images, ``comparison.seeds_sharing_validation``),
-    and Study 4's pairs fine-tuned on the animals' boxes (``crop_view``, where the target has masks:
-    the embedded camera-trap worlds)."""
+    and Study 4's pair fine-tuned on the animals' boxes (``crop_view``, where the target has masks:
+    the embedded camera-trap worlds; the first seed only)."""
     def spec(b, s, **extra):
         seeded = {"pretrain_seed": s} if b in p["seeded_pretraining"] else {}
         return RunSpec(b, p["target"], p["profile"], s, epochs=p["epochs"],
                        runs_root=p["runs_root"], **{**p["run_options"], **seeded, **extra})
     first = spec(p["sl_backbone"], p["seeds"][0]).data_seed
     seeds = [s for s in p["seeds"] if spec(p["sl_backbone"], s).data_seed == first]
-    views = [{}] + ([{"view": "box"}] if p.get("crop_view") and p["target"] in EMBEDDED
-                    and p["target"] != "syn_cifar" else [])
-    return [spec(b, s, **v) for v in views for s in seeds
-            for b in (p["ssl_backbone"], p["sl_backbone"])]
+    crop = p.get("crop_view") and p["target"] in EMBEDDED and p["target"] != "syn_cifar"
+    pairs = [spec(b, s) for s in seeds for b in (p["ssl_backbone"], p["sl_backbone"])]
+    # Study 4 fine-tunes one pair on the boxes: the first seed's (crop_seeds in its notebook)
+    return pairs + ([spec(b, seeds[0], view="box") for b in (p["ssl_backbone"], p["sl_backbone"])]
+                    if crop else [])
 
 
 def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec], list[RunSpec]]:
