@@ -4,6 +4,8 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= demo
 SEED    ?= 0
+# auto: bf16 where the CPU has it natively; PRECISION=fp32 times a CPU without it (book/speed.md)
+PRECISION ?= auto
 
 .PHONY: book test test-fast browser rehearsal clean
 
@@ -21,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 # tarballs pinned in package-lock.json with Python and checks their sha512, so neither Node.js nor
 # npm is needed.
 book: $(VENV)/.installed
-	$(VENV)/bin/camtrap-ssl book --profile $(PROFILE) --seed $(SEED)
+	$(VENV)/bin/camtrap-ssl book --profile $(PROFILE) --seed $(SEED) --precision $(PRECISION)
 
 # Headless Chromium and its driver for the browser test of the built book (Debian packages).
 # Only what is missing is installed, and nothing else: a machine with Node.js from NodeSource

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {sorted(PROFILES)}")
     b.add_argument("--seed", type=parse_as(int), default=0)
     b.add_argument("--skip-studies", action="store_true", help="only rebuild the HTML")
+    b.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="every run's precision (auto: bf16 where the CPU has it natively); fp32 "
+                        "measures on such a CPU what a CPU without it takes")
 
     ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
     ex.add_argument("folder", type=Path, help="a folder of camera-trap images, any size or mode")
@@ -249,7 +252,8 @@ def _run(args: argparse.Namespace) -> int:
         print(execute_study(args.number, args.output_dir, **params))
     elif args.command == "book":
         t0 = time.time()
-        out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies)
+        out = build_book(args.profile, args.seed, run_studies_first=not args.skip_studies,
+                         precision=args.precision)
         print(f"book built in {time.time() - t0:.0f} s: {out}")
     elif args.command == "explain":
         prof = get_profile(args.profile)

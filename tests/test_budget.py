@@ -183,3 +183,24 @@ def test_the_plan_is_the_run_directories_the_tiny_book_creates(tiny_book):
     assert set(runs.key) == made and len(runs) == len(made)
     assert runs.finished.all()
     assert budget.estimate(plan, FAKE_CAL)["runs"] == 0
+
+
+def test_a_forced_precision_reaches_the_calibration_and_every_run(monkeypatch, tmp_path):
+    """`make book PRECISION=fp32` (the fp32 budget measured on a CPU with native bf16): the
+    estimate is calibrated at fp32 and every study that takes run options gets it."""
+    seen, calibrated = {}, []
+    monkeypatch.setattr(book, "execute_study",
+                        lambda number, out, progress=False, **params: seen.update({number: params}))
+    monkeypatch.setattr(book, "build_html", lambda *a, **k: tmp_path)
+    real = book.run_studies
+    monkeypatch.setattr(book, "run_studies", lambda *a, **k: real(*a, output_dir=tmp_path, **k))
+    monkeypatch.setattr(budget, "calibrate",
+                        lambda profile, precision="auto", *a, **k: calibrated.append(precision) or FAKE_CAL)
+    book.build_book("tiny", runs_root=str(tmp_path / "runs"), precision="fp32")
+    assert calibrated == ["fp32"]
+    takes = [s for s in seen if "run_options" in notebook_parameters(s)]
+    assert set(takes) >= {"1", "2", "rq1", "3", "4"}
+    assert all(seen[s]["run_options"] == {"precision": "fp32"} for s in takes)
+    assert all("run_options" not in seen[s] for s in seen if s not in takes)
+    with pytest.raises(ValueError, match="precision"):
+        book.build_book("tiny", precision="fp16")

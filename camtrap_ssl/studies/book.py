@@ -30,7 +30,9 @@ from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.studies import budget
-from camtrap_ssl.studies.params import ROOT, SEEDED_STUDIES, STUDIES, execute_study
+from camtrap_ssl.experiments.checks import check_choice
+from camtrap_ssl.models.utils import PRECISIONS
+from camtrap_ssl.studies.params import ROOT, SEEDED_STUDIES, STUDIES, execute_study, notebook_parameters
 
 BOOK = ROOT / "book"
 EXECUTED = BOOK / "studies"
@@ -68,18 +70,29 @@ REQUIRE_CONFIG_JS = ("jupyter-widgets/require-config.js", """\
 """)
 
 
+def check_precision(precision: str) -> str:
+    """The book's ``precision``: one of ``PRECISIONS`` (refused here, before any study starts)."""
+    return check_choice(precision, "precision", PRECISIONS)
+
+
 def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | None = None,
-                studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None) -> dict:
+                studies=tuple(STUDIES), output_dir: Path = EXECUTED, seeds=None,
+                precision: str = "auto") -> dict:
     """Execute the notebooks in order (1 and 2 train the runs that 3 and 4 reuse).
 
     Every study runs over ``seeds`` (default: the profile's ``finetune_seeds``), so Studies 3 and
     4 analyse the very pairs Studies 1 and 2 trained; ``seed`` draws the worlds gallery.
+    ``precision`` other than ``auto`` is every run's (``run_options``): ``fp32`` measures on a CPU
+    with native bf16 what a CPU without it takes.
     """
     seeds = list(seeds if seeds is not None else get_profile(profile).finetune_seeds)
+    check_precision(precision)
     timings = {}
     for number in studies:
         params = {"profile": profile}
         params.update({"seeds": seeds} if number in SEEDED_STUDIES else {"seed": seed})
+        if precision != "auto" and "run_options" in notebook_parameters(number):
+            params["run_options"] = {"precision": precision}
         if number != "worlds" and runs_root is not None:  # else the notebooks resolve it
             params["runs_root"] = str(runs_root)
         t0 = time.time()
@@ -318,23 +331,24 @@ def build_html(book_dir: Path = BOOK, npm_dir: Path = ROOT) -> Path:
 
 
 def print_build_estimate(profile: str = DEFAULT_PROFILE, runs_root: str | None = None,
-                         seeds=None) -> dict | None:
+                         seeds=None, precision: str = "auto") -> dict | None:
     """Print what :func:`run_studies` will train and about how long it takes here (a few timed
     fine-tuning steps, :mod:`camtrap_ssl.studies.budget`); return the estimate. An estimate that
     fails says so in one line and never stops the build."""
     try:
         plan = budget.book_plan(profile, seeds, runs_root)
-        return budget.print_estimate(plan, budget.calibrate(profile))
+        return budget.print_estimate(plan, budget.calibrate(profile, precision))
     except Exception as e:  # the estimate is advice: the build goes on without it
         print(f"[book] no estimate ({type(e).__name__}: {e})", flush=True)
         return None
 
 
 def build_book(profile: str = DEFAULT_PROFILE, seed: int = 0, run_studies_first: bool = True,
-               runs_root: str | None = None) -> Path:
+               runs_root: str | None = None, precision: str = "auto") -> Path:
+    check_precision(precision)
     if run_studies_first:  # --skip-studies only renders: nothing to estimate
-        print_build_estimate(profile, runs_root)
-        run_studies(profile, seed, runs_root)
+        print_build_estimate(profile, runs_root, precision=precision)
+        run_studies(profile, seed, runs_root, precision=precision)
     html = build_html()
     print(json.dumps({"html": str(html / "index.html")}))
     return html
