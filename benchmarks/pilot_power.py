@@ -53,14 +53,36 @@ def _run(spec: RunSpec) -> dict:
             "run_dir": str(rd)}
 
 
-def pilot(profile: str, targets, sl: str, ssl: str, seeds, pretrain_seeds, runs_root) -> dict:
+def epoch_scan(profile: str, targets, sl: str, ssl: str, epochs, runs_root) -> list[dict]:
+    """Final top-1 and the monitor curve of seed 0 of both backbones at each schedule length in
+    ``epochs`` (the cosine schedule ends on a plateau at any length, so what decides the budget
+    is how much a longer schedule still gains): the measured curves the demo's epochs are
+    chosen from."""
+    rows = []
+    for target in targets:
+        for e in epochs:
+            for b in (sl, ssl):
+                t0 = time.perf_counter()
+                summary, rd = finetune_run(RunSpec(b, target, profile, 0, epochs=e,
+                                                   runs_root=runs_root), progress=False)
+                rows.append({"target": target, "epochs": e, "backbone": b,
+                             "final_top1": summary["final_top1"],
+                             "monitor_curve": [m["monitor_top1"] for m in rundir.RunDir(rd).metrics()],
+                             "seconds": round(time.perf_counter() - t0, 1)})
+                print(f"  {target}, {e} epochs, {b}: final top-1 {summary['final_top1']:.1f}, "
+                      f"monitor {' '.join(f'{v:.0f}' for v in rows[-1]['monitor_curve'])}", flush=True)
+    return rows
+
+
+def pilot(profile: str, targets, sl: str, ssl: str, seeds, pretrain_seeds, runs_root,
+          epochs: int | None = None) -> dict:
     out = {}
     for target in targets:
         rows = []
         for p in pretrain_seeds:
             for s in seeds:
-                pair = [_run(RunSpec(b, target, profile, s, pretrain_seed=p, runs_root=runs_root))
-                        for b in (ssl, sl)]
+                pair = [_run(RunSpec(b, target, profile, s, pretrain_seed=p, epochs=epochs,
+                                     runs_root=runs_root)) for b in (ssl, sl)]
                 a, b = pair
                 q = float(np.mean(a["correct"] != b["correct"]))  # discordant share
                 n = len(a["correct"])
@@ -131,17 +153,26 @@ def main() -> None:
     ap.add_argument("--ssl", default="simclr")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--runs-root", default=None)
+    ap.add_argument("--epochs", type=int, default=None, help="None: the profile's")
+    ap.add_argument("--pretrain-seeds", nargs="+", type=int, default=[0, 1, 2],
+                    help="used where both backbones are pretrained at that seed")
+    ap.add_argument("--epoch-scan", nargs="*", type=int, default=[],
+                    help="schedule lengths to scan first (seed 0 of both backbones), e.g. 4 6 8 12")
     ap.add_argument("--out", type=Path, default=Path("pilot_power.json"))
     ap.add_argument("--view-target", default="syn_serengeti_d4",
                     help="the target of the frame-against-crop comparison ('' to skip)")
     args = ap.parse_args()
-    pre = [p for p in (0, 1, 2) if all(is_pretrained(b, args.profile, p) for b in (args.sl, args.ssl))]
+    pre = [p for p in args.pretrain_seeds
+           if all(is_pretrained(b, args.profile, p) for b in (args.sl, args.ssl))]
     t0 = time.time()
-    res = pilot(args.profile, args.targets, args.sl, args.ssl, args.seeds, pre, args.runs_root)
+    scan = epoch_scan(args.profile, args.targets, args.sl, args.ssl, args.epoch_scan, args.runs_root)
+    res = pilot(args.profile, args.targets, args.sl, args.ssl, args.seeds, pre, args.runs_root,
+                args.epochs)
     record = {"profile": args.profile, "sl": args.sl, "ssl": args.ssl, "seeds": args.seeds,
               "pretrain_seeds": pre, "cpu": cpu_model(), "precision": resolve_precision("auto", "cpu"),
               "load_average_at_end": os.getloadavg()[0], "wall_seconds": round(time.time() - t0, 1),
-              "code_version": provenance.code_version(), "targets": res,
+              "code_version": provenance.code_version(), "epochs": args.epochs,
+              "epoch_scan": scan, "targets": res,
               "views": (views(args.profile, args.sl, args.ssl, args.seeds[:3], args.runs_root,
                               args.view_target) if args.view_target else None)}
     args.out.write_text(json.dumps(record, indent=1, default=float))
