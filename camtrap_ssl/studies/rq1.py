@@ -169,11 +169,11 @@ def answer_table(diffs: pd.DataFrame, alpha: float = report.ALPHA) -> pd.DataFra
     simultaneous interval, the Holm-adjusted p and the outcome of the adjusted test."""
     fam = family(diffs, alpha)
     if fam.empty:
-        return pd.DataFrame(columns=["axis", "condition", "SSL backbone", "minus", "seeds",
+        return pd.DataFrame(columns=["axis", "condition", "SSL backbone", "minus", "seeds", "claim",
                                      INTERVAL_COLUMN, "Holm-adjusted p", "outcome"])
     out = pd.DataFrame({
         "axis": fam.axis, "condition": fam.condition, "SSL backbone": fam.backbone,
-        "minus": fam.minus, "seeds": fam.seeds,
+        "minus": fam.minus, "seeds": fam.seeds, "claim": fam.get("claim", "-"),
         INTERVAL_COLUMN: [report.format_cell(r.top1_diff, r.top1_adj_low, r.top1_adj_high)
                           for r in fam.itertuples()],
         "Holm-adjusted p": [f"{p:.3f}" if pd.notna(p) else "-" for p in fam.top1_p_adjusted],
