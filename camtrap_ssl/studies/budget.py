@@ -91,6 +91,16 @@ def target_sizes(target: str, profile) -> tuple[int, int] | None:
     return n - n_val, max(n_val, p.validation_frames(target) or 0)
 
 
+def epoch_samples(n_train: int, label_fraction: float) -> int:
+    """Samples in one epoch of a run on ``label_fraction`` of ``n_train`` labels: the kept images
+    repeated to about the whole set's size (``data.datasets.with_label_fraction``: every share gets
+    the same steps), counted here with the stratified draw's size approximated by ``ceil(f n)``."""
+    if label_fraction >= 1:
+        return int(n_train)
+    kept = int(np.ceil(label_fraction * n_train))
+    return kept * max(1, round(n_train / kept))
+
+
 # -- the specs each page asks for ---------------------------------------------------------------------
 def _defaults(page: str, profile, seeds, runs_root) -> dict:
     p = notebook_parameters(page)
@@ -193,10 +203,10 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
     (``probe``) and per measured constant (``other``), each under the first page that asks for it
     (``shared_with``: the later pages that reuse it).
 
-    A ``finetune`` row trains ``image_steps`` = epochs x training images (times the label share)
-    and evaluates ``eval_images`` = (epochs - 1) x the profile's monitor subset + the validation
-    images (forward only: the subset after each epoch, the whole split after the last); a ``probe`` row
-    extracts features of the target's training and validation images once per backbone (the
+    A ``finetune`` row trains ``image_steps`` = epochs x training images (a share of the labels is
+    repeated to the same size, :func:`epoch_samples`) and evaluates ``eval_images`` = (epochs - 1)
+    x the profile's monitor subset + the validation images (forward only: the subset after each
+    epoch, the whole split after the last); a ``probe`` row extracts features of the target's training and validation images once per backbone (the
     probing layer caches them) and fits a logistic regression (not counted). ``finished``: the
     run directory (or probe file) is already complete, so the build reuses it. ``seeds``: the
     profile's ``finetune_seeds`` by default, as ``run_studies`` passes them.
@@ -221,7 +231,7 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
                 n_train, n_val = sizes if sizes else (np.nan, np.nan)
                 epochs = spec.config().epochs
                 if kind == "finetune":
-                    labelled = int(np.ceil(spec.label_fraction * n_train)) if sizes else np.nan
+                    labelled = epoch_samples(n_train, spec.label_fraction) if sizes else np.nan
                     # the monitor subset after every epoch but the last, the whole split after it
                     monitor = min(n_val, profile.monitor_images or n_val) if sizes else np.nan
                     steps, evals = epochs * labelled, (epochs - 1) * monitor + n_val
