@@ -257,5 +257,6 @@ def test_a_study_notebook_passes_the_fields_it_does_not_vary_through(tmp_path, w
     execute_study(1, tmp_path / "book", progress=False, profile="tiny", seeds=[spec.seed],
                   epochs=spec.epochs, runs_root=str(spec.root), backbones=[spec.backbone],
                   targets=[spec.target], convergence_tolerance=spec.convergence_tolerance,
+                  seeded_pretraining=[],  # the run options name the pretraining seed themselves
                   run_options=others)
     _check_arrived(spec, spec.run_dir())
