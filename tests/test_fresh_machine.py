@@ -83,7 +83,7 @@ def test_make_book_needs_no_node(tmp_path):
     (venv / ".installed").touch()  # newer than pyproject.toml: the venv is current
     out = make("book", tmp_path / "bin", f"VENV={venv}", "PROFILE=tiny")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert calls(log) == ["camtrap-ssl book --profile tiny --seed 0"]
+    assert calls(log) == ["camtrap-ssl book --profile tiny --seed 0 --precision auto"]
 
 
 def tarball(files: dict) -> bytes:
