@@ -212,3 +212,24 @@ def test_a_forced_precision_reaches_the_calibration_and_every_run(monkeypatch, t
     assert all("run_options" not in seen[s] for s in seen if s not in takes)
     with pytest.raises(ValueError, match="precision"):
         book.build_book("tiny", precision="fp16")
+
+
+def test_calibrating_for_workers_times_one_thread_and_shares_it(monkeypatch):
+    import torch
+
+    threads = torch.get_num_threads()
+    seen = []
+
+    def fake(fn, steps):  # the step "takes" 0.32 s on however many threads torch has
+        seen.append(torch.get_num_threads())
+        return 0.32, 0.32
+
+    monkeypatch.setattr(budget, "_median_step", fake)
+    cal = budget.calibrate("tiny", "fp32", steps=2, workers=4)
+    assert seen == [1, 1] and torch.get_num_threads() == threads  # timed on one, restored
+    batch = get_profile("tiny").batch_size
+    assert cal["workers"] == 4 and cal["threads"] == 1
+    assert cal["train_seconds_per_image"] == pytest.approx(0.32 / batch / 4)
+    out = io.StringIO()
+    budget.print_estimate(budget.book_plan("tiny", runs_root="/nonexistent-runs"), cal, file=out)
+    assert "4 one-thread workers" in out.getvalue()

@@ -1,5 +1,7 @@
 """Study 1/2 tables: seed intervals, paired SSL - SL verdicts computed from the numbers, the
 common convergence threshold, and the protocol on every row."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -318,3 +320,45 @@ def test_run_directories_are_shown_under_the_runs_root(results, tmp_path):
     assert report.provenance(results).run_dir.tolist() == results.run_dir.tolist()
     joined = " ".join(results.run_dir[:2])
     assert report.under_runs_root(joined, tmp_path) == "far/sl/seed0 far/ssl/seed0"
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_collect_in_worker_processes_makes_the_runs_one_process_makes(tmp_path):
+    """Two one-thread workers train the unfinished runs side by side; the runs are the ones a
+    single one-thread process trains (same directories, same numbers), read back in order, and
+    the workers' output lands in the runs root's log, not on the page."""
+    import torch
+
+    from camtrap_ssl.experiments.spec import grid_specs
+
+    def specs(root):
+        return grid_specs(["supervised"], ["syn_ena24"], [0, 1, 2], profile="tiny", epochs=1,
+                          runs_root=str(root))
+
+    parallel = report.collect(specs(tmp_path / "a"), progress=False, workers=2)
+    assert (tmp_path / "a" / "collect-workers.log").is_file()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = report.collect(specs(tmp_path / "b"), progress=False, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert not (tmp_path / "b" / "collect-workers.log").exists()
+    assert parallel.seed.tolist() == [0, 1, 2]
+    rel = lambda d, r: [str(Path(x).relative_to(r)) for x in d.run_dir]  # noqa: E731
+    assert rel(parallel, tmp_path / "a") == rel(serial, tmp_path / "b")
+    assert parallel.top1.tolist() == serial.top1.tolist()
+    assert parallel.train_acc.tolist() == serial.train_acc.tolist()
+    # finished runs are read, not trained again: nothing left for the workers
+    again = report.collect(specs(tmp_path / "a"), progress=False, workers=2)
+    assert again.top1.tolist() == parallel.top1.tolist()
+
+
+def test_run_workers_parallelise_only_small_cpu_runs():
+    from camtrap_ssl.experiments.spec import grid_specs
+
+    small = grid_specs(["supervised"], ["syn_ena24"], [0, 1], profile="tiny")
+    assert report.run_workers(small[:1]) == 1
+    assert 1 <= report.run_workers(small) <= 2
+    big = grid_specs(["supervised_r50"], ["syn_ena24"], [0, 1], profile="paper")
+    assert report.run_workers(big) == 1

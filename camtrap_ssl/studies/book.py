@@ -337,7 +337,11 @@ def print_build_estimate(profile: str = DEFAULT_PROFILE, runs_root: str | None =
     fails says so in one line and never stops the build."""
     try:
         plan = budget.book_plan(profile, seeds, runs_root)
-        return budget.print_estimate(plan, budget.calibrate(profile, precision))
+        from camtrap_ssl.experiments.spec import RunSpec
+        from camtrap_ssl.studies.report import run_workers
+
+        workers = run_workers([RunSpec("supervised", "syn_serengeti", profile, s) for s in (0, 1)])
+        return budget.print_estimate(plan, budget.calibrate(profile, precision, workers=workers))
     except Exception as e:  # the estimate is advice: the build goes on without it
         print(f"[book] no estimate ({type(e).__name__}: {e})", flush=True)
         return None

@@ -288,7 +288,8 @@ def _median_step(fn, steps: int) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def calibrate(profile, precision: str = "auto", steps: int = 3, num_classes: int = 10) -> dict:
+def calibrate(profile, precision: str = "auto", steps: int = 3, num_classes: int = 10,
+              workers: int = 1) -> dict:
     """Seconds per image of the profile's fine-tuning step (forward, backward, Adam step) and of
     its evaluation (forward only), timed here and now on the CPU with the layout and precision
     ``finetune`` uses: a batch of ``profile.batch_size`` images at ``profile.input_size``.
@@ -296,8 +297,19 @@ def calibrate(profile, precision: str = "auto", steps: int = 3, num_classes: int
     Returns ``train_seconds_per_image`` and ``forward_seconds_per_image`` (wall clock; the
     ``cpu_`` ones: process CPU time, which a loaded machine does not inflate), the CPU's model
     name, the resolved ``precision``, torch's threads and the load average when measured.
+    ``workers`` > 1: the runs train in that many one-thread processes side by side
+    (``studies.report.collect``), so the step is timed on one thread and divided by ``workers``.
     """
     p = get_profile(profile)
+    if workers > 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            one = calibrate(profile, precision, steps, num_classes)
+        finally:
+            torch.set_num_threads(threads)
+        return {**one, "workers": workers, "threads": 1,
+                **{k: one[k] / workers for k in one if k.endswith("seconds_per_image")}}
     device = torch.device("cpu")
     prec = resolve_precision(precision, device)
     torch.manual_seed(0)
@@ -385,7 +397,9 @@ def print_estimate(plan: pd.DataFrame, calibration: dict, file=None) -> dict:
           f"{est['eval_images']:,} evaluation images) and {est['probes']} linear probes{reused}: "
           f"about {est['seconds'] / 60:.0f} min on this machine ({calibration['cpu']}, "
           f"{calibration['device'].upper()}, {calibration['precision']}, "
-          f"{calibration['threads']} threads" + (f", load {load:.1f}" if load is not None else "")
+          + (f"{calibration['workers']} one-thread workers" if calibration.get("workers", 1) > 1
+             else f"{calibration['threads']} threads")
+          + (f", load {load:.1f}" if load is not None else "")
           + f"; {1e3 * calibration['train_seconds_per_image']:.2f} ms per training image, "
           f"{1e3 * calibration['forward_seconds_per_image']:.2f} ms per evaluated image)",
           file=file)
