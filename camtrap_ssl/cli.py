@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="saliency of the SSL/SL pair on a folder of JPEGs (Study 4)")
     ex.add_argument("folder", type=Path, help="a folder of camera-trap images, any size or mode")
     ex.add_argument("--out", type=Path, required=True, help="folder for the PNGs and predictions.csv")
-    ex.add_argument("--ssl-backbone", default="barlowtwins",
+    ex.add_argument("--ssl-backbone", default="simclr",
                     help="a pretraining method, a registry name or a checkpoint file (.pt)")
     ex.add_argument("--sl-backbone", default="supervised")
     ex.add_argument("--ssl-run", type=Path, default=None,

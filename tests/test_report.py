@@ -355,10 +355,11 @@ def test_collect_in_worker_processes_makes_the_runs_one_process_makes(tmp_path):
 
 
 def test_run_workers_parallelise_only_small_cpu_runs():
+    from camtrap_ssl.experiments import parallel
     from camtrap_ssl.experiments.spec import grid_specs
 
     small = grid_specs(["supervised"], ["syn_ena24"], [0, 1], profile="tiny")
-    assert report.run_workers(small[:1]) == 1
-    assert 1 <= report.run_workers(small) <= 2
+    assert parallel.run_workers(small[:1]) == 1
+    assert 1 <= parallel.run_workers(small) <= 2
     big = grid_specs(["supervised_r50"], ["syn_ena24"], [0, 1], profile="paper")
-    assert report.run_workers(big) == 1
+    assert parallel.run_workers(big) == 1

@@ -22,7 +22,7 @@ import pandas as pd
 from camtrap_ssl.core import intervals
 from camtrap_ssl.data.targets import stands_in_for
 from camtrap_ssl.experiments.finetuning import finetune_run
-from camtrap_ssl.train.finetune import finished_summary
+from camtrap_ssl.experiments.parallel import train_in_workers
 from camtrap_ssl.experiments.results import METRICS, PROTOCOL_COLUMNS, run_row
 from camtrap_ssl.studies import reference
 from camtrap_ssl.studies.multiplicity import (  # noqa: F401  (the pages call them as report.*)
@@ -47,67 +47,18 @@ INTERVAL = "mean [95 % t-interval over fine-tuning seeds]"
 COMMON_SHARE = 0.95
 
 
-# Largest input side at which runs train faster as one-thread processes side by side than one
-# after another on all cores: the demo network at 64 px, 2 AMD EPYC cores, fp32, 2026-12-06
-# (budget.calibrate): 3.35 ms per image in each of two 1-thread processes, 2.1 ms with 2 threads
-# in one, so 1.25x the throughput. Larger networks use the cores well within one process.
-PARALLEL_MAX_INPUT = 64
-
-
-def run_workers(specs) -> int:
-    """Worker processes :func:`collect` trains ``specs``' unfinished runs in: the cores this
-    process may use (``core.threads``), at most 4, for small CPU networks (``PARALLEL_MAX_INPUT``);
-    1 (in this process) for anything on a GPU, larger inputs, or a single run."""
-    import torch
-
-    from camtrap_ssl.core import threads
-
-    if len(specs) < 2 or torch.cuda.is_available():
-        return 1
-    if any(s.profile.input_size > PARALLEL_MAX_INPUT or s.config().device == "cuda" for s in specs):
-        return 1
-    return max(1, min(4, threads.available_cpus(), len(specs)))
-
-
-def _train_quietly(spec, log: str) -> str:
-    """A worker's task: train one run with one thread, its output (Python's and the C
-    libraries', file descriptors 1 and 2 of this worker process) appended to ``log``."""
-    import contextlib
-    import sys
-
-    import torch
-
-    torch.set_num_threads(1)
-    with open(log, "a") as f:
-        sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(f.fileno(), 1), os.dup2(f.fileno(), 2)
-        with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-            _, rd = finetune_run(spec, progress=False)
-    return str(rd)
-
-
 def collect(specs, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
     """Run (or reuse) every spec's fine-tune; one :func:`~camtrap_ssl.experiments.results.run_row`
     per run, with the common-threshold convergence added. Build the specs with
     :func:`~camtrap_ssl.experiments.spec.grid_specs` (backbones x targets x seeds, any other
     field in common).
 
-    ``workers`` (None: :func:`run_workers`): the unfinished runs are first trained in that many
-    one-thread processes side by side (their output goes to ``collect-workers.log`` under the runs
-    root), then every run is read in order here; a run is the same run either way (its
-    directory, its seeds), only the time differs."""
+    ``workers`` (None: :func:`~camtrap_ssl.experiments.parallel.run_workers`): the unfinished runs
+    are first trained in that many one-thread processes side by side
+    (:func:`~camtrap_ssl.experiments.parallel.train_in_workers`), then every run is read in order
+    here; a run is the same run either way (its directory, its seeds), only the time differs."""
     specs = list(specs)
-    workers = run_workers(specs) if workers is None else int(workers)
-    todo = [s for s in specs if finished_summary(s.check_writable(), s.convergence_tolerance) is None]
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        log = todo[0].root / "collect-workers.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn")) as pool:
-            for _ in pool.map(_train_quietly, todo, [str(log)] * len(todo)):
-                pass  # an error in a worker is raised here, with its traceback
+    train_in_workers(specs, workers)
     rows = []
     for spec in specs:
         summary, rd = finetune_run(spec, progress=progress)

@@ -1,0 +1,72 @@
+"""Training many small runs side by side: one-thread worker processes.
+
+The demo network at 64 px does not use two cores well from one process: on 2 AMD EPYC cores at
+fp32 (2026-12-06, ``studies.budget.calibrate``) a fine-tuning step took 2.1 ms per image with two
+threads in one process and 3.35 ms in each of two one-thread processes side by side, 1.25x the
+throughput. :func:`train_in_workers` therefore trains a list of unfinished runs in spawned
+one-thread processes; the caller then reads them back in order (a finished run is read, never
+trained again). Larger networks, and anything on a GPU, train in the calling process.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import torch
+
+from camtrap_ssl.core import threads
+from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.train.finetune import finished_summary
+
+# Largest input side at which runs train faster as one-thread processes side by side than one
+# after another on all cores (the measurement in the module docstring).
+PARALLEL_MAX_INPUT = 64
+MAX_WORKERS = 4
+LOG_NAME = "collect-workers.log"
+
+
+def run_workers(specs) -> int:
+    """Worker processes for ``specs``' runs: the cores this process may use
+    (:func:`camtrap_ssl.core.threads.available_cpus`), at most ``MAX_WORKERS``, for small CPU
+    networks (``PARALLEL_MAX_INPUT``); 1 (the calling process) for anything on a GPU, larger
+    inputs, or a single run."""
+    specs = list(specs)
+    if len(specs) < 2 or torch.cuda.is_available():
+        return 1
+    if any(s.profile.input_size > PARALLEL_MAX_INPUT or s.config().device == "cuda" for s in specs):
+        return 1
+    return max(1, min(MAX_WORKERS, threads.available_cpus(), len(specs)))
+
+
+def _train_quietly(spec, log: str) -> str:
+    """A worker's task: train one run with one thread, its output (Python's and the C
+    libraries', file descriptors 1 and 2 of this worker process) appended to ``log``."""
+    torch.set_num_threads(1)
+    with open(log, "a") as f:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(f.fileno(), 1), os.dup2(f.fileno(), 2)
+        with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            _, rd = finetune_run(spec, progress=False)
+    return str(rd)
+
+
+def train_in_workers(specs, workers: int | None = None) -> int:
+    """Train the unfinished runs among ``specs`` in ``workers`` (None: :func:`run_workers`)
+    one-thread processes side by side; their output is appended to ``collect-workers.log`` in the
+    runs root (nothing reaches the caller's page). Each spec's run directory is created here first
+    (a missing embedded backbone is pretrained here, once, not in every worker). An error in a
+    worker is raised here with its traceback. Returns the number of runs trained in workers (0:
+    nothing to do, or one worker: the caller trains them itself)."""
+    specs = list(specs)
+    workers = run_workers(specs) if workers is None else int(workers)
+    todo = [s for s in specs if finished_summary(s.check_writable(), s.convergence_tolerance) is None]
+    if workers < 2 or len(todo) < 2:
+        return 0
+    log = todo[0].root / LOG_NAME
+    with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn")) as pool:
+        for _ in pool.map(_train_quietly, todo, [str(log)] * len(todo)):
+            pass
+    return len(todo)
