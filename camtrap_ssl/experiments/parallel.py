@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 from camtrap_ssl.core import threads
-from camtrap_ssl.experiments.finetuning import finetune_run
+from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.train.finetune import finished_summary
 
 # Largest input side at which runs train faster as one-thread processes side by side than one
@@ -57,7 +57,8 @@ def train_in_workers(specs, workers: int | None = None) -> int:
     """Train the unfinished runs among ``specs`` in ``workers`` (None: :func:`run_workers`)
     one-thread processes side by side; their output is appended to ``collect-workers.log`` in the
     runs root (nothing reaches the caller's page). Each spec's run directory is created here first
-    (a missing embedded backbone is pretrained here, once, not in every worker). An error in a
+    (a missing embedded backbone is pretrained here, once, not in every worker), and each target's
+    world is generated and decoded here, once (the workers read the caches). An error in a
     worker is raised here with its traceback. Returns the number of runs trained in workers (0:
     nothing to do, or one worker: the caller trains them itself)."""
     specs = list(specs)
@@ -65,6 +66,10 @@ def train_in_workers(specs, workers: int | None = None) -> int:
     todo = [s for s in specs if finished_summary(s.check_writable(), s.convergence_tolerance) is None]
     if workers < 2 or len(todo) < 2:
         return 0
+    data = {repr((s.target, s.view, s.box_margin, s.detections, s.detection_threshold, s.data_seed,
+                  s.protocol()["strip"], s.data_options())): s for s in todo}
+    for spec in data.values():
+        load_spec_target(spec, progress=False)  # generate and decode each world once, not per worker
     log = todo[0].root / LOG_NAME
     with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn")) as pool:
         for _ in pool.map(_train_quietly, todo, [str(log)] * len(todo)):
