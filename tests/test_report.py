@@ -362,4 +362,5 @@ def test_run_workers_parallelise_only_small_cpu_runs():
     assert parallel.run_workers(small[:1]) == 1
     assert 1 <= parallel.run_workers(small) <= 2
     big = grid_specs(["supervised_r50"], ["syn_ena24"], [0, 1], profile="paper")
-    assert parallel.run_workers(big) == 1
+    assert parallel.run_workers(big) == 1 == parallel.profile_workers("paper")
+    assert parallel.run_workers(small) == min(2, parallel.profile_workers("tiny"))

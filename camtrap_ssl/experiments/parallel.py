@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 from camtrap_ssl.core import threads
+from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.train.finetune import finished_summary
 
@@ -28,17 +29,22 @@ MAX_WORKERS = 4
 LOG_NAME = "collect-workers.log"
 
 
+def profile_workers(profile) -> int:
+    """Worker processes for many CPU runs at ``profile``: the cores this process may use
+    (:func:`camtrap_ssl.core.threads.available_cpus`), at most ``MAX_WORKERS``, for small networks
+    (``PARALLEL_MAX_INPUT``); 1 (the calling process) with a GPU or larger inputs."""
+    if torch.cuda.is_available() or get_profile(profile).input_size > PARALLEL_MAX_INPUT:
+        return 1
+    return max(1, min(MAX_WORKERS, threads.available_cpus()))
+
+
 def run_workers(specs) -> int:
-    """Worker processes for ``specs``' runs: the cores this process may use
-    (:func:`camtrap_ssl.core.threads.available_cpus`), at most ``MAX_WORKERS``, for small CPU
-    networks (``PARALLEL_MAX_INPUT``); 1 (the calling process) for anything on a GPU, larger
-    inputs, or a single run."""
+    """Worker processes for ``specs``' runs: :func:`profile_workers` of their profiles, at most
+    one per run; 1 for a single run or a spec that asks for CUDA."""
     specs = list(specs)
-    if len(specs) < 2 or torch.cuda.is_available():
+    if len(specs) < 2 or any(s.config().device == "cuda" for s in specs):
         return 1
-    if any(s.profile.input_size > PARALLEL_MAX_INPUT or s.config().device == "cuda" for s in specs):
-        return 1
-    return max(1, min(MAX_WORKERS, threads.available_cpus(), len(specs)))
+    return min(len(specs), *(profile_workers(s.profile) for s in specs))
 
 
 def _train_quietly(spec, log: str) -> str:

@@ -31,8 +31,7 @@ from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
 from camtrap_ssl.studies import budget
 from camtrap_ssl.experiments.checks import check_choice
-from camtrap_ssl.experiments.parallel import run_workers
-from camtrap_ssl.experiments.spec import RunSpec
+from camtrap_ssl.experiments.parallel import profile_workers
 from camtrap_ssl.models.utils import PRECISIONS
 from camtrap_ssl.studies.params import ROOT, SEEDED_STUDIES, STUDIES, execute_study, notebook_parameters
 
@@ -339,8 +338,8 @@ def print_build_estimate(profile: str = DEFAULT_PROFILE, runs_root: str | None =
     fails says so in one line and never stops the build."""
     try:
         plan = budget.book_plan(profile, seeds, runs_root)
-        workers = run_workers([RunSpec("supervised", "syn_serengeti", profile, s) for s in (0, 1)])
-        return budget.print_estimate(plan, budget.calibrate(profile, precision, workers=workers))
+        return budget.print_estimate(plan, budget.calibrate(profile, precision,
+                                                            workers=profile_workers(profile)))
     except Exception as e:  # the estimate is advice: the build goes on without it
         print(f"[book] no estimate ({type(e).__name__}: {e})", flush=True)
         return None
