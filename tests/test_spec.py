@@ -226,3 +226,26 @@ def test_a_real_dataset_is_identified_by_its_files_and_fine_tunes(tmp_path, monk
     (json_path.parent / "gold_standard_ids.txt").write_text(images[1]["id"] + "\n")
     assert RunSpec("supervised", "serengeti", "tiny", epochs=1,
                    runs_root=tmp_path / "runs").run_dir() != rd
+
+
+def test_replicates_continue_the_seeds_on_the_targets_they_name():
+    """A key comparison's extra runs: the named target runs ``n`` seeds (the first ``n`` given,
+    continued past the largest), each from its own pretraining seed where seeded; the others
+    keep ``seeds``."""
+    from camtrap_ssl.experiments.spec import grid_specs, replicate_seeds
+
+    assert replicate_seeds([0, 1, 2], 6) == [0, 1, 2, 3, 4, 5]
+    assert replicate_seeds([4, 7], 4) == [4, 7, 8, 9]
+    assert replicate_seeds([0, 1, 2], 2) == [0, 1]
+    assert replicate_seeds([0, 1, 2], None) == [0, 1, 2]
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="replicates"):
+            replicate_seeds([0], bad)
+    specs = grid_specs(["supervised", "simclr"], ["syn_serengeti", "syn_cifar"], [0, 1, 2],
+                       profile="tiny", seeded_pretraining=["simclr"], replicates={"syn_serengeti": 5})
+    runs = {}
+    for s in specs:
+        runs.setdefault((s.target, s.backbone), []).append((s.seed, s.pretrain_seed))
+    assert runs[("syn_serengeti", "simclr")] == [(k, k) for k in range(5)]
+    assert runs[("syn_serengeti", "supervised")] == [(k, 0) for k in range(5)]
+    assert runs[("syn_cifar", "simclr")] == [(k, k) for k in range(3)]

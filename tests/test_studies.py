@@ -55,6 +55,9 @@ def test_unknown_parameter_is_named_with_the_allowed_ones():
     ({"epochs": 0}, "epochs"),
     ({"epochs": 1e20}, "epochs"),
     ({"runs_root": 5}, "runs_root"),
+    ({"replicates": 6}, "replicates"),
+    ({"replicates": {"syn_serengeti": 0}}, "replicates"),
+    ({"replicates": {"syn_serengeti": True}}, "replicates"),
 ])
 def test_out_of_range_values_are_refused(params, word):
     with pytest.raises(ValueError, match=rf"{word}=.* is not allowed; {word} must be"):
@@ -68,6 +71,18 @@ def test_every_study_takes_seeds_and_refuses_bad_ones(study, seeds):
         studies.check_request(study, {"seeds": seeds})
     with pytest.raises(ValueError, match=f"study {study} has no parameter 'seed'"):
         studies.check_request(study, {"seed": 0})
+
+
+@pytest.mark.parametrize("study", ["1", "2", "rq1"])
+def test_replicates_default_to_the_power_design_of_the_profile(study):
+    """``replicates=None`` is the profile's power design (the demo's key targets get more runs,
+    tiny's none); a dict is taken as given; a target it names is checked like any target."""
+    demo = studies.check_request(study, {"profile": "demo"})["replicates"]
+    assert demo == studies.REPLICATES["demo"] and demo["syn_serengeti"] > 3
+    assert studies.check_request(study, {"profile": "tiny"})["replicates"] == {}
+    assert studies.check_request(study, {"replicates": {"syn_cifar": 4}})["replicates"] == {"syn_cifar": 4}
+    with pytest.raises(ValueError, match="target"):
+        studies.check_request(study, {"replicates": {"syn_nowhere": 4}})
 
 
 def test_run_options_pass_any_field_a_study_does_not_vary_and_refuse_the_rest():

@@ -103,6 +103,7 @@ __all__ = [
     "check_strip",
     "check_target",
     "grid_specs",
+    "replicate_seeds",
     "names",
     "parse_as",
     "specs_from_args",
@@ -476,20 +477,38 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return fileio.sha256_file(path)
 
 
-def grid_specs(backbones, targets, seeds=None, seeded_pretraining=(), **common) -> list[RunSpec]:
+def grid_specs(backbones, targets, seeds=None, seeded_pretraining=(), replicates=None,
+               **common) -> list[RunSpec]:
     """One spec per cell (targets outer, backbones, then seeds inner), all checked before any is
     run. ``seeds``: a list of fine-tuning seeds (None: ``common``'s ``seed``, default 0);
     ``seeded_pretraining``: backbones whose run with seed ``k`` also starts from pretraining seed
     ``k`` (a replicate of the whole method, so intervals over seeds cover pretraining variance);
-    the others start from ``common``'s ``pretrain_seed`` (default 0) in every run. ``common``: any
-    other :class:`RunSpec` field."""
+    the others start from ``common``'s ``pretrain_seed`` (default 0) in every run.
+    ``replicates``: ``{target: n}``, the number of runs of each backbone on that target where it
+    differs from ``len(seeds)`` (a key comparison's power, book/power.md): the first ``n`` seeds,
+    continued past the largest one where ``n`` is more. ``common``: any other :class:`RunSpec`
+    field."""
     seeds = [common.pop("seed", 0)] if seeds is None else list(seeds)
     seeded = set(names(seeded_pretraining, "seeded_pretraining")) if seeded_pretraining else set()
     if seeded and "pretrain_seed" in common:
         raise ValueError(f"pretrain_seed={common['pretrain_seed']!r} and seeded_pretraining="
                          f"{sorted(seeded)} both set the pretraining seed; give one")
+    targets = names(targets, "targets")
+    runs = {t: replicate_seeds(seeds, (replicates or {}).get(t)) for t in targets}
     return [RunSpec(b, t, seed=s, **({"pretrain_seed": s} if b in seeded else {}), **common)
-            for t in names(targets, "targets") for b in names(backbones, "backbones") for s in seeds]
+            for t in targets for b in names(backbones, "backbones") for s in runs[t]]
+
+
+def replicate_seeds(seeds, n: int | None) -> list[int]:
+    """``n`` fine-tuning seeds: the first ``n`` of ``seeds``, continued past the largest one
+    (``[0, 1, 2]`` and 6: ``[0, 1, 2, 3, 4, 5]``); ``None``: ``seeds`` as they are."""
+    seeds = list(seeds)
+    if n is None:
+        return seeds
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"replicates: {n!r} runs is not allowed; a target's runs must be an "
+                         "integer >= 1")
+    return (seeds + list(range(max(seeds) + 1, max(seeds) + 1 + n)))[:n]
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -45,6 +45,37 @@ STUDIES = {  # name -> notebook, in the order the book runs them (3 and 4 reuse 
 }
 
 
+# The power design (book/power.md): runs per backbone on the targets whose key comparisons need
+# more than the book's three seeds to reach a 95 % half-width of 3 top-1 points, per profile. A
+# study's ``replicates=None`` takes its profile's entry (none: ``len(seeds)`` runs everywhere).
+# The demo's are the Serengeti stand-in (Study 2's two key comparisons share their sd: 5 runs) and
+# the two ends of RQ1's distance axis (one comparison each: 6 runs); supervised, SimCLR and SwAV
+# ship pretraining seeds 0-5, so every run starts from its own pretraining seed.
+REPLICATES = {"demo": {"syn_serengeti": 5, "syn_serengeti_d0": 6, "syn_serengeti_d4": 6}}
+
+
+def replicates_for(profile, replicates=None) -> dict:
+    """``replicates`` as given (a target given by path keyed by its absolute path, as a run spec
+    keeps it), or (``None``) the power design's for ``profile`` (:data:`REPLICATES`, ``{}`` for a
+    profile it does not name)."""
+    if replicates is not None:
+        return {S.check_target(t, "replicates target"): n for t, n in replicates.items()}
+    return dict(REPLICATES.get(getattr(profile, "name", profile), {}))
+
+
+def _replicates(value, name):
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be None (the power "
+                         "design's) or a dict {target: runs per backbone}")
+    for target, n in value.items():
+        S.check_target(target, f"{name} target")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{name}={value!r} is not allowed; {name} must be a dict mapping each target to "
+                             f"an integer >= 1 (runs per backbone), and {target!r} has {n!r}")
+
+
 def _rule(desc: str, ok):
     def check(value, name):
         if not ok(value):
@@ -147,6 +178,7 @@ def rules() -> dict:
         "views": _each(_rule("a list of views, each one of ['frame', 'box']",
                              lambda v: v in ("frame", "box"))),
         "seeded_pretraining": _seeded,
+        "replicates": _replicates,
         "seeds": _rule("a non-empty list of distinct integers >= 0",
                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                        and len(set(v)) == len(v)
@@ -181,7 +213,8 @@ def check_params(study: str | int, namespace: dict) -> dict:
     notebook's ``globals()``); return them, with ``runs_root`` resolved through
     :func:`camtrap_ssl.core.paths.runs_root` (``None``: ``$CAMTRAP_SSL_RUNS`` or ``runs/``).
 
-    Raises ``ValueError`` naming the first bad parameter and what it may be.
+    ``replicates`` comes back resolved too (:func:`replicates_for`: ``None`` is the profile's
+    power design). Raises ``ValueError`` naming the first bad parameter and what it may be.
     """
     study = _study(study)
     declared = notebook_parameters(study)
@@ -200,6 +233,8 @@ def check_params(study: str | int, namespace: dict) -> dict:
             raise ValueError(f"study {study}: {e}") from None
     if "runs_root" in values:
         values["runs_root"] = str(paths.runs_root(values["runs_root"]))
+    if "replicates" in values:
+        values["replicates"] = replicates_for(values.get("profile"), values["replicates"])
     return values
 
 
