@@ -9,25 +9,25 @@ import pytest
 from camtrap_ssl.core.profiles import get_profile
 from camtrap_ssl.data.embedded import FAMILY_TARGETS
 from camtrap_ssl.studies import book, budget, rq1
-from camtrap_ssl.studies.params import notebook_parameters
+from camtrap_ssl.studies.params import REPLICATES, notebook_parameters
 
+FAKE_D4 = FAMILY_TARGETS[-1]  # the far end of the distance family
 FAKE_CAL = {"cpu": "Test CPU", "device": "cpu", "precision": "fp32", "threads": 1,
             "load_average": 0.5, "train_seconds_per_image": 1e-3, "forward_seconds_per_image": 2e-4}
 
 
-def _expected_runs(seeds) -> int:
-    """Distinct runs of the book from the notebooks' own defaults, counted by hand."""
+def _expected_runs(seeds, profile="tiny") -> int:
+    """Distinct fine-tuning runs of the book from the notebooks' own defaults, counted by hand:
+    the power design's replicates where it names a target, ``len(seeds)`` elsewhere."""
     s1, s2, r = notebook_parameters(1), notebook_parameters(2), notebook_parameters("rq1")
     s4 = notebook_parameters(4)
-    study12 = len(set(s1["backbones"]) | set(s2["backbones"])) * len(s2["targets"])
-    sl_ssl = 1 + len(r["ssl_backbones"])
-    distance = sl_ssl * len(r["distances"])  # includes d4 at 100 % labels, full budget
-    labels = sl_ssl * len([f for f in r["label_fractions"] if f != 1.0])
-    domain = len(r["in_domain"])  # the .camtrap backbones; SL and SSL at d4 counted above
-    budgets = len(r["ssl_backbones"]) * len([b for b in r["pretraining_budgets"] if b != 100])
-    views = sl_ssl * len([v for v in r["views"] if v != "frame"])  # the frame view is d4's point
+    reps = REPLICATES.get(profile, {})
+    runs = lambda target: reps.get(target, len(seeds))  # noqa: E731
+    study12 = len(set(s1["backbones"]) | set(s2["backbones"])) * sum(runs(t) for t in s2["targets"])
+    # RQ1 fine-tunes its distance axis only (the other axes are linear probes)
+    distance = (1 + len(r["ssl_backbones"])) * sum(runs(FAMILY_TARGETS[d]) for d in r["distances"])
     crops = 2 if s4["crop_view"] else 0  # Study 4's pair fine-tuned on the animals' boxes (seed 0)
-    return len(seeds) * (study12 + distance + labels + domain + budgets + views) + crops
+    return study12 + distance + crops
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +46,26 @@ def test_plan_counts_every_run_once(tiny_plan):
     assert not runs.finished.any()
     assert set(tiny_plan.page) >= {"1", "2", "rq1"} and "3" not in set(runs.page)
     assert set(runs[runs.page == "4"].target) == {"syn_serengeti"}  # its crop-view pair only
+    assert set(runs[runs.page == "rq1"].target) == {FAMILY_TARGETS[d] for d in
+                                                    notebook_parameters("rq1")["distances"]}
 
 
 def test_the_shared_rq1_point_is_counted_once(tiny_plan):
-    """syn_serengeti_d4, all labels, full budget, whole frames: asked for by all five axes,
-    trained once."""
-    d4 = FAMILY_TARGETS[-1]
-    asked, _ = budget.page_specs("rq1", "tiny", [0], "/nonexistent-runs")
+    """syn_serengeti_d4's probe with all labels, full budget, whole frames: asked for by the four
+    probed axes, computed once; its fine-tuning run is the distance axis' far end."""
+    d4 = FAKE_D4
+    _, asked = budget.page_specs("rq1", "tiny", [0], "/nonexistent-runs")
     point = [s for s in asked if s.backbone == "supervised" and s.target == d4
              and s.label_fraction == 1.0 and s.view == "frame"]
-    assert len(point) == 5  # distance, labels, domain, budget, the frame view
+    assert len(point) == 4  # labels, domain, budget, the frame view
+    probes = tiny_plan[tiny_plan.kind == "probe"]
+    assert len(probes[(probes.backbone == "supervised") & (probes.target == d4) & (probes.seed == 0)
+                      & (probes.label_fraction == 1.0) & (probes.view == "frame")]) == 1
+    # features are extracted once per backbone, pretraining seed, target and view
+    extracted = probes[probes.eval_images > 0]
+    assert len(extracted) == len(set(zip(extracted.backbone, extracted.seed, extracted.view)))
     runs = tiny_plan[tiny_plan.kind == "finetune"]
-    rows = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
-                & (runs.label_fraction == 1.0) & (runs.view == "frame")]
+    rows = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)]
     assert len(rows) == 1
     # image-steps: the profile's epochs over the family target's training share
     p = get_profile("tiny")
@@ -67,45 +74,52 @@ def test_the_shared_rq1_point_is_counted_once(tiny_plan):
     # evaluation: the monitor subset after each epoch but the last, the whole split after it
     assert p.monitor_images < n_val
     assert rows.eval_images.iloc[0] == (p.finetune_epochs - 1) * p.monitor_images + n_val
-    f = min(notebook_parameters("rq1")["label_fractions"])
-    assert f < 1
-    share = runs[(runs.backbone == "supervised") & (runs.target == d4) & (runs.seed == 0)
-                 & (runs.label_fraction == f)]
-    # a share of the labels is repeated to the whole set's size: the same steps (within rounding)
+
+
+def test_a_label_share_costs_the_whole_sets_steps():
+    """A share of the labels is repeated to the whole set's size (``with_label_fraction``), so a
+    run at 10 % of the labels trains the steps of one at 100 % (within rounding)."""
     from camtrap_ssl.data.datasets import with_label_fraction
     from camtrap_ssl.data.embedded import load_target
-    train = load_target(d4, "tiny", progress=False).train
-    repeated, record = with_label_fraction(train, f, 0)
-    assert share.image_steps.iloc[0] == pytest.approx(p.finetune_epochs * len(repeated), rel=0.15)
+    train = load_target(FAKE_D4, "tiny", progress=False).train
+    repeated, record = with_label_fraction(train, 0.1, 0)
+    assert budget.epoch_samples(len(train), 0.1) == pytest.approx(len(repeated), rel=0.15)
     assert record["n_labelled"] < len(train) / 2  # and yet the cost of the whole set
+    assert budget.epoch_samples(len(train), 1.0) == len(train)
 
 
 def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
-    """The plan builds RQ1's specs itself (the page's functions train); they must be the same."""
-    asked = []
+    """The plan builds RQ1's specs itself (the page's functions train and probe); they must be
+    the same: the distance axis' fine-tuning runs, the other axes' probes."""
+    trained, probed = [], []
 
     def collect(specs, progress=False):
-        asked.extend(specs)
-        return pd.DataFrame({"target": [s.target for s in specs], "pretrained_on": "source",
-                             "budget_percent": 100, "mode": "fine-tune",
-                             "label_fraction": [s.label_fraction for s in specs]})
+        trained.extend(specs)
+        return pd.DataFrame({"target": [s.target for s in specs]})
+
+    def probe_row(spec, record):
+        probed.append(spec)
+        return {"target": spec.target, "pretrained_on": "source", "budget_percent": 100,
+                "mode": "linear probe", "label_fraction": spec.label_fraction}
 
     monkeypatch.setattr(rq1.report, "collect", collect)
     monkeypatch.setattr(rq1, "linear_probe_run", lambda s: {})
-    monkeypatch.setattr(rq1, "probe_row", lambda s, r: {"mode": "probe",
-                                                        "label_fraction": s.label_fraction})
+    monkeypatch.setattr(rq1, "probe_row", probe_row)
     p = notebook_parameters("rq1")
+    reps = {FAKE_D4: 3}  # a replicate count of its own on the far end: the plan must follow it
     kw = dict(profile="tiny", seeds=[0, 1], runs_root="/nonexistent-runs", epochs=p["epochs"],
-              seeded_pretraining=p["seeded_pretraining"])
+              seeded_pretraining=p["seeded_pretraining"], replicates=reps)
     sl, ssl = p["sl_backbone"], p["ssl_backbones"]
     rq1.distance_results([sl, *ssl], p["distances"], **kw)
     rq1.label_results([sl, *ssl], p["label_fractions"], **kw)
     rq1.domain_results(sl, p["in_domain"], **kw)
     rq1.budget_results(sl, ssl, p["pretraining_budgets"], **kw)
     rq1.view_results([sl, *ssl], p["views"], **kw)
-    planned, _ = budget.page_specs("rq1", "tiny", [0, 1], "/nonexistent-runs")
-    assert planned == asked
-    assert {s.pretrain_seed for s in planned if s.backbone in p["seeded_pretraining"]} == {0, 1}
+    monkeypatch.setitem(REPLICATES, "tiny", reps)
+    runs, probes = budget.page_specs("rq1", "tiny", [0, 1], "/nonexistent-runs")
+    assert runs == trained and probes == probed and len(probes) > len(runs) > 0
+    assert {s.seed for s in runs if s.target == FAKE_D4} == {0, 1, 2}
+    assert {s.pretrain_seed for s in runs if s.backbone in p["seeded_pretraining"]} == {0, 1, 2}
 
 
 def test_the_demo_plan_keys_by_run_directory():
@@ -114,7 +128,11 @@ def test_the_demo_plan_keys_by_run_directory():
     plan = budget.book_plan("demo", runs_root="/nonexistent-runs")
     runs = plan[plan.kind == "finetune"]
     assert (runs.key_kind == "run_dir").all()
-    assert len(runs) == _expected_runs(get_profile("demo").finetune_seeds)
+    assert len(runs) == _expected_runs(get_profile("demo").finetune_seeds, "demo")
+    # the power design's replicates: five runs per backbone on the Serengeti stand-in, each from
+    # its own pretraining seed (shipped, so no pretraining is hidden in the build)
+    ser = runs[(runs.target == "syn_serengeti") & (runs.backbone == "simclr") & (runs.view == "frame")]
+    assert sorted(ser.seed) == list(range(REPLICATES["demo"]["syn_serengeti"]))
     assert runs.key.str.startswith("/nonexistent-runs/demo/").all()
     other = plan[plan.kind == "other"]
     assert len(other) > 0 and other.seconds.gt(0).all() and other.measured.str.len().gt(20).all()
@@ -207,7 +225,7 @@ def test_a_forced_precision_reaches_the_calibration_and_every_run(monkeypatch, t
     book.build_book("tiny", runs_root=str(tmp_path / "runs"), precision="fp32")
     assert calibrated == ["fp32"]
     takes = [s for s in seen if "run_options" in notebook_parameters(s)]
-    assert set(takes) >= {"1", "2", "rq1", "3", "4"}
+    assert set(takes) >= {"1", "2", "rq1", "3", "4", "compare"}  # the own-data page too
     assert all(seen[s]["run_options"] == {"precision": "fp32"} for s in takes)
     assert all("run_options" not in seen[s] for s in seen if s not in takes)
     with pytest.raises(ValueError, match="precision"):
