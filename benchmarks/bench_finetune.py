@@ -167,14 +167,19 @@ def precisions(arch, size, batch_size, n_batches, classes, repeats) -> dict:
     return {prec: (n / min(t[0] for t in ts), n / min(t[1] for t in ts)) for prec, ts in times.items()}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def step_arguments(p: argparse.ArgumentParser, batches: int) -> None:
+    """The demo step's options, shared with ``bench_roofline.py``."""
     p.add_argument("--arch", default="resnet18_w025", help="default: the demo profile's")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--batches", type=int, default=24, help="training batches per measurement")
+    p.add_argument("--batches", type=int, default=batches, help="training batches per measurement")
     p.add_argument("--val", type=int, default=16, help="validation images (evaluated once)")
     p.add_argument("--repeats", type=int, default=3)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    step_arguments(p, batches=24)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the fastest step, so the strictest ratio; "
                         "0 keeps torch's default)")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_finetune import _cpu_batches, bare, compare  # noqa: E402
+from bench_finetune import _cpu_batches, bare, compare, step_arguments  # noqa: E402
 
 from camtrap_ssl.models import create_model  # noqa: E402
 from camtrap_ssl.models.utils import cpu_has_native_bf16  # noqa: E402
@@ -83,12 +83,7 @@ def measure(args, threads: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arch", default="resnet18_w025", help="default: the demo profile's")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--batches", type=int, default=8, help="training batches per measurement")
-    p.add_argument("--val", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
+    step_arguments(p, batches=8)
     args = p.parse_args(argv)
 
     all_threads = torch.get_num_threads()
