@@ -59,7 +59,7 @@ from PIL import Image
 
 from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
-from camtrap_ssl.data import camtrapdp, cct, embedded, megadetector, splits, strip, synthetic, user
+from camtrap_ssl.data import camtrapdp, cct, embedded, megadetector, splits, strip, user
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.images import to_rgb
 
@@ -477,10 +477,7 @@ def embedded_crop_target(name: str, profile: str | Profile = DEFAULT_PROFILE, se
     if name not in embedded.TARGETS or name == "syn_cifar":
         raise ValueError(f"target={name!r}: the crop view needs a camera-trap stand-in; allowed: "
                          f"{[t for t in embedded.TARGETS if t != 'syn_cifar']}")
-    world, n_images = embedded._world(name, profile)
-    json_path = synthetic.camtrap_world(world, profile, seed=seed,
-                                        **({} if n_images is None else {"n_images": n_images}))
-    index = cct.load_cct(json_path)
+    index = cct.load_cct(embedded.world_json(name, profile, seed))
     parts = splits.split(index, by="location", val_fraction=embedded.VAL_FRACTION, seed=seed)
     fraction = embedded.world_strip_fraction(profile) if strip_fraction is None else strip_fraction
     view = crop_view(index, "annotations" if detections is None else detections,

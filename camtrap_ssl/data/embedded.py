@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -110,6 +111,14 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
         out["masks"] = mask_arr
     fileio.atomic_write_npz(path, out)
     return out
+
+
+def world_json(name: str, profile: Profile, seed: int = 0) -> Path:
+    """The COCO Camera Traps JSON a camera-trap stand-in (``syn_*`` but ``syn_cifar``) is read
+    from, generated on first use: its world at the profile's size for it (:func:`_world`)."""
+    world, n_images = _world(name, profile)
+    return synthetic.camtrap_world(world, profile, seed=seed,
+                                   **({} if n_images is None else {"n_images": n_images}))
 
 
 def _world(name: str, profile: Profile) -> tuple:
@@ -248,10 +257,7 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
                       ArrayDataset(_resize_uint8(world.images_val, size), torch.from_numpy(world.labels_val)),
                       list(world.classes), {"world": "similar", "profile": profile.name, "seed": seed})
     distance = family_distance(name)
-    world, n_images = _world(name, profile)
-    json_path = synthetic.camtrap_world(world, profile, seed=seed,
-                                        **({} if n_images is None else {"n_images": n_images}))
-    index = cct.load_cct(json_path)
+    index = cct.load_cct(world_json(name, profile, seed))
     parts = splits.split(index, by="location", val_fraction=VAL_FRACTION, seed=seed)
     fraction = world_strip_fraction(profile) if strip_fraction is None else strip_fraction
     data = decoded_samples(index, size, fraction, masks, progress)
@@ -273,7 +279,7 @@ def load_target(name: str, profile: str | Profile = DEFAULT_PROFILE, seed: int =
         cct.attach_provenance(ds, extra.index, [iid for iid, _ in extra.index.samples])
         sets[1] = append_rows(sets[1], ds)
     return Target(name, sets[0], sets[1], list(index.class_names),
-                  {"json": str(json_path), "json_sha256": index.json_sha256, "split": parts.by,
+                  {"json": str(index.json_path), "json_sha256": index.json_sha256, "split": parts.by,
                    "strip": strip.describe(fraction, profile.camtrap_size[1]),
                    "size": size, "profile": profile.name, "seed": seed,
                    **({} if distance is None else
