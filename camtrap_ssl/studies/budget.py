@@ -2,8 +2,9 @@
 
 :func:`book_plan` lists, page by page in the order the book runs them, every fine-tuning run the
 pages ask for, deduplicated by run identity (Study 2 reuses Study 1's supervised runs; RQ1's
-``syn_serengeti_d4`` / 100 % labels / full-budget point is one run shared by its four axes;
-Studies 3 and 4 analyse Study 2's runs), with its image-steps, the RQ1 page's linear probes, and
+``syn_serengeti_d4`` / 100 % labels / full-budget / whole-frame probe is one probe shared by its
+four probed axes; Studies 3 and 4 analyse Study 2's runs), with its image-steps, the RQ1 page's
+linear probes, and
 each page's other work (world generation, analyses, kernel start) as measured constants. Nothing
 is pretrained, generated or trained to make it: the specs are built as the pages build them
 (:func:`~camtrap_ssl.experiments.spec.grid_specs` over the notebooks' own default parameters) and
@@ -40,7 +41,7 @@ from camtrap_ssl.experiments.probing import probe_path
 from camtrap_ssl.experiments.spec import RunSpec, grid_specs
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.utils import autocast, resolve_precision
-from camtrap_ssl.studies.params import SEEDED_STUDIES, STUDIES, notebook_parameters
+from camtrap_ssl.studies.params import SEEDED_STUDIES, STUDIES, notebook_parameters, replicates_for
 from camtrap_ssl.studies.rq1 import CAMTRAP_TARGET
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.finetune import memory_format
@@ -60,8 +61,8 @@ PAGE_CONSTANTS = {
     "study2_overhead": ("demo", "2", 6.0,
                         _MAKE_BOOK + ": Study 2's 4.9 min less its 36 new runs at those per-run "
                         "times: kernel start, probe records, tables"),
-    "rq1_family_worlds": ("demo", "rq1", 5 * 14.0,
-                          "5 family worlds of 600 frames, generated and decoded: one, "
+    "rq1_family_worlds": ("demo", "rq1", 2 * 14.0,
+                          "2 family worlds (its ends) of 600 frames, generated and decoded: one, "
                           "load_target('syn_serengeti_d4', 'demo') on a fresh cache, took 14.6 s "
                           "wall (7.4 s CPU) on 2 shared AMD EPYC cores at load 5.8 (book/speed.md, "
                           "'Build estimate'); the probes' logistic regressions are not counted"),
@@ -107,27 +108,29 @@ def _defaults(page: str, profile, seeds, runs_root) -> dict:
     p.update(profile=profile, runs_root=runs_root)
     if page in SEEDED_STUDIES:
         p["seeds"] = list(seeds)
+    if "replicates" in p:
+        p["replicates"] = replicates_for(profile, p["replicates"])
     return p
 
 
 def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
     """(fine-tuning specs, probe specs) of the RQ1 page, built as ``studies.rq1``'s
-    distance/label/domain/budget/view functions build them (``tests/test_budget.py`` checks that)."""
+    distance/label/domain/budget/view functions build them (``tests/test_budget.py`` checks that):
+    the distance axis fine-tunes, the other four probe."""
     common = dict(profile=p["profile"], runs_root=p["runs_root"], epochs=p["epochs"],
-                  seeded_pretraining=p["seeded_pretraining"], **p["run_options"])
+                  seeded_pretraining=p["seeded_pretraining"], replicates=p["replicates"],
+                  **p["run_options"])
     seeds, sl, ssl = p["seeds"], p["sl_backbone"], p["ssl_backbones"]
     runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds, **common)
     probes = []
     for f in p["label_fractions"]:
-        specs = grid_specs([sl, *ssl], [p["label_target"]], seeds, label_fraction=f, **common)
-        runs += specs
-        probes += specs
+        probes += grid_specs([sl, *ssl], [p["label_target"]], seeds, label_fraction=f, **common)
     domain = [sl] + [b for m in p["in_domain"] for b in (m, embedded_name(m, "camtrap"))]
-    runs += grid_specs(domain, [CAMTRAP_TARGET], seeds, **common)
+    probes += grid_specs(domain, [CAMTRAP_TARGET], seeds, **common)
     budget = [embedded_name(m, budget=b) for m in ssl for b in p["pretraining_budgets"]]
-    runs += grid_specs([sl] + budget, [CAMTRAP_TARGET], seeds, **common)
+    probes += grid_specs([sl] + budget, [CAMTRAP_TARGET], seeds, **common)
     for view in p["views"]:
-        runs += grid_specs([sl, *ssl], [CAMTRAP_TARGET], seeds, view=view, **common)
+        probes += grid_specs([sl, *ssl], [CAMTRAP_TARGET], seeds, view=view, **common)
     return runs, probes
 
 
@@ -157,7 +160,8 @@ def page_specs(page: str, profile, seeds, runs_root=None) -> tuple[list[RunSpec]
         return grid_specs(p["backbones"], p["targets"], p["seeds"], profile=profile,
                           epochs=p["epochs"], runs_root=runs_root,
                           convergence_tolerance=p["convergence_tolerance"],
-                          seeded_pretraining=p["seeded_pretraining"], **p["run_options"]), []
+                          seeded_pretraining=p["seeded_pretraining"], replicates=p["replicates"],
+                          **p["run_options"]), []
     if page == "rq1":
         return _rq1(p)
     if page in ("3", "4"):
@@ -206,8 +210,8 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
     A ``finetune`` row trains ``image_steps`` = epochs x training images (a share of the labels is
     repeated to the same size, :func:`epoch_samples`) and evaluates ``eval_images`` = (epochs - 1)
     x the profile's monitor subset + the validation images (forward only: the subset after each
-    epoch, the whole split after the last); a ``probe`` row extracts features of the target's training and validation images once per backbone (the
-    probing layer caches them) and fits a logistic regression (not counted). ``finished``: the
+    epoch, the whole split after the last); a ``probe`` row extracts features of the target's training and validation images once per
+    backbone, pretraining seed and view (the probing layer caches them) and fits a logistic regression (not counted). ``finished``: the
     run directory (or probe file) is already complete, so the build reuses it. ``seeds``: the
     profile's ``finetune_seeds`` by default, as ``run_studies`` passes them.
     """
@@ -237,7 +241,7 @@ def book_plan(profile, seeds=None, runs_root=None, pages=tuple(STUDIES)) -> pd.D
                     steps, evals = epochs * labelled, (epochs - 1) * monitor + n_val
                     finished = rd is not None and rundir.RunDir(rd).is_complete
                 else:
-                    feat = (spec.backbone, spec.target)
+                    feat = (spec.backbone, spec.pretrain_seed, spec.target, spec.view)
                     steps, evals = 0, 0 if feat in featured else n_train + n_val
                     featured.add(feat)
                     finished = rd is not None and probe_path(spec).is_file()

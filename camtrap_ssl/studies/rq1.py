@@ -1,24 +1,31 @@
 """RQ1 in the embedded world: when does SSL pretraining transfer better than SL, along axes we control.
 
-The page "When does SSL transfer better?" (``notebooks/rq1_when.ipynb``) fine-tunes the supervised
-backbone against SSL ones along four axes, each point over several fine-tuning seeds, and states
-for which conditions the SSL - SL difference (paired by seed, 95 % t-interval,
-:func:`camtrap_ssl.studies.report.paired_differences`) excludes zero:
+The page "When does SSL transfer better?" (``notebooks/rq1_when.ipynb``) compares the supervised
+backbone with SSL ones along five axes and states for which conditions the SSL - SL difference
+(paired by seed, :func:`camtrap_ssl.studies.report.paired_differences`, one Holm-controlled family
+over the page's distinct conditions, :func:`family`) excludes zero:
 
-* **distance**: the domain-distance family ``syn_serengeti_d0`` .. ``d4``
-  (:func:`camtrap_ssl.data.synthetic.family_spec`), source-like frames to the Serengeti stand-in's
-  settings; the other three axes fine-tune on its far end, ``syn_serengeti_d4``
-  (:data:`CAMTRAP_TARGET`);
-* **labels**: a class-stratified share of the camera-trap target's labels (nested across shares,
-  drawn per seed), full fine-tuning and a linear probe on frozen features
-  (:mod:`camtrap_ssl.experiments.probing`);
+* **distance** (fine-tuning, the page's key comparisons): the domain-distance family
+  ``syn_serengeti_d0`` .. ``d4`` (:func:`camtrap_ssl.data.synthetic.family_spec`), source-like
+  frames to the Serengeti stand-in's settings, each run from its own pretraining seed (run *k* of a
+  ``seeded_pretraining`` backbone starts from pretraining seed *k*), as many runs as the power
+  design asks (``params.REPLICATES``);
+
+the other four axes measure the frozen representations on the family's far end,
+``syn_serengeti_d4`` (:data:`CAMTRAP_TARGET`), with a linear probe
+(:mod:`camtrap_ssl.experiments.probing`: one forward pass per image, a deterministic logistic
+regression), so that their seeds replicate the pretraining (and, below 100 % of the labels, which
+images are labelled), not a fine-tuning run the book's budget cannot pay for:
+
+* **labels**: a class-stratified share of the target's training labels (nested across shares);
 * **domain**: SSL pretrained on unlabelled camera-trap frames of the world's training sites
   (``<method>.camtrap``) against SSL on the source world and SL on the source world;
 * **budget**: the SSL backbones after 25 %, 50 % and 100 % of their pretraining epochs
-  (``<method>.b25``...), against SL at its full budget.
+  (``<method>.b25``...), against SL at its full budget;
+* **view**: the whole frame or the animal's box (:mod:`camtrap_ssl.data.crops`).
 
-Every function returns one row per run (the run's directory or probe file recorded), so the
-page's tables and plots are computed from recorded runs only.
+Every function returns one row per run or probe (its directory or file recorded), so the page's
+tables and plots are computed from recorded runs only.
 """
 from __future__ import annotations
 
@@ -58,24 +65,32 @@ def distance_results(backbones, distances, seeds=(0, 1, 2), progress: bool = Fal
     return out
 
 
+def probe_results(specs, progress: bool = False) -> pd.DataFrame:
+    """One row per linear probe of ``specs`` (read where recorded, else computed and recorded;
+    the features of one backbone, pretraining seed, target and view are extracted once)."""
+    specs = list(specs)
+    if progress:
+        from tqdm.auto import tqdm
+        specs = tqdm(specs, desc="linear probes", unit="probe")
+    return pd.DataFrame([probe_row(s, linear_probe_run(s)) for s in specs])
+
+
 def label_results(backbones, fractions, seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
                   progress: bool = False, **common) -> pd.DataFrame:
-    """Full fine-tuning and the linear probe of every backbone at every label share."""
-    frames = []
-    for f in fractions:
-        specs = grid_specs(backbones, [target], seeds, label_fraction=f, **common)
-        frames.append(report.collect(specs, progress=progress))
-        frames.append(pd.DataFrame([probe_row(s, linear_probe_run(s)) for s in specs]))
-    out = pd.concat(frames, ignore_index=True)
-    out["condition"] = [f"{m}, {100 * f:g} % of labels" for m, f in zip(out["mode"], out.label_fraction)]
+    """The linear probe of every backbone at every label share (the same labelled images for
+    every backbone of a seed, nested across shares)."""
+    out = pd.concat([probe_results(grid_specs(backbones, [target], seeds, label_fraction=f, **common),
+                                   progress) for f in fractions], ignore_index=True)
+    out["condition"] = [f"{100 * f:g} % of labels" for f in out.label_fraction]
     return out
 
 
 def domain_results(sl_backbone: str, ssl_methods, seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
                    progress: bool = False, **common) -> pd.DataFrame:
-    """SL (source), each SSL method pretrained on the source world and on the camera-trap pool."""
+    """Linear probes of SL (source), each SSL method pretrained on the source world and on the
+    camera-trap pool."""
     backbones = [sl_backbone] + [b for m in ssl_methods for b in (m, embedded_name(m, "camtrap"))]
-    out = report.collect(grid_specs(backbones, [target], seeds, **common), progress=progress)
+    out = probe_results(grid_specs(backbones, [target], seeds, **common), progress)
     where = {"source": "the source world", "camtrap": "camera-trap frames",
              "imagenet": "ImageNet"}
     out["condition"] = [f"pretrained on {where[p]}" for p in out.pretrained_on]
@@ -84,10 +99,10 @@ def domain_results(sl_backbone: str, ssl_methods, seeds=(0, 1, 2), target: str =
 
 def budget_results(sl_backbone: str, ssl_methods, budgets, seeds=(0, 1, 2),
                    target: str = CAMTRAP_TARGET, progress: bool = False, **common) -> pd.DataFrame:
-    """Each SSL method after ``budgets`` % of its pretraining epochs, against SL at its full one."""
+    """Linear probes of each SSL method after ``budgets`` % of its pretraining epochs, against SL
+    at its full one."""
     names = [embedded_name(m, budget=b) for m in ssl_methods for b in budgets]
-    out = report.collect(grid_specs([sl_backbone] + names, [target], seeds, **common),
-                         progress=progress)
+    out = probe_results(grid_specs([sl_backbone] + names, [target], seeds, **common), progress)
     out["budget"] = out.budget_percent
     out["condition"] = [f"{b} % of pretraining" for b in out.budget]
     return out
@@ -95,13 +110,13 @@ def budget_results(sl_backbone: str, ssl_methods, budgets, seeds=(0, 1, 2),
 
 def view_results(backbones, views=("frame", "box"), seeds=(0, 1, 2), target: str = CAMTRAP_TARGET,
                  progress: bool = False, **common) -> pd.DataFrame:
-    """Every backbone fine-tuned and scored on the whole frames and on the animals' boxes
+    """Linear probes of every backbone on the whole frames and on the animals' boxes
     (``view="box"``: padded square crops of the target's exact boxes cut from the original frames,
     :mod:`camtrap_ssl.data.crops`; empty frames have no box and are left out, the detector's
     question). Both views split the frames alike, so they are scored on the same sites; the
-    frame view's runs are the other axes' shared runs. ``view`` and ``condition`` columns."""
-    frames = [report.collect(grid_specs(backbones, [target], seeds, view=v, **common),
-                             progress=progress).assign(view=v) for v in views]
+    frame view's probes are the other axes' shared ones. ``view`` and ``condition`` columns."""
+    frames = [probe_results(grid_specs(backbones, [target], seeds, view=v, **common),
+                            progress).assign(view=v) for v in views]
     out = pd.concat(frames, ignore_index=True)
     out["view_index"] = [list(VIEW_NAMES).index(v) for v in out.view]
     out["condition"] = [VIEW_NAMES[v] for v in out.view]
@@ -212,13 +227,14 @@ def answer_sentences(table: pd.DataFrame, alpha: float = report.ALPHA) -> str:
     seeds = sorted(set(table.seeds))
     level = 100 * (1 - alpha / n)
     lines.append(
-        f"\n(Top-1 differences in points, SSL minus {table.minus.iloc[0]}, paired by fine-tuning "
-        f"seed over seeds {', '.join(seeds)}. The family is the page's {n} distinct conditions, a "
+        f"\n(Top-1 differences in points, SSL minus {table.minus.iloc[0]}, paired by run over "
+        f"seeds {', '.join(seeds)}. The family is the page's {n} distinct conditions, a "
         f"run shared by several axes counted once, controlled by Holm's step-down procedure "
         f"(Holm 1979) on the paired t-tests at family-wise alpha = {alpha:g}; the intervals are "
-        f"simultaneous Bonferroni t-intervals at {level:.3g} % each. They cover fine-tuning "
-        "variance and, below 100 % of the labels, which images were labelled; not pretraining "
-        "variance: each backbone is one pretraining run.)")
+        f"simultaneous Bonferroni t-intervals at {level:.3g} % each. A row whose claim is "
+        "*method* runs each side from its own pretraining seed per run, so its interval covers "
+        "pretraining variance as well as fine-tuning variance (and, below 100 % of the labels, "
+        "which images were labelled); a *checkpoint* row has one pretraining run on a side.)")
     return "\n".join(lines)
 
 
