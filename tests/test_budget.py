@@ -120,6 +120,12 @@ def test_rq1_specs_are_those_the_page_functions_build(monkeypatch):
     assert runs == trained and probes == probed and len(probes) > len(runs) > 0
     assert {s.seed for s in runs if s.target == FAKE_D4} == {0, 1, 2}
     assert {s.pretrain_seed for s in runs if s.backbone in p["seeded_pretraining"]} == {0, 1, 2}
+    # a probe of a seeded backbone (SimCLR's 50 % snapshot too) is one per pretraining seed; the
+    # camera-trap SimCLR has one checkpoint
+    seeded = [s for s in probes if s.backbone in p["seeded_pretraining"]]
+    assert "simclr.b50" in {s.backbone for s in seeded}
+    assert [s.pretrain_seed for s in seeded] == [s.seed for s in seeded]
+    assert {s.pretrain_seed for s in probes if s.backbone == "simclr.camtrap"} == {0}
 
 
 def test_the_demo_plan_keys_by_run_directory():
