@@ -116,12 +116,13 @@ def _defaults(page: str, profile, seeds, runs_root) -> dict:
 def _rq1(p: dict) -> tuple[list[RunSpec], list[RunSpec]]:
     """(fine-tuning specs, probe specs) of the RQ1 page, built as ``studies.rq1``'s
     distance/label/domain/budget/view functions build them (``tests/test_budget.py`` checks that):
-    the distance axis fine-tunes, the other four probe."""
+    the distance axis fine-tunes, with the power design's replicates; the other four probe, over
+    the book's seeds."""
     common = dict(profile=p["profile"], runs_root=p["runs_root"], epochs=p["epochs"],
-                  seeded_pretraining=p["seeded_pretraining"], replicates=p["replicates"],
-                  **p["run_options"])
+                  seeded_pretraining=p["seeded_pretraining"], **p["run_options"])
     seeds, sl, ssl = p["seeds"], p["sl_backbone"], p["ssl_backbones"]
-    runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds, **common)
+    runs = grid_specs([sl, *ssl], [FAMILY_TARGETS[d] for d in p["distances"]], seeds,
+                      replicates=p["replicates"], **common)  # the key comparisons' replicates
     probes = []
     for f in p["label_fractions"]:
         probes += grid_specs([sl, *ssl], [p["label_target"]], seeds, label_fraction=f, **common)
