@@ -235,3 +235,23 @@ def test_studies_3_and_4_pool_only_seeds_scored_on_the_same_images(monkeypatch, 
     # Study 3 writes and its appendix reads one path, named by the seeds asked for
     path = comparison.curves_path(tmp_path, "tiny", "syn_serengeti", "simclr", "supervised", [0, 1])
     assert path == tmp_path / "tiny" / "study3" / "curves_syn_serengeti_simclr_supervised_seeds0-1.csv"
+
+
+@pytest.mark.slow
+def test_study4_scores_the_crop_trained_pair_when_asked(tiny_book, tmp_path):
+    """The book leaves Study 4's crop-trained pair off (``crop_view=False``); with it on, the page
+    fine-tunes the pair on the boxes and scores both kinds of model on the same crops."""
+    import json
+
+    assert studies.notebook_parameters(4)["crop_view"] is False
+    runs = tiny_book.parent.parent.parent / "runs"  # the frame-trained pair: the tiny book's
+    out = studies.execute_study(4, tmp_path, progress=False, profile="tiny", seeds=[0],
+                                runs_root=str(runs), crop_view=True)
+    cells = json.loads(out.read_text())["cells"]
+    crop = next(c for c in cells if c["cell_type"] == "code"
+                and "crop_pairs" in "".join(c["source"]))
+    shown = json.dumps(crop["outputs"])
+    assert "is off" not in shown and "crop-trained" in shown and "frame-trained" in shown
+    boxes = [d for d in runs.glob("tiny/syn_serengeti/*/seed0-*")
+             if json.loads((d / "params.json").read_text())["spec"].get("view") == "box"]
+    assert len(boxes) == 2  # the SSL and the SL backbone, fine-tuned on the boxes
