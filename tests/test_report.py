@@ -332,8 +332,9 @@ def test_collect_in_worker_processes_makes_the_runs_one_process_makes(tmp_path):
     from camtrap_ssl.experiments.spec import grid_specs
 
     def specs(root):
-        return grid_specs(["supervised"], ["syn_ena24"], [0, 1, 2], profile="tiny", epochs=1,
-                          runs_root=str(root))
+        # two targets: their worlds are generated side by side in the workers before any run
+        return grid_specs(["supervised"], ["syn_ena24", "syn_cifar"], [0, 1, 2], profile="tiny",
+                          epochs=1, runs_root=str(root))
 
     parallel = report.collect(specs(tmp_path / "a"), progress=False, workers=2)
     assert (tmp_path / "a" / "collect-workers.log").is_file()
@@ -344,7 +345,8 @@ def test_collect_in_worker_processes_makes_the_runs_one_process_makes(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert not (tmp_path / "b" / "collect-workers.log").exists()
-    assert parallel.seed.tolist() == [0, 1, 2]
+    assert parallel.seed.tolist() == [0, 1, 2, 0, 1, 2]
+    assert parallel.target.tolist() == ["syn_ena24"] * 3 + ["syn_cifar"] * 3
     rel = lambda d, r: [str(Path(x).relative_to(r)) for x in d.run_dir]  # noqa: E731
     assert rel(parallel, tmp_path / "a") == rel(serial, tmp_path / "b")
     assert parallel.top1.tolist() == serial.top1.tolist()

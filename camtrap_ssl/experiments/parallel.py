@@ -47,26 +47,42 @@ def run_workers(specs) -> int:
     return min(len(specs), *(profile_workers(s.profile) for s in specs))
 
 
-def _train_quietly(spec, log: str) -> str:
-    """A worker's task: train one run with one thread, its output (Python's and the C
-    libraries', file descriptors 1 and 2 of this worker process) appended to ``log``."""
+@contextlib.contextmanager
+def _quiet(log: str):
+    """One thread, and this worker's output (Python's and the C libraries', file descriptors 1
+    and 2 of the worker process) appended to ``log``."""
     torch.set_num_threads(1)
     with open(log, "a") as f:
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(f.fileno(), 1), os.dup2(f.fileno(), 2)
         with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-            _, rd = finetune_run(spec, progress=False)
+            yield
+
+
+def _train_quietly(spec, log: str) -> str:
+    """A worker's task: train one run."""
+    with _quiet(log):
+        _, rd = finetune_run(spec, progress=False)
     return str(rd)
+
+
+def _warm_quietly(spec, log: str) -> str:
+    """A worker's task before the training: generate and decode one target's world (its caches)."""
+    with _quiet(log):
+        load_spec_target(spec, progress=False)
+    return spec.target
 
 
 def train_in_workers(specs, workers: int | None = None) -> int:
     """Train the unfinished runs among ``specs`` in ``workers`` (None: :func:`run_workers`)
     one-thread processes side by side; their output is appended to ``collect-workers.log`` in the
     runs root (nothing reaches the caller's page). Each spec's run directory is created here first
-    (a missing embedded backbone is pretrained here, once, not in every worker), and each target's
-    world is generated and decoded here, once (the workers read the caches). An error in a
-    worker is raised here with its traceback. Returns the number of runs trained in workers (0:
-    nothing to do, or one worker: the caller trains them itself)."""
+    (a missing embedded backbone is pretrained here, once, not in every worker). Each target's
+    world is generated and decoded once before any run trains (the runs read the caches): the
+    first data of each distinct target in the workers side by side (generation is single-threaded
+    drawing; two targets never share a world's files), any other data of a target (another view)
+    after it. An error in a worker is raised here with its traceback. Returns the number of runs
+    trained in workers (0: nothing to do, or one worker: the caller trains them itself)."""
     specs = list(specs)
     workers = run_workers(specs) if workers is None else int(workers)
     todo = [s for s in specs if finished_summary(s.check_writable(), s.convergence_tolerance) is None]
@@ -74,10 +90,15 @@ def train_in_workers(specs, workers: int | None = None) -> int:
         return 0
     data = {repr((s.target, s.view, s.box_margin, s.detections, s.detection_threshold, s.data_seed,
                   s.protocol()["strip"], s.data_options())): s for s in todo}
+    first = {}
     for spec in data.values():
-        load_spec_target(spec, progress=False)  # generate and decode each world once, not per worker
+        first.setdefault(spec.target, spec)
+    rest = [s for s in data.values() if first[s.target] is not s]
     log = todo[0].root / LOG_NAME
     with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn")) as pool:
+        for stage in (list(first.values()), rest):
+            for _ in pool.map(_warm_quietly, stage, [str(log)] * len(stage)):
+                pass
         for _ in pool.map(_train_quietly, todo, [str(log)] * len(todo)):
             pass
     return len(todo)
