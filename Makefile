@@ -9,16 +9,16 @@ PRECISION ?= auto
 
 .PHONY: book test test-fast browser rehearsal clean
 
-# The virtual environment is rebuilt when pyproject.toml changes. --no-compile: pip would byte-compile
-# every installed file (torch's thousands), 45 of the install's 127 s on 2 cores (book/speed.md);
-# Python compiles the modules a run imports on first import instead.
+# The virtual environment is rebuilt when pyproject.toml changes. (pip's --no-compile saves 45 of the
+# install's 127 s, but where PYTHONDONTWRITEBYTECODE is set every kernel then recompiles what it
+# imports: the book took longer, book/speed.md.)
 # Debian's python3 lacks venv's pip (python3-venv) on a fresh machine: install it only then.
 $(VENV)/.installed: pyproject.toml
 	@python3 -m venv $(VENV) 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); } || \
 	  { echo "python3 -m venv failed: install python3-venv (Debian) and rerun"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 # The book serves its JavaScript itself (no CDN): camtrap_ssl.studies.book fetches the three npm
