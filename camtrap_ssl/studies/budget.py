@@ -46,30 +46,34 @@ from camtrap_ssl.studies.rq1 import CAMTRAP_TARGET
 from camtrap_ssl.train import rundir
 from camtrap_ssl.train.finetune import memory_format
 
-# The pages' work that is not fine-tuning or probing, in seconds, per profile and page: measured,
-# not calibrated (it is world generation, galleries, attribution, plots and a kernel's start, whose
-# cost does not follow one network step). Name -> (profile, page, seconds, where it was measured).
-_MAKE_BOOK = ("book/speed.md, 'Whole commands': `make book` from a fresh clone, 2026-12-02, code "
-              "a6ff98d, 2 idle cores with AMX, bf16, fresh cache")
+# The pages' work that is not priced by the step calibration, in seconds, per profile and page:
+# measured, not calibrated (world generation and decoding before the workers start, galleries,
+# attribution, plots, a kernel's start, and what a run costs beyond its image-steps: spawning,
+# checkpoints, predictions). Each is a page's time in the fresh-clone fp32 build below less what
+# the cost model priced for that page's runs and probes at that build's own calibration (1.74 ms
+# per training image, 0.42 ms per evaluated image, two one-thread workers), so that the printed
+# estimate adds up to the build on that machine. Name -> (profile, page, seconds, where measured).
+_FP32_BUILD = ("book/speed.md, 'Whole commands': `make book PRECISION=fp32` from a fresh clone, "
+               "2026-12-06, code d27ede9, 2 idle AMD EPYC cores, fp32, fresh cache")
 PAGE_CONSTANTS = {
-    "worlds_gallery": ("demo", "worlds", 36.0,
-                       _MAKE_BOOK + ": the world gallery page, 0.6 min (it generates the source, "
-                       "CIFAR stand-in, Serengeti and ENA24 stand-in worlds)"),
-    "study1_overhead": ("demo", "1", 6.0,
-                        _MAKE_BOOK + ": Study 1's 1.3 min less its 9 runs at the per-run times "
-                        "recorded beside it (10, 9 and 5 s per seed): kernel start, decoding, tables"),
-    "study2_overhead": ("demo", "2", 6.0,
-                        _MAKE_BOOK + ": Study 2's 4.9 min less its 36 new runs at those per-run "
-                        "times: kernel start, probe records, tables"),
-    "rq1_family_worlds": ("demo", "rq1", 2 * 14.0,
-                          "2 family worlds (its ends) of 600 frames, generated and decoded: one, "
-                          "load_target('syn_serengeti_d4', 'demo') on a fresh cache, took 14.6 s "
-                          "wall (7.4 s CPU) on 2 shared AMD EPYC cores at load 5.8 (book/speed.md, "
-                          "'Build estimate'); the probes' logistic regressions are not counted"),
-    "study3_analyses": ("demo", "3", 18.0, _MAKE_BOOK + ": Study 3, 0.3 min (its runs reused)"),
-    "study3_appendix": ("demo", "3-appendix", 6.0, _MAKE_BOOK + ": Study 3's appendix, 0.1 min"),
-    "study4_analyses": ("demo", "4", 78.0, _MAKE_BOOK + ": Study 4, 1.3 min (its runs reused; "
-                        "benchmarks/bench_scorecam.py measured the notebook at 73 s)"),
+    "worlds_gallery": ("demo", "worlds", 31.0,
+                       _FP32_BUILD + ": the world gallery page, 31 s (it draws the CIFAR, "
+                       "Serengeti and ENA24 stand-ins and a sample of the source world)"),
+    "study1_overhead": ("demo", "1", 37.0,
+                        _FP32_BUILD + ": Study 1's 116 s less the 79 s priced for its 8 runs: "
+                        "kernel start, the two targets' worlds decoded, spawning, tables, plots"),
+    "study2_overhead": ("demo", "2", 29.0,
+                        _FP32_BUILD + ": Study 2's 187 s less the 158 s priced for its 16 runs"),
+    "rq1_overhead": ("demo", "rq1", 78.0,
+                     _FP32_BUILD + ": the RQ1 page's 197 s less the 99 s priced for its 22 runs "
+                     "and the 20 s for its probes' features: the two family worlds drawn side by "
+                     "side, the probes' logistic regressions, the gallery, tables and figures"),
+    "study3_analyses": ("demo", "3", 22.0, _FP32_BUILD + ": Study 3, 22 s (its runs reused)"),
+    "study3_appendix": ("demo", "3-appendix", 8.0, _FP32_BUILD + ": Study 3's appendix, 8 s"),
+    "study4_analyses": ("demo", "4", 102.0, _FP32_BUILD + ": Study 4, 102 s (its runs reused, "
+                        "its crop-trained pair off)"),
+    "compare_page": ("demo", "compare", 24.0, _FP32_BUILD + ": the own-data comparison page, "
+                     "24 s (three backbones' features and 54 probe fits)"),
 }
 
 
