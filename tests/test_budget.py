@@ -1,6 +1,7 @@
 """The book's cost model: the plan counts each run the pages train once, the estimate follows the
 calibration, and the build prints it first."""
 import io
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -222,9 +223,14 @@ def test_the_plan_is_the_run_directories_the_tiny_book_creates(tiny_book):
 def test_a_forced_precision_reaches_the_calibration_and_every_run(monkeypatch, tmp_path):
     """`make book PRECISION=fp32` (the fp32 budget measured on a CPU with native bf16): the
     estimate is calibrated at fp32 and every study that takes run options gets it."""
-    seen, calibrated = {}, []
-    monkeypatch.setattr(book, "execute_study",
-                        lambda number, out, progress=False, **params: seen.update({number: params}))
+    seen, calibrated, bars = {}, [], []
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
+    def execute(number, out, progress=False, **params):
+        seen.update({number: params})
+        bars.append(os.environ.get("TQDM_DISABLE"))  # what the study's kernel inherits
+
+    monkeypatch.setattr(book, "execute_study", execute)
     monkeypatch.setattr(book, "build_html", lambda *a, **k: tmp_path)
     real = book.run_studies
     monkeypatch.setattr(book, "run_studies", lambda *a, **k: real(*a, output_dir=tmp_path, **k))
@@ -236,6 +242,8 @@ def test_a_forced_precision_reaches_the_calibration_and_every_run(monkeypatch, t
     assert set(takes) >= {"1", "2", "rq1", "3", "4", "compare"}  # the own-data page too
     assert all(seen[s]["run_options"] == {"precision": "fp32"} for s in takes)
     assert all("run_options" not in seen[s] for s in seen if s not in takes)
+    # no progress bars on a published page; the variable is gone again after the build
+    assert bars == ["1"] * len(seen) and "TQDM_DISABLE" not in os.environ
     with pytest.raises(ValueError, match="precision"):
         book.build_book("tiny", precision="fp16")
 

@@ -89,6 +89,24 @@ def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | 
     seeds = list(seeds if seeds is not None else get_profile(profile).finetune_seeds)
     check_precision(precision)
     timings = {}
+    # A published page carries no progress bars: the kernels inherit TQDM_DISABLE (tqdm reads its
+    # defaults from TQDM_* variables), while this process prints one line per study.
+    saved = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        _run_each(studies, profile, seed, seeds, precision, runs_root, output_dir, timings)
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
+    fileio.atomic_write_json(output_dir / "build_record.json",
+                           {"profile": profile, "seed": seed, "seeds": seeds, "seconds": timings,
+                            **provenance.environment()})
+    return timings
+
+
+def _run_each(studies, profile, seed, seeds, precision, runs_root, output_dir, timings) -> None:
     for number in studies:
         params = {"profile": profile}
         params.update({"seeds": seeds} if number in SEEDED_STUDIES else {"seed": seed})
@@ -100,10 +118,6 @@ def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | 
         print(f"[book] study {number}: {STUDIES[number]}", flush=True)
         execute_study(number, output_dir, progress=False, **params)
         timings[STUDIES[number]] = round(time.time() - t0, 1)
-    fileio.atomic_write_json(output_dir / "build_record.json",
-                           {"profile": profile, "seed": seed, "seeds": seeds, "seconds": timings,
-                            **provenance.environment()})
-    return timings
 
 
 def jupyter_book_executable() -> str:
