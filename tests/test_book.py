@@ -9,7 +9,8 @@ from camtrap_ssl.studies.params import STUDIES
 pytestmark = pytest.mark.slow
 
 # the fewest figures each page must show on the tiny profile
-MIN_FIGURES = {"worlds": 4, "study1_supervised": 4, "study2_self_supervised": 4,
+# Study 1: learning curves, the Serengeti stand-in per class, coverage (no ENA24 target in the book)
+MIN_FIGURES = {"worlds": 4, "study1_supervised": 3, "study2_self_supervised": 4,
                "study3_invariance": 6, "study3_appendix": 1, "study4_reasoning": 8,
                "rq1_when": 6, "compare_embedded": 2}
 
