@@ -249,3 +249,21 @@ def test_replicates_continue_the_seeds_on_the_targets_they_name():
     assert runs[("syn_serengeti", "simclr")] == [(k, k) for k in range(5)]
     assert runs[("syn_serengeti", "supervised")] == [(k, 0) for k in range(5)]
     assert runs[("syn_cifar", "simclr")] == [(k, k) for k in range(3)]
+
+
+def test_replicates_name_a_target_by_path_as_the_specs_keep_it(tmp_path, monkeypatch):
+    """Own data given by a relative path in ``replicates`` and by an absolute one in ``targets``
+    (or the other way round) is one target: its runs get the replicates, and a bad count or a
+    target that is neither a name nor a path is refused before any spec is built."""
+    from camtrap_ssl.experiments.spec import grid_specs
+
+    (tmp_path / "mine" / "zebra").mkdir(parents=True)
+    (tmp_path / "mine" / "zebra" / "a.jpg").write_bytes(b"\xff\xd8")  # detected by extension only
+    monkeypatch.chdir(tmp_path)
+    for given, key in ((str(tmp_path / "mine"), "mine"), ("mine", str(tmp_path / "mine"))):
+        specs = grid_specs(["supervised"], [given], [0, 1], profile="tiny", replicates={key: 4})
+        assert [s.seed for s in specs] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"replicates\['mine'\]"):
+        grid_specs(["supervised"], ["mine"], [0], profile="tiny", replicates={"mine": 0})
+    with pytest.raises(ValueError, match="replicates target"):
+        grid_specs(["supervised"], ["mine"], [0], profile="tiny", replicates={"nowhere": 2})

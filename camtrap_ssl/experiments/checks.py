@@ -126,6 +126,18 @@ def check_target(value, name: str = "target") -> str:
                                "JSON, a Camtrap DP package or a folder of class folders")
 
 
+def check_replicates(value, name: str = "replicates") -> dict[str, int]:
+    """None (``{}``) or ``{target: runs per backbone}``, each target checked and kept as
+    :func:`check_target` keeps it (a path as its absolute path, so a relative path matches the run
+    specs' own), each count an integer >= 1."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _refuse(name, value, "None or a dict {target: runs per backbone}")
+    return {check_target(t, f"{name} target"): check_positive_int(n, f"{name}[{t!r}]")
+            for t, n in value.items()}
+
+
 def check_runs_root(value, name: str = "runs_root") -> Path | None:
     """Type only (a path or None: ``$CAMTRAP_SSL_RUNS`` or the repository's ``runs/``); whether it
     can be written is :meth:`RunSpec.check_writable`'s business, just before work starts."""

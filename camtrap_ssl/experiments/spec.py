@@ -70,6 +70,7 @@ from camtrap_ssl.experiments.checks import (  # re-exported: the studies check w
     check_nonneg_number,
     check_positive_int,
     check_profile,
+    check_replicates,
     check_runs_root,
     check_seed,
     check_strip,
@@ -494,7 +495,8 @@ def grid_specs(backbones, targets, seeds=None, seeded_pretraining=(), replicates
         raise ValueError(f"pretrain_seed={common['pretrain_seed']!r} and seeded_pretraining="
                          f"{sorted(seeded)} both set the pretraining seed; give one")
     targets = names(targets, "targets")
-    runs = {t: replicate_seeds(seeds, (replicates or {}).get(t)) for t in targets}
+    replicates = check_replicates(replicates)
+    runs = {t: replicate_seeds(seeds, replicates.get(check_target(t))) for t in targets}
     return [RunSpec(b, t, seed=s, **({"pretrain_seed": s} if b in seeded else {}), **common)
             for t in targets for b in names(backbones, "backbones") for s in runs[t]]
 
@@ -505,9 +507,7 @@ def replicate_seeds(seeds, n: int | None) -> list[int]:
     seeds = list(seeds)
     if n is None:
         return seeds
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"replicates: {n!r} runs is not allowed; a target's runs must be an "
-                         "integer >= 1")
+    check_positive_int(n, "replicates (runs of a target)")
     return (seeds + list(range(max(seeds) + 1, max(seeds) + 1 + n)))[:n]
 
 

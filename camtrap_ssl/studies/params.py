@@ -60,21 +60,12 @@ def replicates_for(profile, replicates=None) -> dict:
     keeps it), or (``None``) the power design's for ``profile`` (:data:`REPLICATES`, ``{}`` for a
     profile it does not name)."""
     if replicates is not None:
-        return {S.check_target(t, "replicates target"): n for t, n in replicates.items()}
+        return S.check_replicates(replicates)
     return dict(REPLICATES.get(getattr(profile, "name", profile), {}))
 
 
 def _replicates(value, name):
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise ValueError(f"{name}={value!r} is not allowed; {name} must be None (the power "
-                         "design's) or a dict {target: runs per backbone}")
-    for target, n in value.items():
-        S.check_target(target, f"{name} target")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{name}={value!r} is not allowed; {name} must be a dict mapping each target to "
-                             f"an integer >= 1 (runs per backbone), and {target!r} has {n!r}")
+    S.check_replicates(value, name)
 
 
 def _rule(desc: str, ok):
