@@ -366,3 +366,42 @@ def test_run_workers_parallelise_only_small_cpu_runs():
     big = grid_specs(["supervised_r50"], ["syn_ena24"], [0, 1], profile="paper")
     assert parallel.run_workers(big) == 1 == parallel.profile_workers("paper")
     assert parallel.run_workers(small) == min(2, parallel.profile_workers("tiny"))
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_two_workers_drawing_the_same_world_at_once_leave_one_whole_world(tmp_path, monkeypatch):
+    """The warm-up's cache safety does not rest on targets never sharing a world: two workers that
+    generate and decode the same target into one empty cache at the same moment both finish, leave
+    no half-written folder or file, and what stays is what one process alone writes."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    from camtrap_ssl.experiments import parallel
+    from camtrap_ssl.experiments.spec import RunSpec
+
+    def cached(cache):
+        worlds = {p.relative_to(cache): p.read_bytes() for p in cache.rglob("*.json")}
+        arrays = {}
+        for p in (cache / "targets").glob("*.npz"):
+            with np.load(p) as f:
+                arrays[p.name] = {k: f[k] for k in f.files}
+        return worlds, arrays
+
+    spec = RunSpec("supervised", "syn_serengeti", "tiny", runs_root=str(tmp_path / "runs"))
+    monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "race"))  # the spawned workers inherit it
+    with ProcessPoolExecutor(2, mp.get_context("spawn")) as pool:
+        done = list(pool.map(parallel._warm_quietly, [spec, spec], [str(tmp_path / "log")] * 2))
+    assert done == ["syn_serengeti", "syn_serengeti"]
+    monkeypatch.setenv("CAMTRAP_SSL_CACHE", str(tmp_path / "alone"))
+    parallel._warm_quietly(spec, str(tmp_path / "log"))
+    race, alone = cached(tmp_path / "race"), cached(tmp_path / "alone")
+    assert race[0] and race[0] == alone[0]  # the world's JSON files, byte for byte
+    # the decoded arrays (their file names key the files' modification times, so differ)
+    by_ids = lambda d: sorted(d.values(), key=lambda a: a["ids"].tolist())  # noqa: E731
+    assert len(race[1]) == len(alone[1]) > 0
+    for a, b in zip(by_ids(race[1]), by_ids(alone[1])):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    leftovers = [p for p in (tmp_path / "race").rglob("*") if p.name.startswith((".tmp-", "."))]
+    assert leftovers == []
