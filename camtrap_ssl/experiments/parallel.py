@@ -82,8 +82,9 @@ def train_in_workers(specs, workers: int | None = None) -> int:
     first data of each distinct target in the workers side by side (generation is single-threaded
     drawing; every world and decoded cache is written to a temporary name and renamed into place,
     so two workers that meet on one world both finish with the same files, as a test races them),
-    any other data of a target (another view) after it. An error in a worker is raised here with its traceback. Returns the number of runs
-    trained in workers (0: nothing to do, or one worker: the caller trains them itself)."""
+    any other data of a target (another view) after it. An error in a worker is raised here with
+    its traceback. Returns the number of runs trained in workers (0: nothing to do, or one worker:
+    the caller trains them itself)."""
     specs = list(specs)
     workers = run_workers(specs) if workers is None else int(workers)
     todo = [s for s in specs if finished_summary(s.check_writable(), s.convergence_tolerance) is None]
