@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import check_images, eval_mode, get_layer, model_device
 
 SCORECAM_VARIANTS: tuple[str, ...] = ("authors", "paper", "pytorch_grad_cam")
@@ -297,7 +297,7 @@ class ScoreCAM(LayerMethod):
             _check_target_range(targets, logits.shape[1])
             fill = _fill(model, x_all, variant)
             blank_probs = F.softmax(model(torch.zeros_like(x_all[:1])), dim=1)[0]
-            for n in tqdm(range(x_all.shape[0]), desc="Score-CAM", disable=not self.progress):
+            for n in progress_bar(range(x_all.shape[0]), desc="Score-CAM", show=self.progress):
                 a, t = acts[n], int(targets[n])
                 flat = a.flatten(1)
                 lo, hi = flat.min(1).values, flat.max(1).values

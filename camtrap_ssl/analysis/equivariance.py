@@ -49,7 +49,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis.transforms import (
     TRANSFORM_FAMILIES,
@@ -58,6 +57,7 @@ from camtrap_ssl.analysis.transforms import (
     is_identity,
     translation_pixels,
 )
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import (
     BLOCKS,
     blocks,
@@ -259,7 +259,7 @@ def equivariance_errors(model: nn.Module, images: torch.Tensor, labels=None,
     rows = []
     with eval_mode(model):
         base = features(images)
-        for spec, family, value in tqdm(specs, desc="equivariance", disable=not progress):
+        for spec, family, value in progress_bar(specs, desc="equivariance", show=progress):
             moved = features(act_on_input(images, family, value))
             for depth, b in enumerate(BLOCKS, start=1):
                 f0, f1 = base[b], moved[b]

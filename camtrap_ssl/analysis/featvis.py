@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import eval_mode, model_device
 
 OBJECTIVES: tuple[str, ...] = ("neuron", "channel", "layer", "class")
@@ -195,8 +196,6 @@ def _png_bytes(image: np.ndarray) -> bytes:
 def _optimize(model, module, name, objective, unit, position, size, steps, lr, seed,
               transforms, decorrelate, fft, progress):
     """Run the optimization; returns (image (H, W, 3), value_start, value_end)."""
-    from tqdm.auto import tqdm
-
     _, param, transform, _ = _lucent()
     obj = _make_objective(objective, name, unit, position)
     store: dict[str, torch.Tensor] = {}
@@ -221,7 +220,7 @@ def _optimize(model, module, name, objective, unit, position, size, steps, lr, s
                     return float(-obj(T))
 
             start = value(image_f())
-            for _ in tqdm(range(steps), desc=f"featvis {objective} {name}", disable=not progress):
+            for _ in progress_bar(range(steps), desc=f"featvis {objective} {name}", show=progress):
                 opt.zero_grad()
                 model(tf(image_f()))
                 grads = torch.autograd.grad(obj(T), params)
@@ -287,11 +286,9 @@ def visualize(model: nn.Module, objective: str = "channel", layer: str | None = 
 def visualize_units(model: nn.Module, objective: str, layer: str | None, units: Sequence,
                     **kw) -> list[FeatVis]:
     """:func:`visualize` for several units of one layer, with a progress bar over units."""
-    from tqdm.auto import tqdm
-
     progress = kw.pop("progress", True)
     return [visualize(model, objective, layer, u, **kw)
-            for u in tqdm(list(units), desc=f"featvis {objective}", disable=not progress)]
+            for u in progress_bar(list(units), desc=f"featvis {objective}", show=progress)]
 
 
 def plot_featvis(results: Sequence[FeatVis], titles: Sequence[str] | None = None,

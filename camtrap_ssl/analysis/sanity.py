@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from scipy.stats import rankdata
 from torch import nn
-from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis.attribution import METHODS, attribute, to_2d
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import check_images, get_layer
 
 CASCADE: tuple[str, ...] = ("fc", "layer4", "layer3", "layer2", "layer1")
@@ -84,7 +84,7 @@ def cascading_randomisation(model: nn.Module, images: torch.Tensor, target,
 
     before = maps(model)
     rows = []
-    for stage in tqdm(range(1, len(cascade) + 1), desc="randomisation", disable=not progress):
+    for stage in progress_bar(range(1, len(cascade) + 1), desc="randomisation", show=progress):
         after = maps(randomise(model, cascade[:stage], seed))
         for meth in methods:
             r = np.array([_spearman(a, b) for a, b in zip(before[meth], after[meth])])

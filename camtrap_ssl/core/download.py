@@ -32,9 +32,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from tqdm.auto import tqdm
-
 from camtrap_ssl.core.fileio import sha256_file
+from camtrap_ssl.core.progress import progress_bar
 
 __all__ = ["DownloadError", "DownloadTimeout", "ChecksumError", "FailFast", "fetch",
            "failure_kind", "NETWORK_ERRORS"]
@@ -105,8 +104,8 @@ def _copy(source: Path, part: Path, progress: bool) -> None:
     if offset > total:
         offset = 0
     with open(source, "rb") as src, open(part, "ab" if offset else "wb") as dst, \
-            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.name,
-                 disable=not progress) as bar:
+            progress_bar(total=total, initial=offset, unit="B", unit_scale=True, desc=source.name,
+                         show=progress) as bar:
         src.seek(offset)
         for chunk in iter(lambda: src.read(1 << 20), b""):
             dst.write(chunk)
@@ -159,8 +158,8 @@ def _http(url, part: Path, deadline, limit, stall, progress, user_agent, retry_4
         written = offset
         sock = _socket_of(resp)
         with open(part, "ab" if resumed else "wb") as f, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                     desc=part.name[:-5], disable=not progress) as bar:
+                progress_bar(total=total, initial=offset, unit="B", unit_scale=True,
+                             desc=part.name[:-5], show=progress) as bar:
             while True:
                 wait = stall
                 try:

@@ -55,6 +55,7 @@ from datetime import datetime
 from pathlib import Path
 
 from camtrap_ssl.core import download as dl
+from camtrap_ssl.core.progress import progress_bar
 
 __all__ = ["CamtrapDPError", "CamtrapPackage", "TABLES", "EVENT_GAP_S", "SCHEMA_DIR",
            "OBSERVATION_TYPES", "read_camtrapdp", "load_schema", "validate_tables",
@@ -371,10 +372,9 @@ def fetch_media(pkg: CamtrapPackage, media_ids, cache: Path, *, timeout: float =
         dl.fetch(url, dest, timeout=timeout, stall=min(30.0, timeout))
         return dest
 
-    from tqdm.auto import tqdm
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [(item, pool.submit(one, item)) for item in remote]
-        for (mid, url, dest), fut in tqdm(futures, desc="fetching media", disable=not progress):
+        for (mid, url, dest), fut in progress_bar(futures, desc="fetching media", show=progress):
             try:
                 paths[mid] = fut.result()
                 fail_fast.record(None)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data.images import to_rgb
 from camtrap_ssl.data.strip import strip_rows
 
@@ -458,9 +459,8 @@ class CCTDataset(torch.utils.data.Dataset):
         self.bad_files: list[tuple[str, str]] = []
         verdict: dict = {}
         if scan != "none":
-            from tqdm.auto import tqdm
-            for iid in tqdm(dict.fromkeys(i for i, _ in candidates), desc="scanning images",
-                            disable=not progress):
+            for iid in progress_bar(dict.fromkeys(i for i, _ in candidates), desc="scanning images",
+                                    show=progress):
                 path = index.path_of(iid)
                 if scan == "quick":
                     reason = check_image_file(path)

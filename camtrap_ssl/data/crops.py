@@ -45,7 +45,6 @@ image files' sizes and modification times.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import math
@@ -59,6 +58,7 @@ from PIL import Image
 
 from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data import camtrapdp, cct, embedded, megadetector, splits, strip, user
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.images import to_rgb
@@ -333,7 +333,6 @@ def _decode(index, rows: list[Box], size, margin, strip_fraction, masks, progres
     if path.is_file():
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    from tqdm.auto import tqdm
     images = np.zeros((len(rows), 3, size, size), np.uint8)
     mask_arr = np.zeros((len(rows), 1, size, size), np.uint8) if masks else None
     ok = np.zeros(len(rows), bool)
@@ -341,8 +340,8 @@ def _decode(index, rows: list[Box], size, margin, strip_fraction, masks, progres
     by_image: dict = {}
     for k, b in enumerate(rows):
         by_image.setdefault(b.image_id, []).append(k)
-    for iid, ks in tqdm(by_image.items(), desc=f"cropping {index.json_path.stem} {size}px",
-                        disable=not progress or len(by_image) < 200):
+    for iid, ks in progress_bar(by_image.items(), desc=f"cropping {index.json_path.stem} {size}px",
+                                show=progress and len(by_image) >= 200):
         try:
             crops = crop_image(index.path_of(iid), [rows[k].bbox for k in ks], size, margin,
                                strip_fraction)

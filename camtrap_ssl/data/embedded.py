@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, paths
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, Profile, get_profile
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data import cct, splits, strip, synthetic
 from camtrap_ssl.data.datasets import ArrayDataset, Target
 from camtrap_ssl.data.synthetic.scenes import strip_height
@@ -99,8 +99,8 @@ def decoded_samples(index: cct.CCTIndex, size: int, strip_fraction: float, masks
                            f"{index.json_path.parent} to generate it again")
     images = np.empty((len(ds), 3, size, size), np.uint8)
     mask_arr = np.empty((len(ds), 1, size, size), np.uint8) if masks else None
-    for k in tqdm(range(len(ds)), desc=f"decoding {index.json_path.stem} {size}px",
-                  disable=not progress or len(ds) < 500):
+    for k in progress_bar(range(len(ds)), desc=f"decoding {index.json_path.stem} {size}px",
+                          show=progress and len(ds) >= 500):
         item = ds[k]
         images[k] = _to_uint8_nchw(item[0]).numpy()
         if masks:

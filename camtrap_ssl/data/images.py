@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from camtrap_ssl.core.progress import progress_bar
+
 EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FITS: tuple[str, ...] = ("squash", "letterbox")
 
@@ -97,10 +99,9 @@ def load_image_folder(folder, size: int, recursive: bool = True, limit: int | No
     if not paths:
         raise ValueError(f"no image files ({', '.join(EXTENSIONS)}) in {str(folder)!r}"
                          + ("" if recursive else " (recursive=False)"))
-    from tqdm.auto import tqdm
 
     tensors, kept, skipped = [], [], []
-    for p in tqdm(paths, desc="images", disable=not progress):
+    for p in progress_bar(paths, desc="images", show=progress):
         if limit is not None and len(kept) >= limit:
             break
         try:

@@ -46,10 +46,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from camtrap_ssl.core import download as dl
 from camtrap_ssl.core.fileio import atomic_write_json
+from camtrap_ssl.core.progress import progress_bar
 
 __all__ = ["CATALOGUE", "MIRRORS", "DEFAULT_MIRROR", "LilaDownloadError", "DownloadReport",
            "download_dataset", "add_cli", "IMAGE_TIMEOUT", "STALL", "FAIL_FAST"]
@@ -367,8 +366,8 @@ def download_dataset(name: str, dest, classes=None, per_class: int | None = None
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         futures = {pool.submit(one, im): im for im in todo}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc=f"{name} images",
-                        disable=not progress):
+        for fut in progress_bar(as_completed(futures), total=len(futures), desc=f"{name} images",
+                                show=progress):
             im = futures[fut]
             try:
                 fetched = fut.result()

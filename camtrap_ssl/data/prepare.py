@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from camtrap_ssl.core.fileio import atomic_write_json
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data.cct import CCTIndex, bad_image_reason, decode_image, sample_list
 
 __all__ = ["prepare", "PreparedDataset", "cache_key", "FORMAT_VERSION"]
@@ -125,7 +126,6 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
     ids, labels, bad = [], [], []
     row = 0
     try:
-        from tqdm.auto import tqdm
 
         def work(sample):
             path = index.path_of(sample[0])
@@ -134,7 +134,7 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
             except Exception as e:  # listed once, with its path once
                 return sample, None, f"{path}: {bad_image_reason(e)}"
 
-        bar = tqdm(total=len(samples), desc=f"preparing {size}px", disable=not progress)
+        bar = progress_bar(total=len(samples), desc=f"preparing {size}px", show=progress)
         with ThreadPoolExecutor(max_workers=workers) as pool, bar:
             for start in range(0, len(samples), 1024):  # bounded number of decoded images
                 for (iid, label), img, err in pool.map(work, samples[start:start + 1024]):

@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import Profile
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data.datasets import stratified_fraction
 from camtrap_ssl.data.user import target_key
 from camtrap_ssl.experiments import compare_stats
@@ -59,8 +59,8 @@ from camtrap_ssl.experiments.backbones import (
     is_checkpoint_file,
     parse_embedded,
 )
-from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.experiments.checks import _refuse
+from camtrap_ssl.experiments.finetuning import finetune_run, load_spec_target
 from camtrap_ssl.experiments.spec import (
     RunSpec,
     check_label_fraction,
@@ -272,7 +272,7 @@ def _extract(model, dataset, crop: int, desc: str, progress: bool) -> np.ndarray
     model.eval()
     out = []
     with torch.no_grad():
-        for i in tqdm(range(0, len(dataset), BATCH), desc=desc, disable=not progress, leave=False):
+        for i in progress_bar(range(0, len(dataset), BATCH), desc=desc, show=progress, leave=False):
             idx = torch.arange(i, min(i + BATCH, len(dataset)))
             x = (dataset.get_batch(idx)[0] if hasattr(dataset, "get_batch")  # in-memory worlds
                  else torch.stack([dataset[int(j)][0] for j in idx]))  # prepared files
@@ -529,7 +529,7 @@ def run_compare(plan: ComparePlan, progress: bool = True, echo=print) -> Compare
     code = provenance.code_version()
     rows, preds, t_feat = [], {}, 0.0
     probes = [p for p in plan.protocols if p != "fine-tune"]
-    bar = tqdm(total=plan.n_fits() * len(probes), desc="probes", disable=not progress)
+    bar = progress_bar(total=plan.n_fits() * len(probes), desc="probes", show=progress)
     for spec in plan.specs:
         t0 = time.perf_counter()
         feats = target_features(spec, tgt, progress)

@@ -24,9 +24,9 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import paths
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.experiments.results import run_row
 from camtrap_ssl.experiments.spec import RunSpec, grid_specs
 from camtrap_ssl.train import rundir
@@ -92,7 +92,7 @@ def run_specs(specs: list[RunSpec], progress: bool = True) -> pd.DataFrame:
     [spec.data_identity for spec in specs]
     [spec.run_dir() for spec in specs]
     rows = []
-    for spec in tqdm(specs, desc="grid", disable=not progress):
+    for spec in progress_bar(specs, desc="grid", show=progress):
         rd = spec.run_dir()
         executed = not rundir.RunDir(rd).is_complete
         if executed:

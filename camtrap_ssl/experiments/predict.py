@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from camtrap_ssl.core.fileio import atomic_write_json, read_json
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data import camtrapdp, cct, crops, megadetector
 from camtrap_ssl.data.camtrapdp_write import add_observations
 from camtrap_ssl.data.images import EXTENSIONS, list_images
@@ -246,7 +247,6 @@ def predict(run, target, out, *, detections=None, threshold: float | None = None
           f"view {prep['view']}, {len(classes)} classes) on {device}: about "
           f"{max(1, math.ceil(per_input * len(inputs)))} s", flush=True)
 
-    from tqdm.auto import tqdm
     results, failed, batch = [], [], []
 
     def flush():
@@ -259,7 +259,7 @@ def predict(run, target, out, *, detections=None, threshold: float | None = None
                     k += 1
             batch.clear()
 
-    bar = tqdm(total=len(inputs), desc="predicting", disable=not progress)
+    bar = progress_bar(total=len(inputs), desc="predicting", show=progress)
     for it in items:
         bs = [None] if it.boxes is None else list(it.boxes)
         if not bs:

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.core.seeding import seeded
 from camtrap_ssl.models import create_model
 from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
@@ -152,8 +152,8 @@ def pretrain(cfg: PretrainConfig, images: np.ndarray, labels: np.ndarray | None,
 
     hook_gen = torch.Generator().manual_seed(cfg.seed + 1)  # for the methods' epoch hooks
     t0 = time.time() - elapsed
-    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
-               desc=f"pretrain {cfg.method}")
+    bar = progress_bar(total=total_steps, initial=start_epoch * steps_per_epoch, show=progress,
+                       desc=f"pretrain {cfg.method}")
     backbone.train()
     objective.train()
     epoch = start_epoch

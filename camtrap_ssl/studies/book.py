@@ -29,10 +29,10 @@ from pathlib import Path
 from camtrap_ssl.core import download as dl
 from camtrap_ssl.core import fileio, paths, provenance
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
-from camtrap_ssl.studies import budget
 from camtrap_ssl.experiments.checks import check_choice
 from camtrap_ssl.experiments.parallel import profile_workers
 from camtrap_ssl.models.utils import PRECISIONS
+from camtrap_ssl.studies import budget
 from camtrap_ssl.studies.params import ROOT, SEEDED_STUDIES, STUDIES, execute_study, notebook_parameters
 
 BOOK = ROOT / "book"
@@ -90,7 +90,8 @@ def run_studies(profile: str = DEFAULT_PROFILE, seed: int = 0, runs_root: str | 
     check_precision(precision)
     timings = {}
     # A published page carries no progress bars: the kernels inherit TQDM_DISABLE (tqdm reads its
-    # defaults from TQDM_* variables), while this process prints one line per study.
+    # defaults from TQDM_* variables; core.progress makes every bar of the package so that the
+    # variable hides it), while this process prints one line per study.
     saved = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     try:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis import attribution as A
 from camtrap_ssl.core import fileio
 from camtrap_ssl.core.profiles import DEFAULT_PROFILE, get_profile
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data.images import load_image_folder
 from camtrap_ssl.experiments.backbones import (
     PRETRAIN_SEED,
@@ -290,8 +290,8 @@ def explain_folder(pair: Pair, folder, out_dir, methods=("guided_backprop", "gra
     images, files = load_image_folder(folder, size, limit=limit)
     rows = []
     t0 = time.perf_counter()
-    for x, path in tqdm(list(zip(images, files)), desc="explaining", unit="image",
-                        disable=not progress):
+    for x, path in progress_bar(list(zip(images, files)), desc="explaining", unit="image",
+                                show=progress):
         x = x[None]
         fig = Figure(figsize=(2.2 * (1 + len(methods)), 2.3 * len(pair.models)))
         axes = fig.subplots(len(pair.models), 1 + len(methods), squeeze=False)

@@ -68,15 +68,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import fileio, provenance
 from camtrap_ssl.core.profiles import LR_SCHEDULES
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import PRECISIONS, autocast, resolve_precision
 from camtrap_ssl.models.weights import load_checkpoint
 from camtrap_ssl.train import distributed, rundir
 from camtrap_ssl.train import metrics as M
-from camtrap_ssl.train.metrics import monitor_indices  # noqa: F401  (public here too)
 from camtrap_ssl.train import predictions as P
 from camtrap_ssl.train.augment import (
     AUGMENTATIONS,
@@ -87,6 +86,7 @@ from camtrap_ssl.train.augment import (
     single_threaded,
     train_transform,
 )
+from camtrap_ssl.train.metrics import monitor_indices  # noqa: F401  (public here too)
 
 # Convergence epochs recorded in every summary (points of top-1 below the best), for the tables.
 CONVERGENCE_TOLERANCES = (0.5, 1.0, 2.0)
@@ -515,8 +515,8 @@ def _train(model, train_set, val_set, class_names, cfg: FinetuneConfig, run: run
     final_eval = None  # the last whole-split (logits, labels) on rank 0, for predictions.npz
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start * steps_per_epoch,
-               disable=not (progress and dist.is_main), desc=f"fine-tune {run.path.name}")
+    bar = progress_bar(total=cfg.epochs * steps_per_epoch, initial=start * steps_per_epoch,
+                       show=progress and dist.is_main, desc=f"fine-tune {run.path.name}")
     t0 = time.time() - elapsed
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)

@@ -47,10 +47,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core.fileio import atomic_write_bytes
 from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.progress import progress_bar
 
 from .render import Canvas
 from .scenes import Individual, Site, make_site, render_frame, stamp, strip_height
@@ -395,7 +395,7 @@ def write_camtrap_world(name: str | CamtrapSpec, root, profile: Profile | str, s
     site_cache: dict = {}
     images, annotations = [], []
     total = sum(s.n_frames for s in seqs)
-    bar = tqdm(total=total, desc=f"{name} frames", leave=False, disable=total < 500)
+    bar = progress_bar(total=total, desc=f"{name} frames", leave=False, show=total >= 500)
     for s in seqs:
         season_idx = [c for c, _, _ in spec.seasons].index(s.season) if s.season else 0
         key = (s.site, season_idx)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from camtrap_ssl.core import paths
 from camtrap_ssl.core.fileio import atomic_write_bytes
 from camtrap_ssl.core.profiles import Profile, get_profile
+from camtrap_ssl.core.progress import progress_bar
 
 from .render import Canvas, jitter_color, random_color, smooth_noise
 from .species import extent, paint
@@ -180,7 +180,7 @@ def _render_split(world: str, painters: list, per_class: int, size: int, seed: i
     wid, sid = stable_id(world), stable_id(split)
     k = 0
     # class-interleaved order: every prefix of the split is (nearly) balanced
-    for i in tqdm(range(per_class), desc=f"{world} {split}", leave=False, disable=n < 2000):
+    for i in progress_bar(range(per_class), desc=f"{world} {split}", leave=False, show=n >= 2000):
         for c, name in enumerate(painters):
             rng = np.random.default_rng([int(seed), wid, sid, c, i])
             images[k], masks[k] = object_image(name, rng, size, ss)
