@@ -237,6 +237,8 @@ def test_answer_groups_conditions_by_what_the_adjusted_test_supports():
     assert "in 3 of the 5" in cannot and "2 of them with too few seeds" in cannot
     assert "mid" not in cannot  # unresolved conditions are counted, not listed
     assert "Holm 1979" in text and "5 distinct conditions" in text and "99 %" in text
+    # which seeds the runs used, per set of seeds, in ranges
+    assert "over seeds 0,1 (1 condition), 0-2 (4 conditions)." in text
 
 
 def test_a_run_shared_by_several_axes_is_one_condition_of_the_family():

@@ -207,6 +207,22 @@ def _named(g: pd.DataFrame) -> str:
     return "; ".join(items) + (f"; and {more} more (see the table)" if more > 0 else "")
 
 
+def _seed_range(seeds: str) -> str:
+    """``"0,1,2,3"`` as ``"0-3"`` where the seeds run without a gap, else as given."""
+    k = [int(x) for x in seeds.split(",")]
+    gapless = len(k) > 2 and k == list(range(k[0], k[-1] + 1))
+    return f"{k[0]}-{k[-1]}" if gapless else ",".join(map(str, k))
+
+
+def _seed_sets(seeds: pd.Series) -> str:
+    """The seed sets of the conditions, each with how many conditions ran it: ``seeds 0-2 (5
+    conditions), 0-8 (1 condition)``."""
+    counts = {s: int(n) for s, n in seeds.value_counts().items()}
+    order = sorted(counts, key=lambda s: (len(s.split(",")), s))
+    named = [f"{_seed_range(s)} ({counts[s]} condition{'s' if counts[s] > 1 else ''})" for s in order]
+    return "seeds " + ", ".join(named)
+
+
 def answer_sentences(table: pd.DataFrame, alpha: float = report.ALPHA) -> str:
     """The answer in a few words (Markdown): how many of the page's distinct conditions favour
     SSL, SL or neither under the Holm-adjusted test, naming the resolved ones."""
@@ -224,11 +240,10 @@ def answer_sentences(table: pd.DataFrame, alpha: float = report.ALPHA) -> str:
              f"* **Cannot tell** in {len(neither)} of the {n}"
              + (f" ({untested} of them with too few seeds or no seed variance to test)"
                 if untested else "") + "."]
-    seeds = sorted(set(table.seeds))
     level = 100 * (1 - alpha / n)
     lines.append(
         f"\n(Top-1 differences in points, SSL minus {table.minus.iloc[0]}, paired by run over "
-        f"seeds {', '.join(seeds)}. The family is the page's {n} distinct conditions, a "
+        f"{_seed_sets(table.seeds)}. The family is the page's {n} distinct conditions, a "
         f"run shared by several axes counted once, controlled by Holm's step-down procedure "
         f"(Holm 1979) on the paired t-tests at family-wise alpha = {alpha:g}; the intervals are "
         f"simultaneous Bonferroni t-intervals at {level:.3g} % each. A row whose claim is "
