@@ -1,10 +1,9 @@
 """Progress bars: shown where a caller asks, hidden by ``show=False`` and by ``TQDM_DISABLE``.
 
 The book sets ``TQDM_DISABLE=1`` for its kernels so that no published page carries a bar. tqdm
-reads that variable as a default, which an argument in the call overrides: a bar made with
-``disable=False`` (as world generation's was, for worlds of 500 frames or more) showed on the
-published gallery, RQ1 and Study 3 pages. Each check runs in a fresh process, because tqdm reads
-the variable when it is imported.
+reads that variable as a default, which an argument in the call overrides, and ``tqdm.notebook``
+(what ``tqdm.auto`` gives in a kernel) always passes one: the world-generation and decoding bars
+showed on the demo book's gallery, RQ1 and Study 3 pages. Each check runs in a fresh process.
 """
 import ast
 import os
@@ -39,6 +38,19 @@ def test_a_bar_shows_unless_the_caller_or_the_environment_hides_it(tmp_path):
     assert "bar-" not in _stderr(code, "1", tmp_path)
 
 
+def test_the_notebook_bar_is_hidden_by_the_environment_too(tmp_path):
+    """``tqdm.notebook`` ignores ``TQDM_DISABLE`` on its own; the package's bar does not."""
+    pytest.importorskip("ipywidgets")
+    code = ("import tqdm.auto, tqdm.notebook\n"
+            "tqdm.auto.tqdm = tqdm.notebook.tqdm  # as in a Jupyter kernel\n"
+            "from camtrap_ssl.core.progress import progress_bar\n"
+            "import sys\n"
+            "print(progress_bar(range(3), show=True).disable,\n"
+            "      tqdm.notebook.tqdm(range(3)).disable, file=sys.stderr)\n")
+    assert _stderr(code, "1", tmp_path).split()[-2:] == ["True", "False"]
+    assert _stderr(code, None, tmp_path).split()[-2:] == ["False", "False"]
+
+
 def test_world_generation_shows_its_bar_only_where_tqdm_is_not_disabled(tmp_path):
     """The bar that reached the published pages: a world of 500 frames or more."""
     code = ("from camtrap_ssl.data import synthetic\n"
@@ -48,8 +60,8 @@ def test_world_generation_shows_its_bar_only_where_tqdm_is_not_disabled(tmp_path
 
 
 def test_every_bar_of_the_package_is_made_where_the_environment_can_hide_it():
-    """No ``tqdm(..., disable=...)`` call anywhere in the package: ``progress_bar(show=...)``
-    instead (a ``tqdm`` call without ``disable`` keeps tqdm's defaults, so it is allowed)."""
+    """No ``tqdm(...)`` call anywhere in the package but the one in ``core.progress``:
+    ``progress_bar(show=...)`` instead."""
     offenders, calls = [], 0
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -57,9 +69,9 @@ def test_every_bar_of_the_package_is_made_where_the_environment_can_hide_it():
             name = getattr(name, "id", getattr(name, "attr", ""))
             if isinstance(node, ast.Call) and name == "tqdm":
                 calls += 1
-                if any(k.arg == "disable" for k in node.keywords) and path.name != "progress.py":
+                if path.name != "progress.py":
                     offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
-    assert calls > 0  # the walk finds tqdm calls at all
+    assert calls > 0  # the walk finds tqdm calls at all (progress.py's)
     assert offenders == []
 
 

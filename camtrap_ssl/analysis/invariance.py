@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 from sklearn.covariance import LedoitWolf
 from torch import nn
-from tqdm.auto import tqdm
 
 from camtrap_ssl.analysis.class_selection import (  # noqa: F401  (re-exported)
     CRITERIA,
@@ -56,6 +55,7 @@ from camtrap_ssl.analysis.transforms import (  # noqa: F401  (re-exported)
     translation_pixels,
     value_label,
 )
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.models.utils import blocks, check_images, eval_mode, model_device
 
 
@@ -143,8 +143,8 @@ def invariance_curves(model: nn.Module, images: torch.Tensor, labels, families=N
     n_batches = math.ceil(n_inputs / batch_size)
     bar = None
     if progress:
-        bar = tqdm(total=n_batches, desc=f"invariance{f' {model_name}' if model_name else ''}",
-                   unit="batch")
+        bar = progress_bar(total=n_batches, unit="batch",
+                           desc=f"invariance{f' {model_name}' if model_name else ''}")
     try:
         with eval_mode(model), torch.no_grad():
             buf_keys, buf = [], []

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from camtrap_ssl.core import intervals
+from camtrap_ssl.core.progress import progress_bar
 from camtrap_ssl.data.embedded import FAMILY_TARGETS
 from camtrap_ssl.data.synthetic import FAMILY_STEPS
 from camtrap_ssl.experiments.backbones import describe_backbone, embedded_name
@@ -69,9 +70,7 @@ def probe_results(specs, progress: bool = False) -> pd.DataFrame:
     """One row per linear probe of ``specs`` (read where recorded, else computed and recorded;
     the features of one backbone, pretraining seed, target and view are extracted once)."""
     specs = list(specs)
-    if progress:
-        from tqdm.auto import tqdm
-        specs = tqdm(specs, desc="linear probes", unit="probe")
+    specs = progress_bar(specs, show=progress, desc="linear probes", unit="probe")
     return pd.DataFrame([probe_row(s, linear_probe_run(s)) for s in specs])
 
 
