@@ -105,6 +105,14 @@ class RegionModel(torch.nn.Module):
         return torch.stack([20 * (region - 0.25), torch.zeros_like(region)], 1)
 
 
+class CountingRegionModel(RegionModel):
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
 def test_deletion_auc_is_low_for_the_map_on_what_the_model_reads():
     from camtrap_ssl.analysis.localisation import deletion_auc
 
@@ -118,6 +126,10 @@ def test_deletion_auc_is_low_for_the_map_on_what_the_model_reads():
     good = deletion_auc(RegionModel(), x, [0] * 4, on, features_in_step=64)
     bad = deletion_auc(RegionModel(), x, [0] * 4, off, features_in_step=64)
     assert (good < bad - 0.2).all()
+    # the default step is 1/16 of the pixels, flipped over the map broadcast to 3 channels
+    counting = CountingRegionModel()
+    deletion_auc(counting, x, [0] * 4, on)
+    assert counting.calls == 3 * 16
     blank = deletion_auc(RegionModel(), x, [0] * 4, torch.zeros(4, 1, 32, 32), 64)
     assert np.isnan(blank).all()
     with pytest.raises(ValueError, match="features_in_step"):

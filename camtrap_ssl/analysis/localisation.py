@@ -161,8 +161,11 @@ def deletion_auc(model, images: torch.Tensor, targets, maps, features_in_step: i
 
     Lower is more faithful: a map that ranks the pixels the model relies on first makes the
     probability collapse early. The area is the mean of the curve (so it lies in [0, 1] like a
-    probability). ``features_in_step`` pixels are removed per step (default: 1/16 of the
-    image, so 16 forward passes per image batch). Blank maps have no order and get NaN.
+    probability). ``features_in_step`` features are removed per step (default: 1/16 of the
+    pixels). Quantus flips the map broadcast over the channels, one feature per channel and pixel,
+    so a 3-channel image takes 3 x 16 = 48 forward passes per image batch (it also requires the
+    step to divide the pixel count, so a step of whole pixels is not available). Blank maps have
+    no order and get NaN.
     """
     import quantus
 
