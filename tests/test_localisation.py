@@ -117,20 +117,53 @@ def test_deletion_auc_is_low_for_the_map_on_what_the_model_reads():
     from camtrap_ssl.analysis.localisation import deletion_auc
 
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    x[:, :, 0, 0] = 0.0  # Quantus's "black" is the image minimum
+    x[:, :, 0, 0] = 0.0  # black is the image minimum
     on = torch.zeros(4, 1, 32, 32)
     on[:, :, 16:24, 8:16] = 1.0 + torch.rand(4, 1, 8, 8)
     off = torch.zeros(4, 1, 32, 32)
     off[:, :, 0:8, 20:28] = 1.0 + torch.rand(4, 1, 8, 8)
     off += 1e-3 * torch.rand(4, 1, 32, 32)  # the rest ranked at random
-    good = deletion_auc(RegionModel(), x, [0] * 4, on, features_in_step=64)
-    bad = deletion_auc(RegionModel(), x, [0] * 4, off, features_in_step=64)
+    good = deletion_auc(RegionModel(), x, [0] * 4, on)
+    bad = deletion_auc(RegionModel(), x, [0] * 4, off)
     assert (good < bad - 0.2).all()
-    # the default step is 1/16 of the pixels, flipped over the map broadcast to 3 channels
+    # the block is 1/16 of the pixels: the map on it blackens it whole at the first of 16 steps,
+    # after which class 0's logit is 20 * (0 - 0.25) = -5 on every later step
+    assert good == pytest.approx(np.full(4, 1 / (1 + np.exp(5))), abs=1e-6)
+    # one forward pass per step and image batch, a pixel's channels flipped together
     counting = CountingRegionModel()
-    deletion_auc(counting, x, [0] * 4, on)
-    assert counting.calls == 3 * 16
-    blank = deletion_auc(RegionModel(), x, [0] * 4, torch.zeros(4, 1, 32, 32), 64)
+    deletion_auc(counting, x, [0] * 4, on, steps=16, batch_size=3)
+    assert counting.calls == 2 * 16
+    blank = deletion_auc(RegionModel(), x, [0] * 4, torch.zeros(4, 1, 32, 32))
     assert np.isnan(blank).all()
-    with pytest.raises(ValueError, match="features_in_step"):
-        deletion_auc(RegionModel(), x, [0] * 4, on, features_in_step=5)
+    with pytest.raises(ValueError, match="steps=0"):
+        deletion_auc(RegionModel(), x, [0] * 4, on, steps=0)
+    with pytest.raises(ValueError, match="must match"):
+        deletion_auc(RegionModel(), x, [0] * 3, on)
+
+
+def test_deletion_auc_is_quantus_pixel_flipping_on_one_channel():
+    """Quantus flips one channel of one pixel per feature; on a one-channel image that is a whole
+    pixel, so there the two must be the same computation (a 3-channel grey image too)."""
+    import warnings
+
+    import quantus
+
+    from camtrap_ssl.analysis.localisation import deletion_auc
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 1, 32, 32, generator=g)
+    maps = torch.rand(6, 1, 32, 32, generator=g)  # distinct values: one order, no ties
+    maps[:, :, 16:24, 8:16] += 0.5 * torch.rand(6, 1, 8, 8, generator=g)
+    y = np.array([0, 1, 0, 0, 1, 0])
+    metric = quantus.PixelFlipping(features_in_step=32 * 32 // 16, perturb_baseline="black",
+                                   disable_warnings=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curves = metric(model=RegionModel().eval(), x_batch=x.numpy(), y_batch=y,
+                        a_batch=maps.numpy().astype(np.float64), channel_first=True,
+                        softmax=True, device="cpu", batch_size=6)
+    expected = np.array([np.mean(c) for c in curves])
+    assert len(curves[0]) == 16
+    assert deletion_auc(RegionModel(), x, y, maps) == pytest.approx(expected, abs=1e-6)
+    grey = deletion_auc(RegionModel(), x.expand(-1, 3, -1, -1), y, maps, batch_size=4)
+    assert grey == pytest.approx(expected, abs=1e-6)
