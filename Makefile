@@ -9,16 +9,19 @@ PRECISION ?= auto
 
 .PHONY: book test test-fast browser rehearsal clean
 
-# The virtual environment is rebuilt when pyproject.toml changes. (pip's --no-compile saves 45 of the
-# install's 127 s, but where PYTHONDONTWRITEBYTECODE is set every kernel then recompiles what it
-# imports: the book took longer, book/speed.md.)
+# The virtual environment is rebuilt when pyproject.toml changes. uv lays out and byte-compiles
+# the 3 GB of torch and its CUDA libraries in parallel, about half pip's time on 2 cores
+# (benchmarks/bench_install.py); it does not read pip's configuration, so pip's configured indexes,
+# wheel folders and constraints are handed to it (camtrap_ssl/core/pip_to_uv.py, stdlib only).
+# The byte code stays: where PYTHONDONTWRITEBYTECODE is set, every kernel would otherwise
+# recompile torch (book/speed.md).
 # Debian's python3 lacks venv's pip (python3-venv) on a fresh machine: install it only then.
 $(VENV)/.installed: pyproject.toml
 	@python3 -m venv $(VENV) 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); } || \
 	  { echo "python3 -m venv failed: install python3-venv (Debian) and rerun"; exit 1; }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet uv
+	eval "$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode $$($(PY) -m camtrap_ssl.core.pip_to_uv) -e '.[test]'"
 	touch $@
 
 # The book serves its JavaScript itself (no CDN): camtrap_ssl.studies.book fetches the three npm

@@ -141,7 +141,8 @@ def test_missing_python3_venv_is_installed_then_the_venv_built(tmp_path):
         f'#!/bin/sh\necho "python3 $*" >> "{log}"\n[ -f "{ready}" ] || exit 1\n'
         f'mkdir -p "{venv}/bin"\n'
         f'printf \'#!/bin/sh\\necho "venv-python $*" >> "{log}"\\n\' > "{venv}/bin/python"\n'
-        f'chmod +x "{venv}/bin/python"\n')
+        f'printf \'#!/bin/sh\\necho "venv-uv $*" >> "{log}"\\n\' > "{venv}/bin/uv"\n'
+        f'chmod +x "{venv}/bin/python" "{venv}/bin/uv"\n')
     (tmp_path / "bin" / "python3").chmod(0o755)
     out = make(f"{venv}/.installed", tmp_path / "bin", f"VENV={venv}")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -149,5 +150,8 @@ def test_missing_python3_venv_is_installed_then_the_venv_built(tmp_path):
     assert got[0] == f"python3 -m venv {venv}"  # tried first, failed
     assert "apt-get install -y -qq python3-venv" in got
     assert got.index("apt-get install -y -qq python3-venv") < got.index(f"python3 -m venv {venv}", 1)
-    assert any(c.startswith("venv-python -m pip install --quiet -e") for c in got)
+    # uv installs, told pip's configured sources (the stub python prints none), byte code kept
+    assert "venv-python -m pip install --quiet uv" in got
+    assert "venv-python -m camtrap_ssl.core.pip_to_uv" in got
+    assert f"venv-uv pip install --python {venv}/bin/python --compile-bytecode -e .[test]" in got
     assert (venv / ".installed").exists()
