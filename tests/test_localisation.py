@@ -130,9 +130,10 @@ def test_deletion_auc_is_low_for_the_map_on_what_the_model_reads():
     # after which class 0's logit is 20 * (0 - 0.25) = -5 on every later step
     assert good == pytest.approx(np.full(4, 1 / (1 + np.exp(5))), abs=1e-6)
     # one forward pass per step and image batch, a pixel's channels flipped together
-    counting = CountingRegionModel()
+    counting = CountingRegionModel().train()
     deletion_auc(counting, x, [0] * 4, on, steps=16, batch_size=3)
     assert counting.calls == 2 * 16
+    assert counting.training  # scored in eval mode, the caller's mode given back
     blank = deletion_auc(RegionModel(), x, [0] * 4, torch.zeros(4, 1, 32, 32))
     assert np.isnan(blank).all()
     with pytest.raises(ValueError, match="steps=0"):

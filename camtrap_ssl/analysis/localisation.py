@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from camtrap_ssl.analysis.backgrounds import bootstrap_ci, dilate, maps_2d
+from camtrap_ssl.models.utils import eval_mode, model_device
 
 METRICS: tuple[str, ...] = ("relevance_mass", "relevance_rank", "pointing_game")
 _EPS = 1e-12
@@ -193,15 +194,15 @@ def deletion_auc(model, images: torch.Tensor, targets, maps, steps: int = 16,
     rank.scatter_(1, order, torch.arange(n_pixels).expand(len(live), -1).contiguous())
     rank = rank.reshape(len(live), 1, *a.shape[-2:])
     ends = [round(n_pixels * (k + 1) / steps) for k in range(steps)]
-    model = model.eval()
+    device = model_device(model)
     curves = np.empty((len(live), steps))
-    with torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for lo in range(0, len(live), batch_size):
             idx = live[lo:lo + batch_size]
-            xb, yb, rb = x[idx], y[idx], rank[lo:lo + batch_size]
+            xb, rb = x[idx].to(device), rank[lo:lo + batch_size].to(device)
             black = xb.amin(dim=(1, 2, 3), keepdim=True)
             for k, end in enumerate(ends):
                 p = torch.softmax(model(torch.where(rb < end, black, xb)).float(), dim=1)
-                curves[lo:lo + len(idx), k] = p[torch.arange(len(idx)), yb].numpy()
+                curves[lo:lo + len(idx), k] = p.cpu()[torch.arange(len(idx)), y[idx]].numpy()
     out[live] = curves.mean(axis=1)
     return out

@@ -126,7 +126,6 @@ def prepare(index: CCTIndex, split_ids: Iterable | None, size: int, out_dir,
     ids, labels, bad = [], [], []
     row = 0
     try:
-
         def work(sample):
             path = index.path_of(sample[0])
             try:
